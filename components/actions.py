@@ -1,0 +1,210 @@
+"""The action vocabulary: what an agent can be asked to do, as plain data.
+
+An :data:`ActionStep` is a tagged union of small frozen dataclasses. Each one serialises
+to a JSON object whose ``act`` field names the tool (``{"act": "MoveTo", "x": 3, "y": 2}``)
+and comes back with :func:`step_from_dict`. The *rules* for each tool (bounds, legal
+targets, cooldowns) live in ``systems.planning.tools``; this module is only the shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class MoveTo:
+    """Walk to tile (x, y) along a path that respects walls."""
+
+    act: ClassVar[str] = "MoveTo"
+    x: int
+    y: int
+
+
+@dataclass(frozen=True, slots=True)
+class Approach:
+    """Close in on entity ``target_id`` until it is within firing range and in sight."""
+
+    act: ClassVar[str] = "Approach"
+    target_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retreat:
+    """Fall back to tile (x, y), away from danger (moves like MoveTo, but is never interrupted
+    to return fire)."""
+
+    act: ClassVar[str] = "Retreat"
+    x: int
+    y: int
+
+
+@dataclass(frozen=True, slots=True)
+class TakeCover:
+    """Move to the cover tile (x, y) and crouch there: incoming damage is halved."""
+
+    act: ClassVar[str] = "TakeCover"
+    x: int
+    y: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attack:
+    """Fire a burst at hostile ``target_id`` (needs line of sight and ammo)."""
+
+    act: ClassVar[str] = "Attack"
+    target_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CoverFire:
+    """Suppress hostile ``target_id`` for ``seconds``: slower, less accurate shots that pin it."""
+
+    act: ClassVar[str] = "CoverFire"
+    target_id: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThrowSmoke:
+    """Throw a smoke grenade at tile (x, y); the cloud blocks line of sight for a while."""
+
+    act: ClassVar[str] = "ThrowSmoke"
+    x: int
+    y: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """Refill the magazine (takes a moment)."""
+
+    act: ClassVar[str] = "Reload"
+
+
+@dataclass(frozen=True, slots=True)
+class Heal:
+    """Use a medkit on ``target_id`` (self or an adjacent ally)."""
+
+    act: ClassVar[str] = "Heal"
+    target_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revive:
+    """Get downed ally ``target_id`` back on their feet (must be adjacent)."""
+
+    act: ClassVar[str] = "Revive"
+    target_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Stop and look around; refreshes what the agent knows about hostiles."""
+
+    act: ClassVar[str] = "Scan"
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Hold position for ``seconds``."""
+
+    act: ClassVar[str] = "Wait"
+    seconds: float
+
+
+ActionStep: TypeAlias = (
+    MoveTo
+    | Approach
+    | Retreat
+    | TakeCover
+    | Attack
+    | CoverFire
+    | ThrowSmoke
+    | Reload
+    | Heal
+    | Revive
+    | Scan
+    | Wait
+)
+
+ACTION_TYPES: dict[str, type[ActionStep]] = {
+    cls.act: cls
+    for cls in (
+        MoveTo, Approach, Retreat, TakeCover, Attack, CoverFire,
+        ThrowSmoke, Reload, Heal, Revive, Scan, Wait,
+    )
+}
+
+
+def step_to_dict(step: ActionStep) -> dict[str, Any]:
+    """``Attack(target_id=3)`` -> ``{"act": "Attack", "target_id": 3}``."""
+    out: dict[str, Any] = {"act": step.act}
+    for f in dataclasses.fields(step):
+        out[f.name] = getattr(step, f.name)
+    return out
+
+
+def step_from_dict(data: dict[str, Any]) -> ActionStep:
+    """Inverse of :func:`step_to_dict` for *trusted* data (our own files and validated plans).
+
+    Raises ``ValueError`` on an unknown ``act`` or wrong field set. Untrusted model output goes
+    through ``systems.planning.validation`` instead, which reports problems as values.
+    """
+    act = data.get("act")
+    cls = ACTION_TYPES.get(act) if isinstance(act, str) else None
+    if cls is None:
+        raise ValueError(f"unknown action {act!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = set(data) - {"act"}
+    if given != names:
+        raise ValueError(f"{act}: expected fields {sorted(names)}, got {sorted(given)}")
+    return cls(**{k: data[k] for k in names})
+
+
+def describe_step(step: ActionStep) -> str:
+    """Human-readable form for logs and the HUD: ``MoveTo(x=3, y=2)``."""
+    args = ", ".join(
+        f"{f.name}={_fmt(getattr(step, f.name))}" for f in dataclasses.fields(step)
+    )
+    return f"{step.act}({args})"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+PlanSource = Literal["llm", "fallback", "scripted", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanIntent:
+    """A multi-step plan and where it came from.
+
+    ``source`` keeps the numbers honest: only ``"llm"`` (and ``"replay"`` of an LLM reply)
+    count as model successes; a heuristic ``"fallback"`` plan never does.
+    """
+
+    plan_id: str
+    steps: tuple[ActionStep, ...]
+    source: PlanSource = "llm"
+    rationale: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id,
+            "source": self.source,
+            "rationale": self.rationale,
+            "steps": [step_to_dict(s) for s in self.steps],
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> PlanIntent:
+        return PlanIntent(
+            plan_id=str(data["plan_id"]),
+            steps=tuple(step_from_dict(s) for s in data["steps"]),
+            source=data.get("source", "llm"),
+            rationale=str(data.get("rationale", "")),
+        )

@@ -1,0 +1,135 @@
+"""Per-agent AI components: the marker, what it perceives, what it intends, the arbiter state."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from components.actions import ActionStep, PlanIntent, describe_step
+from components.snapshot import WorldSnapshot
+
+
+@dataclass(slots=True)
+class Agent:
+    """Marks an entity whose decisions come from the arbiter.
+
+    ``use_llm=False`` keeps an agent on GOAP/BT only (cheap crowd NPCs).
+    """
+
+    role: str = "companion"
+    use_llm: bool = True
+
+
+@dataclass(slots=True)
+class Perception:
+    """Written by PerceptionSystem every frame: the agent's current snapshot."""
+
+    snapshot: WorldSnapshot
+
+
+class Mode(str, Enum):
+    GOAP = "GOAP"
+    EXECUTING_LLM = "ExecutingLLM"
+    BEHAVIOR_TREE = "BehaviorTree"
+
+
+class IntentStatus(str, Enum):
+    IDLE = "idle"  # nothing to do; the arbiter will issue a step
+    RUNNING = "running"  # host is carrying out ``step``
+    DONE = "done"  # host finished ``step``
+    FAILED = "failed"  # host could not finish ``step`` (``reason`` says why)
+
+
+@dataclass(slots=True)
+class Intent:
+    """The arbiter's order to the host: carry out ``step``, then report back.
+
+    The host executes the step over as many frames as it needs and calls :meth:`finish` or
+    :meth:`fail`. ``serial`` changes with every new step so a host can spot a replacement.
+    """
+
+    step: ActionStep | None = None
+    mode: Mode = Mode.GOAP
+    label: str = "GOAP"
+    status: IntentStatus = IntentStatus.IDLE
+    serial: int = 0
+    issued_at: float = 0.0
+    reason: str = ""
+
+    def finish(self) -> None:
+        self.status = IntentStatus.DONE
+
+    def fail(self, reason: str) -> None:
+        self.status = IntentStatus.FAILED
+        self.reason = reason
+
+    def describe(self) -> str:
+        return "-" if self.step is None else describe_step(self.step)
+
+
+@dataclass(slots=True)
+class ArbiterMetrics:
+    """Counts of what happened. A fallback plan is not an LLM success; a timeout is a failure."""
+
+    mode_transitions: int = 0
+    llm_requests: int = 0
+    llm_successes: int = 0
+    llm_failures: int = 0
+    goap_actions: int = 0
+    llm_steps_executed: int = 0
+    llm_steps_skipped: int = 0
+    bt_actions: int = 0
+    fallback_plans: int = 0
+    time_in_mode: dict[str, float] = field(
+        default_factory=lambda: {m.value: 0.0 for m in Mode}
+    )
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterEvent:
+    """Something worth showing a user: a mode change, a decision, a rejected step."""
+
+    t: float
+    kind: str  # "decision" | "transition" | "request" | "outcome" | "rejected"
+    text: str
+    mode: Mode
+
+
+@dataclass(slots=True)
+class StepRejection:
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ArbiterState:
+    """Component: the arbiter's memory for one agent."""
+
+    mode: Mode = Mode.GOAP
+    plan: PlanIntent | None = None
+    step_index: int = 0
+    rejected_steps: list[StepRejection] = field(default_factory=list)
+    mode_since: float = 0.0
+    last_update_t: float | None = None
+    last_llm_done_at: float | None = None
+    """Game time the last request completed (the cooldown counts from here)."""
+    consecutive_llm_failures: int = 0
+    bt_hold_until: float = 0.0
+    last_order_serial: int = 0
+    pending_request: str | None = None
+    """Reason for an LLM request the arbiter wants submitted (cleared by the system)."""
+    pending_priority: int = 0
+    last_failure: str = ""
+    metrics: ArbiterMetrics = field(default_factory=ArbiterMetrics)
+    events: deque[ArbiterEvent] = field(default_factory=lambda: deque(maxlen=64))
+
+    @property
+    def label(self) -> str:
+        """Short mode label for overlays: ``GOAP``, ``LLM 2/4``, ``BT``."""
+        if self.mode is Mode.EXECUTING_LLM and self.plan is not None:
+            return f"LLM {self.step_index + 1}/{len(self.plan.steps)}"
+        if self.mode is Mode.BEHAVIOR_TREE:
+            return "BT"
+        return "GOAP"

@@ -1,0 +1,98 @@
+"""WorldSnapshot: everything an agent's brains know about the world, frozen at one instant.
+
+The snapshot is the only input to GOAP, the behaviour tree, the validator and the prompt, so a
+host that fills it can use the whole system. It is immutable and cheap to share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+_EMPTY: Mapping[str, float] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class UnitView:
+    """One entity as seen by an agent: id, tile, health, side and whether it is in cover."""
+
+    id: int
+    x: int
+    y: int
+    hp: float
+    max_hp: float
+    team: str
+    in_cover: bool = False
+    name: str = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.hp > 0
+
+    @property
+    def pos(self) -> tuple[int, int]:
+        return (self.x, self.y)
+
+
+@dataclass(frozen=True, slots=True)
+class GridView:
+    """Map bounds and what blocks movement or sight right now."""
+
+    width: int
+    height: int
+    walls: frozenset[tuple[int, int]]
+    cover: frozenset[tuple[int, int]]
+    smoke: tuple[tuple[int, int, float], ...] = ()  # (x, y, radius) of live clouds
+    version: int = 0
+
+    def in_bounds(self, x: int, y: int) -> bool:
+        return 0 <= x < self.width and 0 <= y < self.height
+
+    def walkable(self, x: int, y: int) -> bool:
+        return 0 <= x < self.width and 0 <= y < self.height and (x, y) not in self.walls
+
+
+@dataclass(frozen=True, slots=True)
+class WorldSnapshot:
+    """What agent ``me`` perceives at game time ``t``."""
+
+    t: float
+    me: UnitView
+    player: UnitView | None
+    enemies: tuple[UnitView, ...]
+    allies: tuple[UnitView, ...]
+    grid: GridView
+    pois: Mapping[str, tuple[int, int]] = field(default_factory=lambda: _EMPTY_POIS)
+    objective: str = ""
+    orders: str | None = None
+    order_serial: int = 0
+    ammo: int = 0
+    ammo_capacity: int = 0
+    ammo_reserve: int = 0
+    morale: float = 1.0
+    cooldowns: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+    """Seconds until each ability is ready (0 = ready)."""
+
+    def unit(self, entity_id: int) -> UnitView | None:
+        """Find any known unit (me, player, ally or enemy) by entity id."""
+        if self.me.id == entity_id:
+            return self.me
+        if self.player is not None and self.player.id == entity_id:
+            return self.player
+        for u in self.enemies:
+            if u.id == entity_id:
+                return u
+        for u in self.allies:
+            if u.id == entity_id:
+                return u
+        return None
+
+    def live_enemies(self) -> tuple[UnitView, ...]:
+        return tuple(e for e in self.enemies if e.hp > 0)
+
+    def cooldown(self, name: str) -> float:
+        return self.cooldowns.get(name, 0.0)
+
+
+_EMPTY_POIS: Mapping[str, tuple[int, int]] = MappingProxyType({})

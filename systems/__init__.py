@@ -1,0 +1,1 @@
+"""esper-arbiter systems: drop these into an esper world (see ``systems.plugin.install``)."""

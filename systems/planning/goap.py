@@ -1,0 +1,1 @@
+"""GOAP planner. (Helper H1 implements.)"""

@@ -1,0 +1,1 @@
+"""Grid A* pathfinding and line of sight over a GridView. (Helper H1 implements.)"""

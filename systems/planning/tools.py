@@ -1,0 +1,1 @@
+"""Tool registry. (Helper H2 implements.)"""

@@ -1,0 +1,1 @@
+"""Plan validation. (Helper H2 implements.)"""
