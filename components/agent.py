@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from components.actions import ActionStep, PlanIntent, describe_step
 from components.snapshot import WorldSnapshot
@@ -21,11 +22,55 @@ class Agent:
     use_llm: bool = True
 
 
-@dataclass(slots=True)
-class Perception:
-    """Written by PerceptionSystem every frame: the agent's current snapshot."""
+class SnapshotSource(Protocol):
+    """Something that can build an entity's snapshot for the current frame."""
 
-    snapshot: WorldSnapshot
+    def snapshot_for(self, entity: int) -> WorldSnapshot: ...
+
+
+class Perception:
+    """Written by PerceptionSystem every frame: the agent's view of the world at time ``t``.
+
+    The snapshot is built on first access in a frame and then reused, so an agent that is busy
+    carrying out a step (most agents, most frames) costs two attribute writes, not a snapshot.
+    """
+
+    __slots__ = ("_cached", "_source", "entity", "t")
+
+    def __init__(self, entity: int, t: float = 0.0, source: SnapshotSource | None = None) -> None:
+        self.entity = entity
+        self.t = t
+        self._source = source
+        self._cached: WorldSnapshot | None = None
+
+    def refresh(self, t: float, source: SnapshotSource) -> None:
+        self.t = t
+        self._source = source
+        self._cached = None
+
+    @property
+    def snapshot(self) -> WorldSnapshot:
+        snap = self._cached
+        if snap is None:
+            if self._source is None:
+                raise RuntimeError("Perception has not been refreshed by PerceptionSystem yet")
+            snap = self._cached = self._source.snapshot_for(self.entity)
+        return snap
+
+    @staticmethod
+    def fixed(snapshot: WorldSnapshot) -> Perception:
+        """A perception that always returns ``snapshot`` (tests, tools, engine-agnostic use)."""
+        return Perception(snapshot.me.id, snapshot.t, _Fixed(snapshot))
+
+
+class _Fixed:
+    __slots__ = ("snap",)
+
+    def __init__(self, snap: WorldSnapshot) -> None:
+        self.snap = snap
+
+    def snapshot_for(self, entity: int) -> WorldSnapshot:
+        return self.snap
 
 
 class Mode(str, Enum):
@@ -113,6 +158,10 @@ class ArbiterState:
     rejected_steps: list[StepRejection] = field(default_factory=list)
     mode_since: float = 0.0
     last_update_t: float | None = None
+    next_think_at: float = 0.0
+    """GOAP/BT re-decide at this game time even if the current step is still running."""
+    think_phase: float = 0.5
+    """0..1, spreads a crowd's periodic re-decisions over frames (set from the entity id)."""
     last_llm_done_at: float | None = None
     """Game time the last request completed (the cooldown counts from here)."""
     consecutive_llm_failures: int = 0
@@ -124,6 +173,8 @@ class ArbiterState:
     last_failure: str = ""
     metrics: ArbiterMetrics = field(default_factory=ArbiterMetrics)
     events: deque[ArbiterEvent] = field(default_factory=lambda: deque(maxlen=64))
+    event_count: int = 0
+    """Events ever appended (the deque keeps only the latest)."""
 
     @property
     def label(self) -> str:

@@ -1,0 +1,33 @@
+# One entry point for people and CI. Everything installs into ./.venv from nothing.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+export SDL_VIDEODRIVER ?= dummy
+export SDL_AUDIODRIVER ?= dummy
+
+.PHONY: install test lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# llama-cpp-python builds from source the first time (~7 min on 2 cores); pip caches the wheel.
+	$(PY) -m pip install -q -e '.[dev,embedded]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) run_demo.py $(ARGS)
+
+bench: install
+	for b in bench/*.py; do case $$b in bench/_*) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,98 @@
+"""ArbiterSystem: runs the arbiter for every Agent and submits the LLM requests it asks for."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import esper
+
+from components.agent import Agent, ArbiterEvent, ArbiterState, Intent, Perception
+from components.llm import FailureKind, LlmTask, PlanFailure, PlanProposal, PlanRequest
+from components.world import Orders
+from systems.llm.api import PlanService
+from systems.planning.arbiter import Arbiter
+
+log = logging.getLogger("esper_arbiter.arbiter")
+
+EventSink = Callable[[int, ArbiterEvent], None]
+
+
+class ArbiterSystem(esper.Processor):  # type: ignore[misc]
+    """Per agent: Perception + ArbiterState (+ PlanProposal) -> Intent and maybe an LlmTask."""
+
+    def __init__(
+        self,
+        arbiter: Arbiter,
+        service: PlanService | None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.arbiter = arbiter
+        self.service = service
+        self.on_event = on_event
+
+    def process(self, *args: object, **kwargs: object) -> None:
+        arbiter = self.arbiter
+        service = self.service
+        sink = self.on_event
+        for ent, (agent, perception, state, intent) in esper.get_components(
+            Agent, Perception, ArbiterState, Intent
+        ):
+            proposal = esper.try_component(ent, PlanProposal)
+            if proposal is not None:
+                esper.remove_component(ent, PlanProposal)
+            orders = esper.try_component(ent, Orders)
+            in_flight = esper.has_component(ent, LlmTask)
+            n_events = state.event_count
+            arbiter.update(
+                state,
+                perception,
+                intent,
+                proposal.outcome if proposal is not None else None,
+                order_serial=orders.serial if orders is not None else 0,
+                order=orders.order if orders is not None else None,
+                llm_enabled=service is not None and agent.use_llm,
+                llm_in_flight=in_flight,
+            )
+            if state.pending_request is not None and service is not None and agent.use_llm:
+                if in_flight:
+                    # An urgent request replaces the one in flight (its answer would be stale).
+                    esper.component_for_entity(ent, LlmTask).ticket.cancel()
+                    esper.remove_component(ent, LlmTask)
+                self._submit(ent, perception, state, service)
+            if sink is not None and state.event_count != n_events:
+                self._emit(ent, state, n_events, sink)
+
+    def _submit(
+        self, ent: int, perception: Perception, state: ArbiterState, service: PlanService
+    ) -> None:
+        reason = state.pending_request or "periodic"
+        request = PlanRequest(
+            agent_id=ent,
+            snapshot=perception.snapshot,
+            priority=state.pending_priority,
+            reason=reason,
+            submitted_at=perception.t,
+            max_steps=self.arbiter.config.max_plan_steps,
+        )
+        try:
+            ticket = service.submit(request)
+        except Exception as exc:  # the game goes on without this request
+            log.exception("agent %d: submitting an LLM request failed", ent)
+            state.pending_request = None
+            state.metrics.llm_requests += 1
+            failure = PlanFailure(0, FailureKind.CRASH, f"submit raised {type(exc).__name__}: {exc}")
+            esper.add_component(ent, PlanProposal(failure, perception.t, reason))
+            return
+        esper.add_component(
+            ent,
+            LlmTask(ticket, ticket.request_id, perception.t, reason, state.pending_priority),
+        )
+        self.arbiter.note_request_submitted(state, perception.t, ticket.request_id)
+
+    @staticmethod
+    def _emit(ent: int, state: ArbiterState, n_before: int, sink: EventSink) -> None:
+        events = state.events
+        new = min(state.event_count - n_before, len(events))
+        for i in range(len(events) - new, len(events)):
+            sink(ent, events[i])

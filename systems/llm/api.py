@@ -1,0 +1,68 @@
+"""The one interface every LLM planning service implements, and the status it reports.
+
+The arbiter only ever calls :meth:`PlanService.submit` (returns at once) and polls the ticket;
+the HUD reads :meth:`PlanService.status`. Scripted, replay, ollama and embedded services all
+fit behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from components.llm import PlanRequest, PlanTicket
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished (or running) request, for the HUD's timeline. Times are monotonic seconds."""
+
+    request_id: int
+    agent_id: int
+    priority: int
+    queued_at: float
+    started_at: float | None
+    first_token_at: float | None
+    finished_at: float | None
+    outcome: str  # "running" | "plan" | a FailureKind value
+    batch_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """What the HUD's LLM panel shows."""
+
+    backend: str
+    model: str = ""
+    online: bool = True
+    reason: str = ""
+    """Why offline (or a warning such as a missing model), in words a user can act on."""
+    in_flight: int = 0
+    queue_depth: int = 0
+    queue_depth_by_priority: dict[int, int] = field(default_factory=dict)
+    last_latency_s: float | None = None
+    last_ttft_s: float | None = None
+    last_tokens_per_s: float | None = None
+    requests_total: int = 0
+    plans_ok: int = 0
+    failures: int = 0
+    recent: tuple[RequestRecord, ...] = ()
+    concurrency_pct: float = 0.0
+    """Share of busy time with two or more requests running, 0..100."""
+    now: float = 0.0
+    """Monotonic 'now' the records are relative to."""
+
+
+class PlanService(Protocol):
+    """Background planner. ``submit`` must return in well under a millisecond."""
+
+    @property
+    def backend_name(self) -> str: ...
+
+    def submit(self, request: PlanRequest) -> PlanTicket: ...
+
+    def status(self) -> ServiceStatus: ...
+
+    def close(self) -> None:
+        """Cancel what is in flight and join any threads. Idempotent."""
+        ...

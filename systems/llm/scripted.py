@@ -1,0 +1,171 @@
+"""A deterministic scripted planning service: canned tactical plans on game time.
+
+Used by ``--backend scripted``, by tests and by the seeded demo runs: it answers after
+``delay_s`` seconds of *game* time (plus a seeded jitter), writes plans from a few fixed
+templates filled in from the request snapshot, and can inject failures. It goes through the
+same validator as a real model's reply, so an unusable canned plan is an INVALID_PLAN failure,
+not a silent success. It is never chosen automatically: a user asks for it by name.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from components.actions import PlanIntent
+from components.llm import (
+    FailureKind,
+    PlanFailure,
+    PlanOutcome,
+    PlanReady,
+    PlanRequest,
+    RequestTiming,
+)
+from components.snapshot import UnitView, WorldSnapshot
+from systems.llm.api import RequestRecord, ServiceStatus
+from systems.llm.clocked import ClockedTicket
+from systems.planning.pathfinding import distance, line_of_sight, reachable
+from systems.planning.validation import validate_plan
+
+BACKEND = "scripted"
+_INJECTED = (FailureKind.TIMEOUT, FailureKind.PARSE, FailureKind.CONNECTION)
+
+
+class ScriptedPlanService:
+    """Implements :class:`systems.llm.api.PlanService` with canned plans and game-time delays.
+
+    ``failure_every=N`` makes every N-th request fail (cycling timeout, parse, connection).
+    """
+
+    def __init__(self, seed: int = 0, delay_s: float = 2.0, failure_every: int = 0) -> None:
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
+        if failure_every < 0:
+            raise ValueError("failure_every must be >= 0")
+        self._rng = random.Random(seed)
+        self._delay = delay_s
+        self._failure_every = failure_every
+        self._next_id = 1
+        self._records: list[RequestRecord] = []
+        self._ok = 0
+        self._failed = 0
+
+    @property
+    def backend_name(self) -> str:
+        return BACKEND
+
+    def submit(self, request: PlanRequest) -> ClockedTicket:
+        rid = self._next_id
+        self._next_id += 1
+        delay = self._delay * (0.75 + 0.5 * self._rng.random()) if self._delay else 0.0
+        outcome = self._answer(rid, request)
+        if isinstance(outcome, PlanReady):
+            self._ok += 1
+        else:
+            self._failed += 1
+        self._records.append(
+            RequestRecord(
+                request_id=rid,
+                agent_id=request.agent_id,
+                priority=request.priority,
+                queued_at=request.submitted_at,
+                started_at=request.submitted_at,
+                first_token_at=None,
+                finished_at=request.submitted_at + delay,
+                outcome="plan" if isinstance(outcome, PlanReady) else outcome.kind.value,
+            )
+        )
+        del self._records[:-32]
+        return ClockedTicket(rid, request.submitted_at + delay, outcome)
+
+    def status(self) -> ServiceStatus:
+        last = self._records[-1] if self._records else None
+        return ServiceStatus(
+            backend=BACKEND,
+            model="canned plans",
+            online=True,
+            reason="scripted backend: canned plans, no model",
+            last_latency_s=None if last is None or last.finished_at is None
+            else last.finished_at - last.queued_at,
+            requests_total=self._next_id - 1,
+            plans_ok=self._ok,
+            failures=self._failed,
+            recent=tuple(self._records),
+        )
+
+    def close(self) -> None:
+        """Nothing runs in the background; present for the PlanService contract."""
+
+    # -- plan writing -------------------------------------------------------------------
+
+    def _answer(self, rid: int, request: PlanRequest) -> PlanOutcome:
+        timing = RequestTiming(queued_at=request.submitted_at, started_at=request.submitted_at)
+        if self._failure_every and rid % self._failure_every == 0:
+            kind = _INJECTED[(rid // self._failure_every - 1) % len(_INJECTED)]
+            return PlanFailure(rid, kind, f"injected {kind.value} failure", BACKEND, timing=timing)
+        raw = canned_plan(request.snapshot)[: request.max_steps]
+        check = validate_plan(raw, request.snapshot, max_steps=request.max_steps)
+        if not check.ok:
+            msg = "; ".join(e.message for e in check.errors)
+            return PlanFailure(rid, FailureKind.INVALID_PLAN, msg, BACKEND, timing=timing)
+        plan = PlanIntent(plan_id=f"p-{rid:04d}", steps=check.steps, source="scripted")
+        return PlanReady(rid, plan, BACKEND, "canned plans", timing)
+
+
+def canned_plan(snap: WorldSnapshot) -> list[dict[str, Any]]:
+    """A plausible multi-step plan for ``snap`` from fixed templates (raw dicts, unvalidated)."""
+    me = snap.me
+    grid = snap.grid
+    foes = [e for e in snap.enemies if e.hp > 0]
+    seen = [e for e in foes if line_of_sight(grid, me.pos, e.pos)]
+    order = snap.orders
+    door = snap.pois.get("breach_door") or next(iter(snap.pois.values()), None)
+    if order == "extract" and door is not None:
+        return [{"act": "MoveTo", "x": door[0], "y": door[1]}, {"act": "Scan"}]
+    if order == "hold":
+        return [{"act": "Scan"}, {"act": "Wait", "seconds": 2.0}]
+    if snap.player is not None and snap.player.hp <= 0:
+        p = snap.player
+        return [{"act": "MoveTo", "x": p.x, "y": p.y}, {"act": "Revive", "target_id": p.id}]
+    target = _nearest(me, seen) or (_nearest(me, foes) if order == "attack" else None)
+    if target is None:
+        steps: list[dict[str, Any]] = [{"act": "Scan"}]
+        if snap.player is not None:
+            spot = _free_neighbour(snap, snap.player.pos)
+            if spot is not None:
+                steps.insert(0, {"act": "MoveTo", "x": spot[0], "y": spot[1]})
+        return steps
+    steps = []
+    if snap.cooldown("smoke") <= 0 and distance(me.pos, target.pos) > 3:
+        mx, my = (me.x + target.x) // 2, (me.y + target.y) // 2
+        if grid.walkable(mx, my):
+            steps.append({"act": "ThrowSmoke", "x": mx, "y": my})
+    cover = _nearest_cover(snap)
+    if cover is not None:
+        steps.append({"act": "TakeCover", "x": cover[0], "y": cover[1]})
+    if snap.ammo <= 0:
+        steps.append({"act": "Reload"})
+    steps.append({"act": "Attack", "target_id": target.id})
+    return steps
+
+
+def _nearest(me: UnitView, units: list[UnitView]) -> UnitView | None:
+    return min(units, key=lambda u: (distance(me.pos, u.pos), u.id), default=None)
+
+
+def _nearest_cover(snap: WorldSnapshot) -> tuple[int, int] | None:
+    me = snap.me.pos
+    options = sorted(snap.grid.cover, key=lambda c: (distance(me, c), c))
+    for c in options[:4]:
+        if reachable(snap.grid, me, c):
+            return c
+    return None
+
+
+def _free_neighbour(snap: WorldSnapshot, pos: tuple[int, int]) -> tuple[int, int] | None:
+    x, y = pos
+    for dx, dy in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        nx, ny = x + dx, y + dy
+        if snap.grid.walkable(nx, ny) and reachable(snap.grid, snap.me.pos, (nx, ny)):
+            return (nx, ny)
+    return None

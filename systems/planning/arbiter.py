@@ -1,0 +1,357 @@
+"""The arbiter: one state machine per agent that chooses which brain acts.
+
+Modes (see DESIGN.md):
+
+* ``GOAP`` - the default. The A* goal planner answers every time a decision is due.
+* ``ExecutingLLM`` - a validated model plan is running; its steps are issued one by one, each
+  re-validated against the *current* snapshot just before it goes out.
+* ``BehaviorTree`` - the safety net, entered when GOAP has no plan or the model keeps failing,
+  and left as soon as GOAP can plan again.
+
+The arbiter never talks to a model. It decides *when* one should be asked
+(:attr:`ArbiterState.pending_request`) and what to do with an outcome that arrived. It never
+imports esper: :class:`systems.arbiter_system.ArbiterSystem` feeds it components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.actions import ActionStep, describe_step
+from components.agent import (
+    ArbiterEvent,
+    ArbiterState,
+    Intent,
+    IntentStatus,
+    Mode,
+    Perception,
+    StepRejection,
+)
+from components.llm import (
+    PRIORITY_HIGH,
+    PRIORITY_LOW,
+    FailureKind,
+    PlanFailure,
+    PlanOutcome,
+    PlanReady,
+)
+from components.snapshot import WorldSnapshot
+from systems.planning.behavior_tree import Node, tick_tree
+from systems.planning.companion_tree import default_companion_tree
+from systems.planning.goap import GoapBrain
+from systems.planning.rules import DEFAULT_RULES, Rules
+from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from systems.planning.validation import validate_step
+
+_NOT_FAILURES = frozenset({FailureKind.CANCELLED, FailureKind.SUPERSEDED})
+"""Outcomes that say "we withdrew the question", not "the model failed"."""
+
+LABEL_WIDTH = 18
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterConfig:
+    """Policy knobs. Times are game seconds."""
+
+    llm_cooldown_s: float = 15.0
+    """Minimum time between the end of one background request and the next."""
+    first_request_at_s: float = 1.0
+    """When an agent that never asked may send its first background request."""
+    max_plan_steps: int = 8
+    bt_after_failures: int = 3
+    """Consecutive model failures that send the agent to the behaviour tree."""
+    bt_hold_s: float = 5.0
+    """Minimum stay in BehaviorTree after model failures before GOAP takes over again."""
+    failure_backoff_max_s: float = 60.0
+    """The cooldown doubles with each consecutive failure, up to this."""
+    think_interval_s: float = 0.5
+    """GOAP/BT re-decide this often while a step runs (to react to threats)."""
+
+
+class Arbiter:
+    """Engine-agnostic decision logic shared by every agent (the state lives in components)."""
+
+    def __init__(
+        self,
+        config: ArbiterConfig | None = None,
+        rules: Rules = DEFAULT_RULES,
+        registry: ToolRegistry = DEFAULT_REGISTRY,
+        goap: GoapBrain | None = None,
+        bt: Node | None = None,
+        backend_name: str = "",
+    ) -> None:
+        self.config = config or ArbiterConfig()
+        self.rules = rules
+        self.registry = registry
+        self.goap = goap or GoapBrain(rules)
+        self.bt = bt or default_companion_tree(rules)
+        self.backend_name = backend_name
+
+    # -- the frame entry point ----------------------------------------------------------
+
+    def update(
+        self,
+        state: ArbiterState,
+        perception: Perception,
+        intent: Intent,
+        outcome: PlanOutcome | None = None,
+        *,
+        order_serial: int = 0,
+        order: str | None = None,
+        llm_enabled: bool = False,
+        llm_in_flight: bool = False,
+    ) -> None:
+        """Advance one agent by one frame.
+
+        Mutates ``state`` and ``intent``; may set ``state.pending_request`` for the caller to
+        submit. Cheap when nothing is due: a busy agent with no news costs a few comparisons
+        and never builds its snapshot.
+        """
+        t = perception.t
+        if state.last_update_t is not None:
+            state.metrics.time_in_mode[state.mode.value] += max(0.0, t - state.last_update_t)
+        state.last_update_t = t
+
+        if order_serial != state.last_order_serial:
+            self._on_order(state, t, order, llm_enabled)
+            state.last_order_serial = order_serial
+        if outcome is not None:
+            self._on_outcome(state, perception, intent, outcome)
+
+        if state.mode is Mode.EXECUTING_LLM:
+            self._run_llm_plan(state, perception, intent)
+        if state.mode is Mode.BEHAVIOR_TREE:
+            self._run_bt(state, perception, intent)
+        if state.mode is Mode.GOAP:
+            self._run_goap(state, perception, intent)
+
+        if llm_enabled and not llm_in_flight and state.pending_request is None:
+            self._maybe_request(state, t)
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def _on_order(self, state: ArbiterState, t: float, order: str | None, llm: bool) -> None:
+        self._event(state, t, "order", f"player order: {order or 'none'}")
+        if state.mode is Mode.EXECUTING_LLM:
+            self._transition(state, t, Mode.GOAP, f"plan dropped: new order {order!r}")
+        state.next_think_at = t  # GOAP/BT honour the order at once
+        if llm:
+            state.pending_request = f"order: {order}"
+            state.pending_priority = PRIORITY_HIGH
+
+    def _on_outcome(
+        self, state: ArbiterState, perception: Perception, intent: Intent, outcome: PlanOutcome
+    ) -> None:
+        t = perception.t
+        m = state.metrics
+        state.last_llm_done_at = t
+        if isinstance(outcome, PlanFailure):
+            self._count_failure(state, t, outcome.kind, outcome.message)
+            return
+        plan = outcome.plan
+        if plan.source == "fallback":
+            m.fallback_plans += 1
+        if not plan.steps:
+            self._count_failure(state, t, FailureKind.INVALID_PLAN, f"plan {plan.plan_id} is empty")
+            return
+        stale = validate_step(plan.steps[0], perception.snapshot, self.registry, self.rules)
+        if stale is not None:
+            self._count_failure(
+                state, t, FailureKind.INVALID_PLAN,
+                f"plan {plan.plan_id} stale on arrival: {stale.message}",
+            )
+            return
+        if plan.source != "fallback":
+            m.llm_successes += 1
+            state.consecutive_llm_failures = 0
+        self._event(
+            state, t, "outcome",
+            f"plan {plan.plan_id} ready ({len(plan.steps)} steps, {plan.source}"
+            f", {outcome.backend or self.backend_name})",
+        )
+        old = state.mode
+        state.plan = plan
+        state.step_index = 0
+        state.rejected_steps = []
+        self._transition(
+            state, t, Mode.EXECUTING_LLM,
+            f"plan {plan.plan_id}, {len(plan.steps)} steps, "
+            f"{outcome.backend or self.backend_name} backend",
+            force_event=old is Mode.EXECUTING_LLM,
+        )
+        self._issue_llm_step(state, perception, intent)
+
+    def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str) -> None:
+        m = state.metrics
+        m.failures_by_kind[kind.value] = m.failures_by_kind.get(kind.value, 0) + 1
+        if kind in _NOT_FAILURES:
+            self._event(state, t, "outcome", f"request {kind.value}: {msg}")
+            return
+        m.llm_failures += 1
+        state.consecutive_llm_failures += 1
+        state.last_failure = f"{kind.value}: {msg}"
+        self._event(state, t, "outcome", f"LLM failed ({kind.value}): {msg}")
+        if (
+            state.consecutive_llm_failures >= self.config.bt_after_failures
+            and state.mode is not Mode.EXECUTING_LLM
+        ):
+            state.bt_hold_until = t + self.config.bt_hold_s
+            if state.mode is not Mode.BEHAVIOR_TREE:
+                self._transition(
+                    state, t, Mode.BEHAVIOR_TREE,
+                    f"{state.consecutive_llm_failures} LLM failures in a row",
+                )
+                state.next_think_at = t
+
+    # -- the three brains ---------------------------------------------------------------
+
+    def _run_llm_plan(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
+        if intent.status is IntentStatus.RUNNING:
+            return
+        m = state.metrics
+        if intent.status is IntentStatus.DONE:
+            m.llm_steps_executed += 1
+        elif intent.status is IntentStatus.FAILED:
+            state.rejected_steps.append(
+                StepRejection(state.step_index, f"failed in game: {intent.reason}")
+            )
+            self._event(
+                state, perception.t, "rejected",
+                f"step {state.step_index + 1} failed: {intent.reason}",
+            )
+        state.step_index += 1
+        self._issue_llm_step(state, perception, intent)
+
+    def _issue_llm_step(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
+        """Issue the plan's current step, skipping steps the current world makes illegal."""
+        plan = state.plan
+        t = perception.t
+        assert plan is not None
+        while state.step_index < len(plan.steps):
+            step = plan.steps[state.step_index]
+            err = validate_step(step, perception.snapshot, self.registry, self.rules)
+            if err is None:
+                self._issue(state, intent, step, t)
+                return
+            state.metrics.llm_steps_skipped += 1
+            state.rejected_steps.append(StepRejection(state.step_index, err.message))
+            self._event(
+                state, t, "rejected",
+                f"skip step {state.step_index + 1}/{len(plan.steps)} "
+                f"{describe_step(step)}: {err.message}",
+            )
+            state.step_index += 1
+        self._transition(state, t, Mode.GOAP, f"plan {plan.plan_id} finished")
+        state.plan = None
+        state.next_think_at = t
+        intent.status = IntentStatus.IDLE
+
+    def _run_bt(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
+        t = perception.t
+        if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
+            return
+        snap = perception.snapshot
+        if t >= state.bt_hold_until:
+            decision = self.goap.decide(snap)
+            if decision is not None:
+                self._transition(state, t, Mode.GOAP, "GOAP can plan again")
+                self._issue_goap(state, intent, decision.step, t)
+                return
+        state.next_think_at = t + self.config.think_interval_s * (0.5 + state.think_phase)
+        _, step, _ = tick_tree(self.bt, snap)
+        if step is None:
+            return
+        if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
+            return
+        state.metrics.bt_actions += 1
+        self._issue(state, intent, step, t)
+
+    def _run_goap(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
+        t = perception.t
+        if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
+            return
+        decision = self.goap.decide(perception.snapshot)
+        if decision is None:
+            self._transition(state, t, Mode.BEHAVIOR_TREE, "GOAP has no plan")
+            state.bt_hold_until = t
+            state.next_think_at = t
+            self._run_bt(state, perception, intent)
+            return
+        self._issue_goap(state, intent, decision.step, t)
+
+    def _issue_goap(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
+        state.next_think_at = t + self.config.think_interval_s * (0.5 + state.think_phase)
+        if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
+            return  # keep going; a new target of the same kind waits for this step to end
+        state.metrics.goap_actions += 1
+        self._issue(state, intent, step, t)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _maybe_request(self, state: ArbiterState, t: float) -> None:
+        if state.mode is Mode.EXECUTING_LLM:
+            return
+        if state.last_llm_done_at is None:
+            due = self.config.first_request_at_s
+        else:
+            backoff = 2.0 ** min(state.consecutive_llm_failures, 8)
+            wait = min(self.config.llm_cooldown_s * backoff, self.config.failure_backoff_max_s)
+            due = state.last_llm_done_at + max(wait, self.config.llm_cooldown_s)
+        if t >= due:
+            state.pending_request = "periodic"
+            state.pending_priority = PRIORITY_LOW
+
+    def note_request_submitted(self, state: ArbiterState, t: float, request_id: int) -> None:
+        """Called by the system once the pending request went out."""
+        state.metrics.llm_requests += 1
+        self._event(
+            state, t, "request",
+            f"LLM request r{request_id} ({state.pending_request})",
+        )
+        state.pending_request = None
+
+    def request_now(self, state: ArbiterState, reason: str) -> None:
+        """Ask for an urgent plan at the next frame (e.g. the player pressed L)."""
+        state.pending_request = reason
+        state.pending_priority = PRIORITY_HIGH
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _issue(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
+        intent.step = step
+        intent.status = IntentStatus.RUNNING
+        intent.serial += 1
+        intent.issued_at = t
+        intent.reason = ""
+        intent.mode = state.mode
+        intent.label = state.label
+        self._event(state, t, "decision", f"[{state.label}]".ljust(LABEL_WIDTH) + describe_step(step))
+
+    def _transition(
+        self, state: ArbiterState, t: float, new: Mode, why: str, force_event: bool = False
+    ) -> None:
+        old = state.mode
+        if old is new and not force_event:
+            return
+        if old is not new:
+            state.metrics.mode_transitions += 1
+        state.mode = new
+        state.mode_since = t
+        self._event(state, t, "transition", f"{old.value} -> {new.value} ({why})")
+
+    def _event(self, state: ArbiterState, t: float, kind: str, text: str) -> None:
+        state.events.append(ArbiterEvent(t, kind, text, state.mode))
+        state.event_count += 1
+
+
+def _same_kind(a: ActionStep | None, b: ActionStep) -> bool:
+    return a is not None and a.act == b.act
+
+
+def summarize(snapshot: WorldSnapshot) -> str:
+    """One-line description of a snapshot for logs."""
+    foes = sum(1 for e in snapshot.enemies if e.hp > 0)
+    return f"t={snapshot.t:.2f} me={snapshot.me.pos} hp={snapshot.me.hp:g} foes={foes}"
+
+
+__all__ = ["PRIORITY_HIGH", "PRIORITY_LOW", "Arbiter", "ArbiterConfig", "PlanReady", "summarize"]
