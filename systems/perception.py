@@ -30,7 +30,10 @@ from components.world import (
     Team,
 )
 
-_NO_COOLDOWNS = MappingProxyType({})
+_NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
+_CROWD = 32
+"""Above this many friends, a snapshot lists only the nearby ones."""
+_NEAR = 8
 
 
 def game_time() -> float:
@@ -52,6 +55,7 @@ class FrameView:
         self._by_side: dict[str, tuple[UnitView, ...]] = {}
         self._hostile_to: dict[str, tuple[UnitView, ...]] = {}
         self._player: UnitView | None = None
+        self._buckets: dict[str, dict[tuple[int, int], list[UnitView]]] = {}
 
     # -- shared parts -------------------------------------------------------------------
 
@@ -130,6 +134,21 @@ class FrameView:
             self._scan_units()
         return self._by_side.get(side, ())
 
+    def _friends_near(self, me: UnitView) -> tuple[UnitView, ...]:
+        """Friends within about ``_NEAR`` tiles of ``me`` (from a per-frame bucket grid)."""
+        buckets = self._buckets.get(me.team)
+        if buckets is None:
+            buckets = {}
+            for u in self.friends_of(me.team):
+                buckets.setdefault((u.x // _NEAR, u.y // _NEAR), []).append(u)
+            self._buckets[me.team] = buckets
+        bx, by = me.x // _NEAR, me.y // _NEAR
+        near: list[UnitView] = []
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                near.extend(buckets.get((bx + dx, by + dy), ()))
+        return tuple(near)
+
     # -- one agent ----------------------------------------------------------------------
 
     def snapshot_for(self, entity: int) -> WorldSnapshot:
@@ -139,9 +158,10 @@ class FrameView:
             raise KeyError(f"entity {entity} has no Position, Health and Team")
         player = self._player
         friends = self.friends_of(me.team)
-        allies = tuple(u for u in friends if u.id != entity and (player is None or u.id != player.id))
-        if len(friends) > 64:  # large crowds: keep the snapshot (and the prompt) local
-            allies = tuple(u for u in allies if abs(u.x - me.x) + abs(u.y - me.y) <= 12)
+        pid = player.id if player is not None else -1
+        if len(friends) > _CROWD:  # large crowds: keep the snapshot (and the prompt) local
+            friends = self._friends_near(me)
+        allies = tuple(u for u in friends if u.id != entity and u.id != pid)
         m = self.map
         ammo = esper.try_component(entity, Ammo)
         morale = esper.try_component(entity, Morale)

@@ -1,0 +1,236 @@
+"""The arbiter state machine, driven directly (no esper): modes, counting, cooldown, steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from components import (
+    PRIORITY_HIGH,
+    PRIORITY_LOW,
+    ArbiterState,
+    Attack,
+    FailureKind,
+    GridView,
+    Intent,
+    IntentStatus,
+    Mode,
+    MoveTo,
+    Perception,
+    PlanFailure,
+    PlanIntent,
+    PlanReady,
+    Scan,
+    UnitView,
+    Wait,
+    WorldSnapshot,
+)
+from components.actions import ActionStep
+from systems.planning.arbiter import Arbiter, ArbiterConfig
+from systems.planning.goap import GoapDecision
+
+WALL = frozenset((6, y) for y in range(1, 9))
+GRID = GridView(20, 10, WALL, frozenset({(5, 2), (7, 3)}))
+ME = UnitView(2, 2, 3, 80, 80, "blue", name="companion")
+PLAYER = UnitView(1, 2, 2, 100, 100, "blue", name="player")
+RIVAL = UnitView(3, 12, 2, 60, 60, "red", name="Rival")
+GRUNT = UnitView(4, 14, 6, 40, 40, "red", name="Grunt")
+
+
+def snap(t: float = 0.0, **kw: object) -> WorldSnapshot:
+    base = WorldSnapshot(
+        t=t, me=ME, player=PLAYER, enemies=(RIVAL, GRUNT), allies=(), grid=GRID,
+        objective="extract", ammo=30, ammo_capacity=30,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@dataclass
+class StubGoap:
+    """A GOAP stand-in whose answer the test controls (None = 'no plan')."""
+
+    step: ActionStep | None = MoveTo(3, 2)
+
+    def decide(self, s: WorldSnapshot) -> GoapDecision | None:
+        if self.step is None:
+            return None
+        return GoapDecision(goal="stay_with_player", action="follow", step=self.step, plan=("follow",))
+
+
+def make(goap: StubGoap | None = None, **cfg: float) -> Arbiter:
+    return Arbiter(ArbiterConfig(**cfg), goap=goap or StubGoap(), backend_name="scripted")  # type: ignore[arg-type]
+
+
+def tick(
+    arb: Arbiter, state: ArbiterState, intent: Intent, s: WorldSnapshot,
+    outcome: PlanReady | PlanFailure | None = None, **kw: object,
+) -> None:
+    arb.update(state, Perception.fixed(s), intent, outcome, **kw)  # type: ignore[arg-type]
+
+
+def ready(*steps: ActionStep, rid: int = 7) -> PlanReady:
+    return PlanReady(rid, PlanIntent(f"p-{rid:04d}", tuple(steps), "llm"), "scripted")
+
+
+def test_goap_acts_on_the_first_frame() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap())
+    assert state.mode is Mode.GOAP
+    assert intent.step == MoveTo(3, 2) and intent.status is IntentStatus.RUNNING
+    assert intent.label == "GOAP"
+    assert state.metrics.goap_actions == 1
+
+
+def test_goap_to_llm_plan_and_back_advancing_only_on_completion() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    tick(arb, state, intent, snap(1.0), ready(MoveTo(4, 4), Scan()))
+    assert state.mode is Mode.EXECUTING_LLM
+    assert intent.step == MoveTo(4, 4) and intent.label == "LLM 1/2"
+    for t in (1.1, 1.2, 5.0, 9.0):  # still running: the plan must not advance on its own
+        tick(arb, state, intent, snap(t))
+        assert state.step_index == 0 and intent.step == MoveTo(4, 4)
+    intent.finish()
+    tick(arb, state, intent, snap(9.1))
+    assert intent.step == Scan() and intent.label == "LLM 2/2"
+    intent.finish()
+    tick(arb, state, intent, snap(9.2))
+    assert state.mode is Mode.GOAP and state.plan is None
+    assert intent.step == MoveTo(3, 2)
+    m = state.metrics
+    assert (m.llm_successes, m.llm_steps_executed, m.mode_transitions) == (1, 2, 2)
+    kinds = [e.text for e in state.events if e.kind == "transition"]
+    assert kinds[0].startswith("GOAP -> ExecutingLLM (plan p-0007, 2 steps")
+    assert kinds[1].startswith("ExecutingLLM -> GOAP")
+    assert m.time_in_mode["ExecutingLLM"] > 8.0
+
+
+def test_failures_are_counted_and_keep_the_mode() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    tick(arb, state, intent, snap(1.0), PlanFailure(1, FailureKind.TIMEOUT, "deadline"))
+    assert state.mode is Mode.GOAP
+    assert state.metrics.llm_failures == 1 and state.metrics.llm_successes == 0
+    assert state.metrics.failures_by_kind == {"timeout": 1}
+    # Withdrawn requests are not model failures.
+    tick(arb, state, intent, snap(2.0), PlanFailure(2, FailureKind.CANCELLED, "replaced"))
+    assert state.metrics.llm_failures == 1
+    assert state.metrics.failures_by_kind["cancelled"] == 1
+
+
+def test_fallback_plan_is_never_an_llm_success() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    fallback = PlanReady(3, PlanIntent("p-0003", (Scan(),), "fallback"), "heuristic")
+    tick(arb, state, intent, snap(0.0), fallback)
+    assert state.mode is Mode.EXECUTING_LLM
+    assert state.metrics.llm_successes == 0 and state.metrics.fallback_plans == 1
+
+
+def test_repeated_llm_failures_enter_bt_then_goap_takes_back() -> None:
+    arb, state, intent = make(bt_after_failures=3, bt_hold_s=5.0), ArbiterState(), Intent()
+    for i in range(3):
+        tick(arb, state, intent, snap(float(i)), PlanFailure(i, FailureKind.PARSE, "junk"))
+    assert state.mode is Mode.BEHAVIOR_TREE
+    intent.finish()
+    tick(arb, state, intent, snap(3.0))
+    assert state.mode is Mode.BEHAVIOR_TREE and state.metrics.bt_actions >= 1
+    assert intent.label == "BT"
+    tick(arb, state, intent, snap(7.5))  # hold (until t=7) is over and GOAP can plan
+    assert state.mode is Mode.GOAP
+    assert intent.step == MoveTo(3, 2)
+
+
+def test_bt_when_goap_has_no_plan_and_back_when_it_has() -> None:
+    goap = StubGoap(step=None)
+    arb, state, intent = make(goap), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    assert state.mode is Mode.BEHAVIOR_TREE
+    assert intent.step is not None and state.metrics.bt_actions == 1
+    goap.step = Wait(1.0)
+    intent.finish()
+    tick(arb, state, intent, snap(0.5))
+    assert state.mode is Mode.GOAP and intent.step == Wait(1.0)
+    assert [e.text.split(" (")[0] for e in state.events if e.kind == "transition"] == [
+        "GOAP -> BehaviorTree", "BehaviorTree -> GOAP"
+    ]
+
+
+def test_cooldown_counts_from_the_last_completion() -> None:
+    arb, state, intent = make(llm_cooldown_s=15.0, first_request_at_s=1.0), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.5), llm_enabled=True)
+    assert state.pending_request is None
+    tick(arb, state, intent, snap(1.0), llm_enabled=True)
+    assert state.pending_request == "periodic" and state.pending_priority == PRIORITY_LOW
+    arb.note_request_submitted(state, 1.0, 1)
+    # In flight for a while: no second request.
+    tick(arb, state, intent, snap(30.0), llm_enabled=True, llm_in_flight=True)
+    assert state.pending_request is None
+    # Completes at t=31 with a plan that finishes at once.
+    tick(arb, state, intent, snap(31.0), ready(Scan()), llm_enabled=True)
+    intent.finish()
+    tick(arb, state, intent, snap(31.1), llm_enabled=True)
+    assert state.mode is Mode.GOAP
+    tick(arb, state, intent, snap(45.9), llm_enabled=True)
+    assert state.pending_request is None  # 14.9 s after completion
+    tick(arb, state, intent, snap(46.0), llm_enabled=True)
+    assert state.pending_request == "periodic"
+
+
+def test_failures_back_off_the_next_request() -> None:
+    arb, state, intent = make(llm_cooldown_s=10.0, failure_backoff_max_s=60.0), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(2.0), PlanFailure(1, FailureKind.CONNECTION, "refused"),
+         llm_enabled=True)
+    tick(arb, state, intent, snap(21.0), llm_enabled=True)
+    assert state.pending_request is None  # one failure: 20 s instead of 10
+    tick(arb, state, intent, snap(22.0), llm_enabled=True)
+    assert state.pending_request == "periodic"
+
+
+def test_player_order_drops_the_plan_and_asks_urgently() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(MoveTo(4, 4), Scan()), llm_enabled=True)
+    assert state.mode is Mode.EXECUTING_LLM
+    tick(arb, state, intent, snap(0.5, orders="hold", order_serial=1),
+         order_serial=1, order="hold", llm_enabled=True, llm_in_flight=False)
+    assert state.mode is Mode.GOAP
+    assert state.pending_request == "order: hold" and state.pending_priority == PRIORITY_HIGH
+
+
+def test_step_skipped_when_its_target_died_mid_plan() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(MoveTo(5, 3), Attack(RIVAL.id), Attack(GRUNT.id)))
+    assert intent.step == MoveTo(5, 3)
+    dead = replace(RIVAL, hp=0)
+    intent.finish()
+    tick(arb, state, intent, snap(2.0, enemies=(dead, GRUNT)))
+    assert intent.step == Attack(GRUNT.id) and intent.label == "LLM 3/3"
+    assert state.metrics.llm_steps_skipped == 1
+    assert len(state.rejected_steps) == 1 and state.rejected_steps[0].index == 1
+    assert "dead" in state.rejected_steps[0].reason.lower()
+
+
+def test_plan_ends_when_remaining_steps_became_illegal() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(Scan(), Attack(RIVAL.id)))
+    intent.finish()
+    tick(arb, state, intent, snap(1.0, enemies=(replace(RIVAL, hp=0), GRUNT)))
+    assert state.mode is Mode.GOAP and state.plan is None
+    assert intent.step == MoveTo(3, 2)
+
+
+def test_plan_stale_on_arrival_counts_as_invalid() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    s = snap(0.0, enemies=(replace(RIVAL, hp=0), GRUNT))
+    tick(arb, state, intent, s, ready(Attack(RIVAL.id)))
+    assert state.mode is Mode.GOAP
+    assert state.metrics.llm_failures == 1
+    assert state.metrics.failures_by_kind == {"invalid_plan": 1}
+
+
+def test_failed_step_advances_the_plan_with_its_reason() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(MoveTo(5, 3), Scan()))
+    intent.fail("path blocked")
+    tick(arb, state, intent, snap(1.0))
+    assert intent.step == Scan()
+    assert state.rejected_steps[0].reason == "failed in game: path blocked"
+    assert state.metrics.llm_steps_executed == 0
