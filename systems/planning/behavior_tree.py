@@ -12,7 +12,8 @@ agent's snapshot plus a scratch blackboard) and an Action node *proposes* an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence as Seq
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
