@@ -1,0 +1,182 @@
+"""Prompts for a single agent: system rules, the tool list and a compact snapshot.
+
+Everything about tools (names, arguments, rules, the example) is generated from the tool
+registry, the same one the JSON schema and the validator come from, so the three never
+disagree. The text is kept short on purpose: the smallest supported model (SmolLM2-135M) has
+a context of about 2k tokens, and the JSON schema, not the prose, is what keeps its output in
+shape. The system prompt does not depend on the snapshot, so a llama.cpp backend reuses its
+cached prefix between requests; everything that changes goes into the user message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from components.snapshot import UnitView, WorldSnapshot
+from systems.planning.rules import DEFAULT_RULES, Rules
+from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
+
+MAX_COVER_LISTED = 10
+"""Cover tiles listed in the prompt (nearest first); the rest are counted."""
+MAX_WALL_RUNS_LISTED = 24
+"""Wall runs listed in the prompt; the rest are counted (big maps would not fit a 2k context)."""
+
+_EXAMPLE_PREFERENCE = ("TakeCover", "Attack", "Wait")
+"""Tools the prompt's example uses when registered; otherwise it picks tools by argument kind."""
+
+
+def system_prompt(registry: ToolRegistry = DEFAULT_REGISTRY, max_steps: int = 8,
+                  rules: Rules = DEFAULT_RULES) -> str:
+    """Rules of the game, the reply format, the registered tools and one example reply."""
+    example = json.dumps({"steps": example_steps(registry)}, separators=(",", ":"))
+    return "\n".join((
+        "You plan actions for an AI companion in a top-down tile game.",
+        "Tiles are (x,y): x is the column, y the row. Walls block moving and shooting; "
+        "cover halves damage; smoke blocks sight.",
+        "Keep the player alive, follow the player's orders, then work toward the objective.",
+        f"Reply with JSON only: an object with \"steps\", a list of 1 to {max_steps} steps "
+        "done in order. Each step is {\"act\": tool name, plus that tool's arguments}.",
+        "Use only the ids and tiles given in the situation.",
+        "Tools:",
+        registry.prompt_tool_list(rules),
+        f"Example reply: {example}",
+    ))
+
+
+def example_steps(registry: ToolRegistry = DEFAULT_REGISTRY) -> list[dict[str, Any]]:
+    """Two or three example steps made only of registered tools and their example arguments."""
+    chosen: list[ToolSpec] = []
+    for name in _EXAMPLE_PREFERENCE:
+        spec = registry.get(name)
+        if spec is not None:
+            chosen.append(spec)
+    if len(chosen) < 2:
+        # Fall back to one tool per kind of argument (tile, target, none), in registry order.
+        def shape(s: ToolSpec) -> str:
+            if s.tile_args is not None:
+                return "tile"
+            return "target" if s.target_arg is not None else "other"
+
+        seen = {shape(s) for s in chosen}
+        for spec in registry:
+            if spec not in chosen and shape(spec) not in seen:
+                chosen.append(spec)
+                seen.add(shape(spec))
+            if len(chosen) == 3:
+                break
+    return [{"act": s.name, **s.example_args()} for s in chosen]
+
+
+def render_snapshot(snapshot: WorldSnapshot) -> str:
+    """The situation as compact text: objective, time, orders, me, player, enemies, allies,
+    points of interest, walls as runs, cover, smoke. Dead enemies are left out."""
+    s = snapshot
+    me = s.me
+    lines = [
+        f"time {s.t:.1f}s. objective: {s.objective or 'none'}. "
+        f"orders: {s.orders or 'none'}.",
+        "me " + _unit(me, None)
+        + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
+        + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
+        + f" morale {s.morale:.1f}"
+        + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
+                                    for k, v in sorted(s.cooldowns.items())) or "none"),
+    ]
+    lines.append("player " + (_unit(s.player, me) if s.player is not None else "none"))
+    enemies = sorted((e for e in s.enemies if e.hp > 0),
+                     key=lambda u: (_dist(u.x, u.y, me), u.id))
+    lines.append("enemies: " + ("; ".join(_unit(e, me) for e in enemies) or "none"))
+    lines.append("allies: " + ("; ".join(_unit(a, me) for a in s.allies) or "none"))
+    if s.pois:
+        lines.append("places: " + "; ".join(f"{k} ({x},{y})" for k, (x, y) in s.pois.items()))
+    g = s.grid
+    runs = wall_runs(g.walls)
+    walls = "; ".join(runs[:MAX_WALL_RUNS_LISTED]) or "none"
+    if len(runs) > MAX_WALL_RUNS_LISTED:
+        walls += f"; +{len(runs) - MAX_WALL_RUNS_LISTED} more"
+    lines.append(f"map {g.width}x{g.height}, walls: {walls}")
+    cover = sorted(g.cover, key=lambda t: (_dist(t[0], t[1], me), t))
+    text = " ".join(f"({x},{y})" for x, y in cover[:MAX_COVER_LISTED]) or "none"
+    if len(cover) > MAX_COVER_LISTED:
+        text += f" +{len(cover) - MAX_COVER_LISTED} more"
+    lines.append(f"cover: {text}")
+    if g.smoke:
+        lines.append("smoke: " + " ".join(f"({x},{y}) r{r:g}" for x, y, r in g.smoke))
+    return "\n".join(lines)
+
+
+def build_messages(snapshot: WorldSnapshot, registry: ToolRegistry = DEFAULT_REGISTRY,
+                   max_steps: int = 8, rules: Rules = DEFAULT_RULES) -> list[dict[str, str]]:
+    """Chat messages (system + user) for ollama's ``chat`` or llama.cpp's chat completion."""
+    user = (render_snapshot(snapshot)
+            + f"\nYou are #{snapshot.me.id}. Reply with the JSON plan ({max_steps} steps at most).")
+    return [
+        {"role": "system", "content": system_prompt(registry, max_steps, rules)},
+        {"role": "user", "content": user},
+    ]
+
+
+def wall_runs(walls: Iterable[tuple[int, int]]) -> list[str]:
+    """Walls as straight runs: ``x=6 y=1..8`` (a column), ``y=0 x=3..9`` (a row), ``(4,5)``.
+
+    Both decompositions (columns first, rows first) are tried and the shorter one is kept.
+    """
+    tiles = set(walls)
+    a = _runs(tiles, vertical_first=True)
+    b = _runs(tiles, vertical_first=False)
+    return a if len(a) <= len(b) else b
+
+
+def _runs(tiles: set[tuple[int, int]], vertical_first: bool) -> list[str]:
+    left = set(tiles)
+    out: list[tuple[tuple[int, int], str]] = []
+    for vertical in (vertical_first, not vertical_first):
+        # Columns: group by x, consecutive y. Rows: group by y, consecutive x.
+        lines: dict[int, list[int]] = {}
+        for x, y in left:
+            key, along = (x, y) if vertical else (y, x)
+            lines.setdefault(key, []).append(along)
+        for key, values in lines.items():
+            for lo, hi in _consecutive(sorted(values)):
+                if hi > lo or vertical is not vertical_first:
+                    if hi == lo:
+                        x, y = (key, lo) if vertical else (lo, key)
+                        out.append(((y, x), f"({x},{y})"))
+                    elif vertical:
+                        out.append(((lo, key), f"x={key} y={lo}..{hi}"))
+                    else:
+                        out.append(((key, lo), f"y={key} x={lo}..{hi}"))
+                    for v in range(lo, hi + 1):
+                        left.discard((key, v) if vertical else (v, key))
+    out.sort()
+    return [text for _, text in out]
+
+
+def _consecutive(values: list[int]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for v in values:
+        if spans and v == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], v)
+        else:
+            spans.append((v, v))
+    return spans
+
+
+def _dist(x: int, y: int, me: UnitView) -> float:
+    return math.hypot(x - me.x, y - me.y)
+
+
+def _unit(u: UnitView, me: UnitView | None) -> str:
+    name = f" {u.name}" if u.name and u.name not in ("companion", "player") else ""
+    text = f"#{u.id}{name} ({u.x},{u.y}) hp {u.hp:.0f}/{u.max_hp:.0f}"
+    if u.hp <= 0:
+        text += " DOWN"
+    if u.in_cover:
+        text += " in cover"
+    if me is not None:
+        text += f" dist {_dist(u.x, u.y, me):.0f}"
+    return text
+

@@ -1,0 +1,151 @@
+"""The single-agent prompt: generated from the registry, compact, and faithful to the snapshot."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from components.actions import ACTION_TYPES
+from components.snapshot import GridView
+from systems.llm.prompt import (
+    build_messages,
+    example_steps,
+    render_snapshot,
+    system_prompt,
+    wall_runs,
+)
+from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from systems.planning.validation import validate_plan
+from tests.planning.snapshots import (
+    COMPANION_ID,
+    ENEMY_IDS,
+    GRUNT_ID,
+    PLAYER_ID,
+    RIVAL_ID,
+    hello_snapshot,
+    unit,
+    with_enemy,
+)
+
+
+def test_system_prompt_lists_every_registered_tool_and_the_reply_format() -> None:
+    text = system_prompt()
+    for spec in DEFAULT_REGISTRY:
+        assert f"- {spec.signature()}: {spec.description}" in text
+    assert '"steps"' in text and "1 to 8 steps" in text
+    assert "1 to 3 steps" in system_prompt(max_steps=3)
+
+
+def test_the_example_reply_is_a_valid_plan_made_of_registered_tools() -> None:
+    text = system_prompt()
+    example = json.loads(text.split("Example reply: ", 1)[1].splitlines()[0])
+    assert [s["act"] for s in example["steps"]] == [s["act"] for s in example_steps()]
+    assert validate_plan(example, hello_snapshot()).ok
+
+
+def test_prompt_never_mentions_an_unregistered_tool() -> None:
+    keep = {"MoveTo", "Attack", "Scan"}
+    reg = ToolRegistry(s for s in DEFAULT_REGISTRY if s.name in keep)
+    text = "\n".join(m["content"] for m in build_messages(hello_snapshot(), reg))
+    for name in ACTION_TYPES:
+        assert (re.search(rf"\b{name}\b", text) is not None) == (name in keep), name
+    # The example falls back to tools that exist.
+    assert {s["act"] for s in example_steps(reg)} <= keep
+
+
+def test_snapshot_mentions_every_live_enemy_and_omits_the_dead() -> None:
+    snap = with_enemy(hello_snapshot(), GRUNT_ID, hp=0)
+    text = render_snapshot(snap)
+    for eid in ENEMY_IDS:
+        assert (f"#{eid} " in text) == (eid != GRUNT_ID)
+    assert "#3 Rival (12,2) hp 60/60 dist 10" in text
+
+
+def test_snapshot_has_objective_time_orders_me_player_places_walls_cover() -> None:
+    snap = hello_snapshot(t=12.25, orders="hold", ammo=7, cooldowns={"smoke": 3.2, "heal": 0})
+    text = render_snapshot(snap)
+    assert "time 12.2s. objective: extract. orders: hold." in text
+    assert f"me #{COMPANION_ID} (2,3) hp 80/80 ammo 7/30" in text
+    assert "smoke 4s" in text and "heal ready" in text
+    assert f"player #{PLAYER_ID} (2,2) hp 100/100 dist 1" in text
+    assert "breach_door (15,8)" in text
+    assert "map 20x10, walls: x=6 y=1..8" in text
+    assert "cover: (5,2) (5,5) (7,3) (11,4) (13,7)" in text  # nearest first
+
+
+def test_snapshot_shows_allies_cover_state_and_smoke() -> None:
+    snap = hello_snapshot(
+        allies=(unit(9, 3, 4, hp=0, max_hp=50, name="Bo"),),
+        enemies=(unit(RIVAL_ID, 12, 2, hp=60, team="red", name="Rival", in_cover=True),),
+        grid=GridView(20, 10, frozenset(), frozenset(), smoke=((9, 2, 1.5),)),
+    )
+    text = render_snapshot(snap)
+    assert "allies: #9 Bo (3,4) hp 0/50 DOWN" in text
+    assert "Rival (12,2) hp 60/60 in cover" in text
+    assert "smoke: (9,2) r1.5" in text
+    assert "walls: none" in text and "cover: none" in text
+
+
+def test_build_messages_is_system_then_user_with_the_situation() -> None:
+    snap = hello_snapshot(orders="attack")
+    msgs = build_messages(snap, max_steps=4)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert msgs[0]["content"] == system_prompt(max_steps=4)
+    assert render_snapshot(snap) in msgs[1]["content"]
+    assert f"You are #{COMPANION_ID}" in msgs[1]["content"]
+
+
+def test_system_prompt_does_not_depend_on_the_snapshot() -> None:
+    """A static system prompt lets llama.cpp reuse its cached prefix between requests."""
+    a = build_messages(hello_snapshot())[0]
+    b = build_messages(with_enemy(hello_snapshot(t=30.0, orders="hold"), RIVAL_ID, hp=0))[0]
+    assert a == b
+
+
+def test_prompt_fits_a_small_model_context() -> None:
+    """SmolLM2-135M has a 2k-token context; at ~3.5 characters a token the whole prompt
+    must stay well under it, leaving room for a reply of 8 steps."""
+    chars = sum(len(m["content"]) for m in build_messages(hello_snapshot(orders="follow")))
+    assert chars < 3600
+
+
+def test_big_maps_are_summarised_not_dumped() -> None:
+    walls = frozenset((x, y) for x in range(0, 80, 2) for y in range(0, 40, 2))
+    cover = frozenset((x, y) for x in range(1, 80, 2) for y in range(1, 40, 4))
+    snap = hello_snapshot(grid=GridView(80, 40, walls, cover))
+    text = render_snapshot(snap)
+    assert "more" in text
+    assert len(text) < 1500
+
+
+def _parse_runs(runs: list[str]) -> set[tuple[int, int]]:
+    out: set[tuple[int, int]] = set()
+    for r in runs:
+        if m := re.fullmatch(r"x=(\d+) y=(\d+)\.\.(\d+)", r):
+            x, lo, hi = map(int, m.groups())
+            out |= {(x, y) for y in range(lo, hi + 1)}
+        elif m := re.fullmatch(r"y=(\d+) x=(\d+)\.\.(\d+)", r):
+            y, lo, hi = map(int, m.groups())
+            out |= {(x, y) for x in range(lo, hi + 1)}
+        elif m := re.fullmatch(r"\((\d+),(\d+)\)", r):
+            out.add((int(m[1]), int(m[2])))
+        else:
+            raise AssertionError(f"unreadable run {r!r}")
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.tuples(st.integers(0, 12), st.integers(0, 8)), max_size=40))
+def test_wall_runs_describe_exactly_the_walls(walls: set[tuple[int, int]]) -> None:
+    runs = wall_runs(walls)
+    assert _parse_runs(runs) == walls
+    assert len(runs) <= len(walls)
+
+
+def test_wall_runs_pick_the_shorter_direction() -> None:
+    assert wall_runs({(6, y) for y in range(1, 9)}) == ["x=6 y=1..8"]
+    assert wall_runs({(x, 0) for x in range(3, 10)}) == ["y=0 x=3..9"]
+    assert wall_runs({(4, 5)}) == ["(4,5)"]
