@@ -28,39 +28,59 @@ class SnapshotSource(Protocol):
     def snapshot_for(self, entity: int) -> WorldSnapshot: ...
 
 
-class Perception:
-    """Written by PerceptionSystem every frame: the agent's view of the world at time ``t``.
+class PerceptionFrame:
+    """The current frame as every agent's Perception sees it: one object, shared.
 
-    The snapshot is built on first access in a frame and then reused, so an agent that is busy
-    carrying out a step (most agents, most frames) costs two attribute writes, not a snapshot.
+    PerceptionSystem updates it once per frame (time, source, serial), which refreshes every
+    agent's perception at once without touching them one by one.
     """
 
-    __slots__ = ("_cached", "_source", "entity", "t")
+    __slots__ = ("serial", "source", "t")
 
-    def __init__(self, entity: int, t: float = 0.0, source: SnapshotSource | None = None) -> None:
+    def __init__(self, t: float = 0.0, source: SnapshotSource | None = None) -> None:
+        self.t = t
+        self.source = source
+        self.serial = 0
+
+    def advance(self, t: float, source: SnapshotSource) -> None:
+        self.t = t
+        self.source = source
+        self.serial += 1
+
+
+class Perception:
+    """An agent's view of the world at the current frame's time ``t``.
+
+    The snapshot is built on first access in a frame and reused for the rest of it, so an
+    agent that is busy carrying out a step (most agents, most frames) costs nothing here.
+    """
+
+    __slots__ = ("_cached", "_cached_serial", "entity", "frame")
+
+    def __init__(self, entity: int, frame: PerceptionFrame) -> None:
         self.entity = entity
-        self.t = t
-        self._source = source
+        self.frame = frame
         self._cached: WorldSnapshot | None = None
+        self._cached_serial = -1
 
-    def refresh(self, t: float, source: SnapshotSource) -> None:
-        self.t = t
-        self._source = source
-        self._cached = None
+    @property
+    def t(self) -> float:
+        return self.frame.t
 
     @property
     def snapshot(self) -> WorldSnapshot:
-        snap = self._cached
-        if snap is None:
-            if self._source is None:
-                raise RuntimeError("Perception has not been refreshed by PerceptionSystem yet")
-            snap = self._cached = self._source.snapshot_for(self.entity)
-        return snap
+        frame = self.frame
+        if self._cached is None or self._cached_serial != frame.serial:
+            if frame.source is None:
+                raise RuntimeError("Perception has no frame yet: PerceptionSystem has not run")
+            self._cached = frame.source.snapshot_for(self.entity)
+            self._cached_serial = frame.serial
+        return self._cached
 
     @staticmethod
     def fixed(snapshot: WorldSnapshot) -> Perception:
         """A perception that always returns ``snapshot`` (tests, tools, engine-agnostic use)."""
-        return Perception(snapshot.me.id, snapshot.t, _Fixed(snapshot))
+        return Perception(snapshot.me.id, PerceptionFrame(snapshot.t, _Fixed(snapshot)))
 
 
 class _Fixed:
@@ -129,6 +149,7 @@ class ArbiterMetrics:
     time_in_mode: dict[str, float] = field(
         default_factory=lambda: {m.value: 0.0 for m in Mode}
     )
+    """Time in each *finished* stay; :meth:`ArbiterState.time_in_modes` adds the current one."""
     failures_by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -157,7 +178,10 @@ class ArbiterState:
     step_index: int = 0
     rejected_steps: list[StepRejection] = field(default_factory=list)
     mode_since: float = 0.0
-    last_update_t: float | None = None
+    wake_at: float = float("-inf")
+    """Until this game time, a running step and no news mean there is nothing to decide.
+    Systems may skip the agent; anything that brings news (an outcome, an order, a finished
+    step, :meth:`wake`) must be checked before relying on it."""
     next_think_at: float = 0.0
     """GOAP/BT re-decide at this game time even if the current step is still running."""
     think_phase: float = 0.5
@@ -175,6 +199,16 @@ class ArbiterState:
     events: deque[ArbiterEvent] = field(default_factory=lambda: deque(maxlen=64))
     event_count: int = 0
     """Events ever appended (the deque keeps only the latest)."""
+
+    def wake(self) -> None:
+        """Make the arbiter look at this agent on the next frame."""
+        self.wake_at = float("-inf")
+
+    def time_in_modes(self, now: float) -> dict[str, float]:
+        """Seconds spent in each mode so far, including the current stay."""
+        out = dict(self.metrics.time_in_mode)
+        out[self.mode.value] += max(0.0, now - self.mode_since)
+        return out
 
     @property
     def label(self) -> str:

@@ -14,7 +14,7 @@ class Position:
 
     @property
     def tile(self) -> tuple[int, int]:
-        return (int(round(self.x)), int(round(self.y)))
+        return (round(self.x), round(self.y))
 
 
 @dataclass(slots=True)
@@ -29,7 +29,11 @@ class Health:
 
 @dataclass(slots=True)
 class Team:
-    """Side an entity fights for. Entities on different sides are hostile to each other."""
+    """Side an entity fights for. Entities on different sides are hostile to each other.
+
+    To switch sides, replace the component (``esper.add_component``) rather than assigning
+    ``side``: perception caches the grouping until components are added or removed.
+    """
 
     side: str
 

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import esper
 
-from components.agent import Agent, ArbiterEvent, ArbiterState, Intent, Perception
+from components.agent import Agent, ArbiterEvent, ArbiterState, Intent, IntentStatus, Perception
 from components.llm import FailureKind, LlmTask, PlanFailure, PlanProposal, PlanRequest
 from components.world import Orders
 from systems.llm.api import PlanService
+from systems.perception import game_time
 from systems.planning.arbiter import Arbiter
 
 log = logging.getLogger("esper_arbiter.arbiter")
@@ -18,7 +19,7 @@ log = logging.getLogger("esper_arbiter.arbiter")
 EventSink = Callable[[int, ArbiterEvent], None]
 
 
-class ArbiterSystem(esper.Processor):  # type: ignore[misc]
+class ArbiterSystem(esper.Processor):
     """Per agent: Perception + ArbiterState (+ PlanProposal) -> Intent and maybe an LlmTask."""
 
     def __init__(
@@ -35,14 +36,27 @@ class ArbiterSystem(esper.Processor):  # type: ignore[misc]
         arbiter = self.arbiter
         service = self.service
         sink = self.on_event
+        t = game_time()
+        # News that must wake an agent even if its step is still running.
+        for ent, _proposal in esper.get_component(PlanProposal):
+            state = esper.try_component(ent, ArbiterState)
+            if state is not None:
+                state.wake()
+        for _ent, (standing, waiting) in esper.get_components(Orders, ArbiterState):
+            if standing.serial != waiting.last_order_serial:
+                waiting.wake()
+        running = IntentStatus.RUNNING
         for ent, (agent, perception, state, intent) in esper.get_components(
             Agent, Perception, ArbiterState, Intent
         ):
+            if intent.status is running and t < state.wake_at:
+                continue  # busy, nothing new: the steady-state fast path
             proposal = esper.try_component(ent, PlanProposal)
             if proposal is not None:
                 esper.remove_component(ent, PlanProposal)
             orders = esper.try_component(ent, Orders)
             in_flight = esper.has_component(ent, LlmTask)
+            use_llm = service is not None and agent.use_llm
             n_events = state.event_count
             arbiter.update(
                 state,
@@ -51,10 +65,10 @@ class ArbiterSystem(esper.Processor):  # type: ignore[misc]
                 proposal.outcome if proposal is not None else None,
                 order_serial=orders.serial if orders is not None else 0,
                 order=orders.order if orders is not None else None,
-                llm_enabled=service is not None and agent.use_llm,
+                llm_enabled=use_llm,
                 llm_in_flight=in_flight,
             )
-            if state.pending_request is not None and service is not None and agent.use_llm:
+            if state.pending_request is not None and use_llm and service is not None:
                 if in_flight:
                     # An urgent request replaces the one in flight (its answer would be stale).
                     esper.component_for_entity(ent, LlmTask).ticket.cancel()
@@ -81,7 +95,9 @@ class ArbiterSystem(esper.Processor):  # type: ignore[misc]
             log.exception("agent %d: submitting an LLM request failed", ent)
             state.pending_request = None
             state.metrics.llm_requests += 1
-            failure = PlanFailure(0, FailureKind.CRASH, f"submit raised {type(exc).__name__}: {exc}")
+            failure = PlanFailure(
+                0, FailureKind.CRASH, f"submit raised {type(exc).__name__}: {exc}"
+            )
             esper.add_component(ent, PlanProposal(failure, perception.t, reason))
             return
         esper.add_component(

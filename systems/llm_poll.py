@@ -16,7 +16,7 @@ from systems.perception import game_time
 log = logging.getLogger("esper_arbiter.llm_poll")
 
 
-class LlmPollSystem(esper.Processor):  # type: ignore[misc]
+class LlmPollSystem(esper.Processor):
     def process(self, *args: object, **kwargs: object) -> None:
         tasks = esper.get_component(LlmTask)
         if not tasks:

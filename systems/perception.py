@@ -9,10 +9,11 @@ almost nothing per frame, and a thousand agents thinking share one scan of the w
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import Any
 
 import esper
 
-from components.agent import Agent, ArbiterState, Intent, Perception
+from components.agent import Agent, ArbiterState, Intent, Perception, PerceptionFrame
 from components.snapshot import GridView, UnitView, WorldSnapshot
 from components.world import (
     Ammo,
@@ -33,7 +34,10 @@ from components.world import (
 _NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
 _CROWD = 32
 """Above this many friends, a snapshot lists only the nearby ones."""
-_NEAR = 8
+_NEAR = 4
+_MAX_NEAR = 16
+_RING = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1))
+_Raw = tuple[int, tuple[Position, Health, Team]]
 
 
 def game_time() -> float:
@@ -46,16 +50,22 @@ def game_time() -> float:
 class FrameView:
     """What every agent can know at time ``t``, computed on first use and shared."""
 
-    def __init__(self, t: float, grid_cache: dict[object, GridView]) -> None:
+    def __init__(
+        self,
+        t: float,
+        grid_cache: dict[object, GridView],
+        side_cache: list[object] | None = None,
+    ) -> None:
         self.t = t
         self._grid_cache = grid_cache
+        self._side_cache: list[Any] = side_cache if side_cache is not None else []
         self._grid: GridView | None = None
         self._map: MapGrid | None = None
-        self._units: dict[int, UnitView] | None = None
-        self._by_side: dict[str, tuple[UnitView, ...]] = {}
+        self._sides: dict[str, list[_Raw]] | None = None
+        self._player_id: int | None = None
+        self._views: dict[int, UnitView] = {}
         self._hostile_to: dict[str, tuple[UnitView, ...]] = {}
-        self._player: UnitView | None = None
-        self._buckets: dict[str, dict[tuple[int, int], list[UnitView]]] = {}
+        self._buckets: dict[str, dict[tuple[int, int], list[_Raw]]] = {}
 
     # -- shared parts -------------------------------------------------------------------
 
@@ -90,64 +100,98 @@ class FrameView:
             self._grid = grid
         return self._grid
 
-    def _scan_units(self) -> dict[int, UnitView]:
-        units: dict[int, UnitView] = {}
-        sides: dict[str, list[UnitView]] = {}
-        player_id = next((e for e, _ in esper.get_component(Player)), None)
-        for ent, (pos, hp, team) in esper.get_components(Position, Health, Team):
+    def _index(self) -> dict[str, list[_Raw]]:
+        """One pass over every unit's components, grouped by side. Views are made lazily."""
+        if self._sides is None:
+            units = esper.get_components(Position, Health, Team)
+            cached = self._side_cache
+            if cached and cached[0] is units:
+                # esper hands back the same list object until an entity or component is added
+                # or removed, so the grouping is still right (Team is replaced, not mutated).
+                sides = cached[1]
+            else:
+                sides = {}
+                for item in units:
+                    side = item[1][2].side
+                    group = sides.get(side)
+                    if group is None:
+                        sides[side] = [item]
+                    else:
+                        group.append(item)
+                self._side_cache[:] = (units, sides)
+            self._sides = sides
+            self._player_id = next((e for e, _ in esper.get_component(Player)), None)
+        return self._sides
+
+    def _view(self, ent: int, pos: Position, hp: Health, team: Team) -> UnitView:
+        view = self._views.get(ent)
+        if view is None:
             name = esper.try_component(ent, Name)
-            view = UnitView(
-                id=ent,
-                x=int(round(pos.x)),
-                y=int(round(pos.y)),
-                hp=hp.hp,
-                max_hp=hp.max_hp,
-                team=team.side,
-                in_cover=esper.has_component(ent, InCover),
-                name=name.label if name is not None else "",
+            view = self._views[ent] = UnitView(
+                ent, round(pos.x), round(pos.y), hp.hp, hp.max_hp, team.side,
+                esper.has_component(ent, InCover), name.label if name is not None else "",
             )
-            units[ent] = view
-            if ent == player_id:
-                self._player = view
-            sides.setdefault(team.side, []).append(view)
-        self._by_side = {side: tuple(vs) for side, vs in sides.items()}
-        self._units = units
-        return units
+        return view
 
     def unit(self, entity: int) -> UnitView | None:
-        units = self._units if self._units is not None else self._scan_units()
-        return units.get(entity)
+        """The view of any unit (Position + Health + Team), or None."""
+        view = self._views.get(entity)
+        if view is not None:
+            return view
+        try:
+            pos = esper.component_for_entity(entity, Position)
+            hp = esper.component_for_entity(entity, Health)
+            team = esper.component_for_entity(entity, Team)
+        except KeyError:
+            return None
+        return self._view(entity, pos, hp, team)
+
+    @property
+    def player(self) -> UnitView | None:
+        self._index()
+        return None if self._player_id is None else self.unit(self._player_id)
 
     def hostiles_of(self, side: str) -> tuple[UnitView, ...]:
+        """Every unit on another side (shared by all agents of ``side`` this frame)."""
         found = self._hostile_to.get(side)
         if found is None:
-            if self._units is None:
-                self._scan_units()
+            view = self._view
             found = tuple(
-                u for s, views in self._by_side.items() if s != side for u in views
+                view(e, p, h, t)
+                for s, group in self._index().items() if s != side
+                for e, (p, h, t) in group
             )
             self._hostile_to[side] = found
         return found
 
-    def friends_of(self, side: str) -> tuple[UnitView, ...]:
-        if self._units is None:
-            self._scan_units()
-        return self._by_side.get(side, ())
-
-    def _friends_near(self, me: UnitView) -> tuple[UnitView, ...]:
-        """Friends within about ``_NEAR`` tiles of ``me`` (from a per-frame bucket grid)."""
+    def friends_near(self, me: UnitView) -> list[UnitView]:
+        """Units on ``me``'s side: all of them in small teams; in crowds, at most ``_MAX_NEAR``
+        within about ``2 * _NEAR`` tiles (from a per-frame bucket grid), so snapshots and
+        prompts stay local and cheap."""
+        group = self._index().get(me.team, [])
+        view = self._view
+        if len(group) <= _CROWD:
+            return [view(e, p, h, t) for e, (p, h, t) in group]
         buckets = self._buckets.get(me.team)
         if buckets is None:
             buckets = {}
-            for u in self.friends_of(me.team):
-                buckets.setdefault((u.x // _NEAR, u.y // _NEAR), []).append(u)
+            for item in group:
+                pos = item[1][0]
+                key = (int(pos.x) // _NEAR, int(pos.y) // _NEAR)
+                b = buckets.get(key)
+                if b is None:
+                    buckets[key] = [item]
+                else:
+                    b.append(item)
             self._buckets[me.team] = buckets
         bx, by = me.x // _NEAR, me.y // _NEAR
         near: list[UnitView] = []
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                near.extend(buckets.get((bx + dx, by + dy), ()))
-        return tuple(near)
+        for dx, dy in _RING:  # own bucket first, so the cap keeps the closest
+            for e, (p, h, t) in buckets.get((bx + dx, by + dy), ()):
+                near.append(view(e, p, h, t))
+                if len(near) >= _MAX_NEAR:
+                    return near
+        return near
 
     # -- one agent ----------------------------------------------------------------------
 
@@ -156,12 +200,9 @@ class FrameView:
         me = self.unit(entity)
         if me is None:
             raise KeyError(f"entity {entity} has no Position, Health and Team")
-        player = self._player
-        friends = self.friends_of(me.team)
+        player = self.player
         pid = player.id if player is not None else -1
-        if len(friends) > _CROWD:  # large crowds: keep the snapshot (and the prompt) local
-            friends = self._friends_near(me)
-        allies = tuple(u for u in friends if u.id != entity and u.id != pid)
+        allies = tuple(u for u in self.friends_near(me) if u.id != entity and u.id != pid)
         m = self.map
         ammo = esper.try_component(entity, Ammo)
         morale = esper.try_component(entity, Morale)
@@ -191,27 +232,31 @@ class FrameView:
         )
 
 
-class PerceptionSystem(esper.Processor):  # type: ignore[misc]
-    """Refreshes each Agent's Perception (and gives new agents their AI components)."""
+class PerceptionSystem(esper.Processor):
+    """Points every Agent's Perception at this frame (and equips new agents).
+
+    All perceptions share one :class:`PerceptionFrame`; advancing it is the whole per-frame
+    cost, whatever the number of agents. Snapshots are built when something reads them.
+    """
 
     def __init__(self) -> None:
         self._grid_cache: dict[object, GridView] = {}
+        self._side_cache: list[object] = []
         self.frame: FrameView | None = None
+        self.shared = PerceptionFrame()
 
     def process(self, *args: object, **kwargs: object) -> None:
         t = game_time()
-        frame = self.frame = FrameView(t, self._grid_cache)
-        for ent, (_agent,) in esper.get_components(Agent):
-            perception = esper.try_component(ent, Perception)
-            if perception is None:
-                self._adopt(ent, t, frame)
-                continue
-            perception.refresh(t, frame)
+        frame = self.frame = FrameView(t, self._grid_cache, self._side_cache)
+        self.shared.advance(t, frame)
+        if len(esper.get_component(Agent)) != len(esper.get_component(Perception)):
+            for ent, _agent in esper.get_component(Agent):
+                if not esper.has_component(ent, Perception):
+                    self._adopt(ent, t)
 
-    @staticmethod
-    def _adopt(ent: int, t: float, frame: FrameView) -> None:
+    def _adopt(self, ent: int, t: float) -> None:
         """First sight of an agent: give it Perception, ArbiterState and Intent."""
-        esper.add_component(ent, Perception(ent, t, frame))
+        esper.add_component(ent, Perception(ent, self.shared))
         if not esper.has_component(ent, ArbiterState):
             # Spread periodic re-decisions so a crowd spawned together does not think in one frame.
             phase = (ent * 0.6180339887) % 1.0
@@ -228,7 +273,7 @@ def build_snapshot(entity: int, now: float | None = None) -> WorldSnapshot | Non
     """
     t = game_time() if now is None else now
     system = esper.get_processor(PerceptionSystem)
-    frame = system.frame if system is not None else None
+    frame = system.frame if isinstance(system, PerceptionSystem) else None
     if frame is None or frame.t != t:
         frame = FrameView(t, {})
     try:

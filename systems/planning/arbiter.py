@@ -108,10 +108,6 @@ class Arbiter:
         and never builds its snapshot.
         """
         t = perception.t
-        if state.last_update_t is not None:
-            state.metrics.time_in_mode[state.mode.value] += max(0.0, t - state.last_update_t)
-        state.last_update_t = t
-
         if order_serial != state.last_order_serial:
             self._on_order(state, t, order, llm_enabled)
             state.last_order_serial = order_serial
@@ -125,8 +121,15 @@ class Arbiter:
         if state.mode is Mode.GOAP:
             self._run_goap(state, perception, intent)
 
+        wake = state.next_think_at
         if llm_enabled and not llm_in_flight and state.pending_request is None:
-            self._maybe_request(state, t)
+            due = self._request_due(state)
+            if t >= due:
+                state.pending_request = "periodic"
+                state.pending_priority = PRIORITY_LOW
+            elif due < wake:
+                wake = due
+        state.wake_at = wake
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -288,18 +291,16 @@ class Arbiter:
 
     # -- requests -----------------------------------------------------------------------
 
-    def _maybe_request(self, state: ArbiterState, t: float) -> None:
+    def _request_due(self, state: ArbiterState) -> float:
+        """Game time of the next background request: cooldown after the last completion,
+        doubled per consecutive failure (capped); never while a model plan runs."""
         if state.mode is Mode.EXECUTING_LLM:
-            return
+            return float("inf")
         if state.last_llm_done_at is None:
-            due = self.config.first_request_at_s
-        else:
-            backoff = 2.0 ** min(state.consecutive_llm_failures, 8)
-            wait = min(self.config.llm_cooldown_s * backoff, self.config.failure_backoff_max_s)
-            due = state.last_llm_done_at + max(wait, self.config.llm_cooldown_s)
-        if t >= due:
-            state.pending_request = "periodic"
-            state.pending_priority = PRIORITY_LOW
+            return self.config.first_request_at_s
+        backoff = 2.0 ** min(state.consecutive_llm_failures, 8)
+        wait = min(self.config.llm_cooldown_s * backoff, self.config.failure_backoff_max_s)
+        return state.last_llm_done_at + max(wait, self.config.llm_cooldown_s)
 
     def note_request_submitted(self, state: ArbiterState, t: float, request_id: int) -> None:
         """Called by the system once the pending request went out."""
@@ -314,6 +315,7 @@ class Arbiter:
         """Ask for an urgent plan at the next frame (e.g. the player pressed L)."""
         state.pending_request = reason
         state.pending_priority = PRIORITY_HIGH
+        state.wake()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -325,7 +327,8 @@ class Arbiter:
         intent.reason = ""
         intent.mode = state.mode
         intent.label = state.label
-        self._event(state, t, "decision", f"[{state.label}]".ljust(LABEL_WIDTH) + describe_step(step))
+        text = f"[{state.label}]".ljust(LABEL_WIDTH) + describe_step(step)
+        self._event(state, t, "decision", text)
 
     def _transition(
         self, state: ArbiterState, t: float, new: Mode, why: str, force_event: bool = False
@@ -335,6 +338,7 @@ class Arbiter:
             return
         if old is not new:
             state.metrics.mode_transitions += 1
+            state.metrics.time_in_mode[old.value] += max(0.0, t - state.mode_since)
         state.mode = new
         state.mode_since = t
         self._event(state, t, "transition", f"{old.value} -> {new.value} ({why})")

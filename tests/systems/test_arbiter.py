@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from components import (
     PRIORITY_HIGH,
@@ -48,12 +48,14 @@ def snap(t: float = 0.0, **kw: object) -> WorldSnapshot:
 class StubGoap:
     """A GOAP stand-in whose answer the test controls (None = 'no plan')."""
 
-    step: ActionStep | None = MoveTo(3, 2)
+    step: ActionStep | None = field(default_factory=lambda: MoveTo(3, 2))
 
     def decide(self, s: WorldSnapshot) -> GoapDecision | None:
         if self.step is None:
             return None
-        return GoapDecision(goal="stay_with_player", action="follow", step=self.step, plan=("follow",))
+        return GoapDecision(
+            goal="stay_with_player", action="follow", step=self.step, plan=("follow",)
+        )
 
 
 def make(goap: StubGoap | None = None, **cfg: float) -> Arbiter:
@@ -155,7 +157,8 @@ def test_bt_when_goap_has_no_plan_and_back_when_it_has() -> None:
 
 
 def test_cooldown_counts_from_the_last_completion() -> None:
-    arb, state, intent = make(llm_cooldown_s=15.0, first_request_at_s=1.0), ArbiterState(), Intent()
+    arb = make(llm_cooldown_s=15.0, first_request_at_s=1.0)
+    state, intent = ArbiterState(), Intent()
     tick(arb, state, intent, snap(0.5), llm_enabled=True)
     assert state.pending_request is None
     tick(arb, state, intent, snap(1.0), llm_enabled=True)
@@ -176,7 +179,8 @@ def test_cooldown_counts_from_the_last_completion() -> None:
 
 
 def test_failures_back_off_the_next_request() -> None:
-    arb, state, intent = make(llm_cooldown_s=10.0, failure_backoff_max_s=60.0), ArbiterState(), Intent()
+    arb = make(llm_cooldown_s=10.0, failure_backoff_max_s=60.0)
+    state, intent = ArbiterState(), Intent()
     tick(arb, state, intent, snap(2.0), PlanFailure(1, FailureKind.CONNECTION, "refused"),
          llm_enabled=True)
     tick(arb, state, intent, snap(21.0), llm_enabled=True)

@@ -195,7 +195,7 @@ def test_urgent_request_cancels_the_one_in_flight(world: str) -> None:
 
 def test_systems_run_in_data_flow_order(world: str) -> None:
     install(None)
-    kinds = [type(p).__name__ for p in esper._processors]  # noqa: SLF001 - order is the contract
+    kinds = [type(p).__name__ for p in esper._processors]
     assert kinds == ["PerceptionSystem", "LlmPollSystem", "ArbiterSystem"]
 
 

@@ -1,0 +1,151 @@
+"""Per-frame cost of Perception + LlmPoll + Arbiter against a bare esper loop (same run).
+
+Steady state in GOAP mode: N agents hold a long step (nobody finishes it), so the systems do
+what they do on a normal frame: refresh perceptions, poll (no requests: LLM off), and let the
+few agents whose think time came re-decide with GOAP. The bare loop touches the same entities
+with the same component query and does trivial work. Also: cold vs cached GOAP plan.
+
+    python bench/arbiter_overhead.py [--agents 1000 10000] [--frames 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import esper
+
+from components import Agent, Ammo, GameClock, Health, MapGrid, Player, Position, Team
+from systems.perception import build_snapshot
+from systems.planning.goap import GoapBrain
+from systems.plugin import install
+
+DT = 1.0 / 60.0
+
+
+class BareLoop(esper.Processor):
+    """The floor: iterate the agents' components and read them, nothing else."""
+
+    def __init__(self) -> None:
+        self.acc = 0.0
+
+    def process(self, *args: object) -> None:
+        acc = 0.0
+        for _, (_agent, pos, hp, _team) in esper.get_components(Agent, Position, Health, Team):
+            acc += pos.x + hp.hp
+        self.acc = acc
+
+
+def populate(n: int) -> int:
+    """A square-ish field of ``n`` agents around a player, a few enemies far off, some walls."""
+    side = int(n**0.5) + 1
+    width, height = side * 2 + 20, side * 2 + 20
+    walls = frozenset((width // 2, y) for y in range(2, height - 2))
+    esper.create_entity(GameClock(0.0))
+    esper.create_entity(MapGrid(width, height, walls, frozenset(), {"breach_door": (width - 2, 1)},
+                                "extract"))
+    player = esper.create_entity(Player(), Position(1, 1), Health(100, 100), Team("blue"))
+    for i in range(n):
+        x, y = 2 + (i % side) * 2 % (width // 2 - 2), 2 + (i // side) * 2 % (height - 4)
+        esper.create_entity(Agent(use_llm=False), Position(x, y), Health(80, 80), Team("blue"),
+                            Ammo(30, 30))
+    for j in range(8):
+        esper.create_entity(Position(width - 3, 2 + j * (height - 4) // 8), Health(60, 60),
+                            Team("red"))
+    return player
+
+
+def time_frames(frames: int) -> list[float]:
+    clock = esper.get_component(GameClock)[0][1]
+    out = []
+    for _ in range(frames):
+        clock.t += DT
+        t0 = time.perf_counter()
+        esper.process()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(n: int, frames: int) -> tuple[float, float]:
+    esper.switch_world(f"bench-arbiter-{n}")
+    populate(n)
+    install(service=None)
+    time_frames(90)  # warm-up: first decisions, caches, staggered think times settle
+    arb = statistics.median(time_frames(frames))
+    esper.switch_world(f"bench-bare-{n}")
+    populate(n)
+    esper.add_processor(BareLoop())
+    time_frames(30)
+    bare = statistics.median(time_frames(frames))
+    esper.switch_world("default")
+    esper.delete_world(f"bench-arbiter-{n}")
+    esper.delete_world(f"bench-bare-{n}")
+    return arb, bare
+
+
+def median_us(fn: Callable[[], object], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1e6
+
+
+def goap_plan_costs() -> tuple[float, float]:
+    """Cold (cache cleared) and cached GOAP decisions on the hello_companion opening."""
+    esper.switch_world("bench-goap")
+    esper.create_entity(GameClock(0.0))
+    esper.create_entity(MapGrid(20, 10, frozenset((6, y) for y in range(1, 9)),
+                                frozenset({(5, 2), (7, 3)}), {"breach_door": (15, 8)}, "extract"))
+    esper.create_entity(Player(), Position(2, 2), Health(100, 100), Team("blue"))
+    me = esper.create_entity(Position(2, 3), Health(80, 80), Team("blue"), Ammo(30, 30))
+    esper.create_entity(Position(12, 2), Health(60, 60), Team("red"))
+    snap = build_snapshot(me, 0.0)
+    assert snap is not None
+    brain = GoapBrain()
+
+    def cold() -> None:
+        brain.planner.clear_cache()
+        brain.decide(snap)
+
+    def warm() -> None:
+        brain.decide(snap)
+
+    cold_us = median_us(cold, 300)
+    warm()
+    warm_us = median_us(warm, 3000)
+    def plan_cold_once() -> None:
+        brain.planner.clear_cache()
+        brain.plan_only(snap)
+
+    plan_cold = median_us(plan_cold_once, 300)
+    brain.plan_only(snap)
+    plan_warm = median_us(lambda: brain.plan_only(snap), 3000)
+    esper.switch_world("default")
+    esper.delete_world("bench-goap")
+    print(f"goap decide (facts + plan + grounding): cold {cold_us:8.1f} us   "
+          f"cached {warm_us:8.1f} us")
+    return plan_cold, plan_warm
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--agents", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--frames", type=int, default=120)
+    args = ap.parse_args()
+    for n in args.agents:
+        arb, bare = measure(n, args.frames if n <= 2000 else max(30, args.frames // 4))
+        print(f"{n:>6} agents: arbiter {arb * 1e3:7.3f} ms/frame {arb / n * 1e6:6.2f} us/agent | "
+              f"bare {bare * 1e3:7.3f} ms/frame {bare / n * 1e6:6.2f} us/agent")
+        print(f"ratio arbiter/bare: {arb / bare:.1f}x  ({n} agents; target <= 20x"
+              f"{', and < 3 ms/frame' if n == 1000 else ''})")
+    cold, warm = goap_plan_costs()
+    print(f"goap plan (A* over facts): cold {cold:8.1f} us (target < 1000)   "
+          f"cached {warm:6.2f} us (target < 5)")
+
+
+if __name__ == "__main__":
+    main()
