@@ -184,6 +184,8 @@ class ArbiterState:
     step, :meth:`wake`) must be checked before relying on it."""
     next_think_at: float = 0.0
     """GOAP/BT re-decide at this game time even if the current step is still running."""
+    think_key: object = None
+    """What the last GOAP/BT decision saw (see ``systems.planning.arbiter.situation``)."""
     think_phase: float = 0.5
     """0..1, spreads a crowd's periodic re-decisions over frames (set from the entity id)."""
     last_llm_done_at: float | None = None

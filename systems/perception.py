@@ -35,7 +35,9 @@ _NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
 _CROWD = 32
 """Above this many friends, a snapshot lists only the nearby ones."""
 _NEAR = 4
-_MAX_NEAR = 16
+_MAX_NEAR = 8
+_BUCKET_TTL_S = 0.25
+"""Crowd bucket grids are rebuilt this often (units move < 1 tile meanwhile)."""
 _RING = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1))
 _Raw = tuple[int, tuple[Position, Health, Team]]
 
@@ -47,6 +49,20 @@ def game_time() -> float:
     return 0.0
 
 
+class FrameMemory:
+    """What one frame may reuse from the previous ones: the side grouping (valid while
+    esper's query cache is), and unit views whose values did not change. Reusing the same
+    objects lets the arbiter see "nothing changed" with identity comparisons."""
+
+    __slots__ = ("buckets", "hostiles", "sides", "views")
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[list[Any], float, dict[tuple[int, int], list[Any]]]] = {}
+        self.sides: list[Any] = []
+        self.views: dict[int, UnitView] = {}
+        self.hostiles: dict[str, tuple[UnitView, ...]] = {}
+
+
 class FrameView:
     """What every agent can know at time ``t``, computed on first use and shared."""
 
@@ -54,18 +70,21 @@ class FrameView:
         self,
         t: float,
         grid_cache: dict[object, GridView],
-        side_cache: list[object] | None = None,
+        memory: FrameMemory | None = None,
     ) -> None:
         self.t = t
         self._grid_cache = grid_cache
-        self._side_cache: list[Any] = side_cache if side_cache is not None else []
+        memory = memory if memory is not None else FrameMemory()
+        self._side_cache = memory.sides
+        self._persist = memory.views
+        self._persist_hostiles = memory.hostiles
         self._grid: GridView | None = None
         self._map: MapGrid | None = None
         self._sides: dict[str, list[_Raw]] | None = None
         self._player_id: int | None = None
         self._views: dict[int, UnitView] = {}
         self._hostile_to: dict[str, tuple[UnitView, ...]] = {}
-        self._buckets: dict[str, dict[tuple[int, int], list[_Raw]]] = {}
+        self._buckets = memory.buckets
 
     # -- shared parts -------------------------------------------------------------------
 
@@ -119,6 +138,10 @@ class FrameView:
                     else:
                         group.append(item)
                 self._side_cache[:] = (units, sides)
+                if len(self._persist) > len(units):
+                    alive = {e for e, _ in units}
+                    for ent in [e for e in self._persist if e not in alive]:
+                        del self._persist[ent]
             self._sides = sides
             self._player_id = next((e for e, _ in esper.get_component(Player)), None)
         return self._sides
@@ -126,11 +149,21 @@ class FrameView:
     def _view(self, ent: int, pos: Position, hp: Health, team: Team) -> UnitView:
         view = self._views.get(ent)
         if view is None:
-            name = esper.try_component(ent, Name)
-            view = self._views[ent] = UnitView(
-                ent, round(pos.x), round(pos.y), hp.hp, hp.max_hp, team.side,
-                esper.has_component(ent, InCover), name.label if name is not None else "",
-            )
+            x, y, in_cover = round(pos.x), round(pos.y), esper.has_component(ent, InCover)
+            old = self._persist.get(ent)
+            if (
+                old is not None and old.x == x and old.y == y and old.hp == hp.hp
+                and old.in_cover == in_cover and old.team == team.side
+                and old.max_hp == hp.max_hp
+            ):
+                view = old  # unchanged since an earlier frame: same object, cheap to compare
+            else:
+                name = esper.try_component(ent, Name)
+                view = self._persist[ent] = UnitView(
+                    ent, x, y, hp.hp, hp.max_hp, team.side, in_cover,
+                    name.label if name is not None else "",
+                )
+            self._views[ent] = view
         return view
 
     def unit(self, entity: int) -> UnitView | None:
@@ -161,20 +194,28 @@ class FrameView:
                 for s, group in self._index().items() if s != side
                 for e, (p, h, t) in group
             )
+            before = self._persist_hostiles.get(side)
+            if before is not None and len(before) == len(found) and all(
+                a is b for a, b in zip(before, found, strict=True)
+            ):
+                found = before  # nothing changed: keep the identical tuple
+            else:
+                self._persist_hostiles[side] = found
             self._hostile_to[side] = found
         return found
 
     def friends_near(self, me: UnitView) -> list[UnitView]:
         """Units on ``me``'s side: all of them in small teams; in crowds, at most ``_MAX_NEAR``
-        within about ``2 * _NEAR`` tiles (from a per-frame bucket grid), so snapshots and
-        prompts stay local and cheap."""
+        within about ``2 * _NEAR`` tiles (from a bucket grid rebuilt every
+        ``_BUCKET_TTL_S``), so snapshots and prompts stay local and cheap. The views
+        themselves are always current."""
         group = self._index().get(me.team, [])
         view = self._view
         if len(group) <= _CROWD:
             return [view(e, p, h, t) for e, (p, h, t) in group]
-        buckets = self._buckets.get(me.team)
-        if buckets is None:
-            buckets = {}
+        built = self._buckets.get(me.team)
+        if built is None or built[0] is not group or self.t - built[1] >= _BUCKET_TTL_S:
+            buckets: dict[tuple[int, int], list[_Raw]] = {}
             for item in group:
                 pos = item[1][0]
                 key = (int(pos.x) // _NEAR, int(pos.y) // _NEAR)
@@ -183,7 +224,8 @@ class FrameView:
                     buckets[key] = [item]
                 else:
                     b.append(item)
-            self._buckets[me.team] = buckets
+            built = self._buckets[me.team] = (group, self.t, buckets)
+        buckets = built[2]
         bx, by = me.x // _NEAR, me.y // _NEAR
         near: list[UnitView] = []
         for dx, dy in _RING:  # own bucket first, so the cap keeps the closest
@@ -241,13 +283,13 @@ class PerceptionSystem(esper.Processor):
 
     def __init__(self) -> None:
         self._grid_cache: dict[object, GridView] = {}
-        self._side_cache: list[object] = []
+        self._memory = FrameMemory()
         self.frame: FrameView | None = None
         self.shared = PerceptionFrame()
 
     def process(self, *args: object, **kwargs: object) -> None:
         t = game_time()
-        frame = self.frame = FrameView(t, self._grid_cache, self._side_cache)
+        frame = self.frame = FrameView(t, self._grid_cache, self._memory)
         self.shared.advance(t, frame)
         if len(esper.get_component(Agent)) != len(esper.get_component(Perception)):
             for ent, _agent in esper.get_component(Agent):

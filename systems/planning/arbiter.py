@@ -249,6 +249,19 @@ class Arbiter:
         state.next_think_at = t
         intent.status = IntentStatus.IDLE
 
+    def _unchanged(self, state: ArbiterState, perception: Perception, intent: Intent) -> bool:
+        """A periodic re-think of a running step that would see exactly what the last decision
+        saw: skip it (GOAP and the trees are deterministic in the situation)."""
+        key = situation(perception.snapshot)
+        if intent.status is IntentStatus.RUNNING and key == state.think_key:
+            state.next_think_at = perception.t + self._think_delay(state)
+            return True
+        state.think_key = key
+        return False
+
+    def _think_delay(self, state: ArbiterState) -> float:
+        return self.config.think_interval_s * (0.5 + state.think_phase)
+
     def _run_bt(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
         t = perception.t
         if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
@@ -258,9 +271,12 @@ class Arbiter:
             decision = self.goap.decide(snap)
             if decision is not None:
                 self._transition(state, t, Mode.GOAP, "GOAP can plan again")
+                state.think_key = situation(snap)
                 self._issue_goap(state, intent, decision.step, t)
                 return
-        state.next_think_at = t + self.config.think_interval_s * (0.5 + state.think_phase)
+        if self._unchanged(state, perception, intent):
+            return
+        state.next_think_at = t + self._think_delay(state)
         _, step, _ = tick_tree(self.bt, snap)
         if step is None:
             return
@@ -273,6 +289,8 @@ class Arbiter:
         t = perception.t
         if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
             return
+        if self._unchanged(state, perception, intent):
+            return
         decision = self.goap.decide(perception.snapshot)
         if decision is None:
             self._transition(state, t, Mode.BEHAVIOR_TREE, "GOAP has no plan")
@@ -283,7 +301,7 @@ class Arbiter:
         self._issue_goap(state, intent, decision.step, t)
 
     def _issue_goap(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
-        state.next_think_at = t + self.config.think_interval_s * (0.5 + state.think_phase)
+        state.next_think_at = t + self._think_delay(state)
         if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
             return  # keep going; a new target of the same kind waits for this step to end
         state.metrics.goap_actions += 1
@@ -350,6 +368,16 @@ class Arbiter:
 
 def _same_kind(a: ActionStep | None, b: ActionStep) -> bool:
     return a is not None and a.act == b.act
+
+
+def situation(snap: WorldSnapshot) -> tuple[object, ...]:
+    """Everything a GOAP/BT decision depends on, minus the clock. Perception reuses unchanged
+    unit views, so comparing two of these is mostly identity checks."""
+    ready = tuple(k for k, v in snap.cooldowns.items() if v <= 0.0)
+    return (
+        snap.me, snap.player, snap.enemies, snap.allies, snap.grid, snap.orders, snap.ammo,
+        snap.ammo_reserve, snap.morale, ready, snap.pois.get("breach_door"), snap.objective,
+    )
 
 
 def summarize(snapshot: WorldSnapshot) -> str:
