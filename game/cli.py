@@ -1,0 +1,180 @@
+"""Command line of ``run_demo.py``: parse flags, load the scenario, pick the LLM backend, play.
+
+Every bad input (a flag value, a missing or malformed scenario file) ends in one line on stderr
+and exit code 2, never a traceback. The decision log is the program's output on stdout;
+diagnostics go to ``logging`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from game.headless import run_headless
+from game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, load_scenario
+from game.world import GameSession
+from systems.llm.api import PlanService
+from systems.llm.selection import add_llm_arguments, build_service
+
+log = logging.getLogger("hello_companion")
+
+PROG = "run_demo.py"
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+hello_companion: a small tactical round in which a companion NPC is driven by the esper-arbiter
+(instant GOAP planning, language-model plans in the background, a behaviour tree as safety net).
+The player walks to the breach door past four enemies; the round ends in extraction or defeat.
+
+With --headless the round runs without a window and prints one line per companion decision and
+per mode change, then a summary line. The same --seed (and backend) gives the same round."""
+
+EPILOG = """\
+examples:
+  run_demo.py --headless --seconds 60 --seed 1 --backend scripted
+  run_demo.py --headless --backend scripted --llm-fail-every 2   # watch the fallbacks
+  run_demo.py --headless --backend none          # GOAP and behaviour tree only
+  run_demo.py --headless --scenario my_map.json --log-level INFO"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line: ``run_demo.py: error: ... (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _tick_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 1.0 <= value <= 1000.0:
+        raise argparse.ArgumentTypeError(f"expected steps per second between 1 and 1000, got "
+                                         f"{text!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise argparse.ArgumentTypeError(
+            f"expected one of DEBUG, INFO, WARNING, ERROR, got {text!r}"
+        )
+    return level
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run_demo.py`` argument parser (also used by ``--help``)."""
+    parser = _Parser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--headless", action="store_true",
+        help="run without a window: print the decision log and the round's outcome",
+    )
+    parser.add_argument(
+        "--seconds", type=_positive_seconds, default=60.0, metavar="S",
+        help="stop after S seconds of game time if the round has not ended (default 60)",
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=1, metavar="N",
+        help="seed for all game randomness (hit rolls) and the scripted backend; the same seed "
+             "gives the same round (default 1)",
+    )
+    parser.add_argument(
+        "--scenario", default=str(DEFAULT_SCENARIO), metavar="PATH",
+        help="scenario JSON file with the map, units and rule overrides "
+             "(default assets/hello_companion.json)",
+    )
+    parser.add_argument(
+        "--tick-rate", type=_tick_rate, default=30.0, metavar="HZ",
+        help="fixed simulation steps per game second (default 30); part of what makes a run "
+             "reproducible",
+    )
+    parser.add_argument(
+        "--log-level", type=_log_level, default="WARNING", metavar="LEVEL",
+        help="diagnostics on stderr: DEBUG (every shot and hit), INFO (LLM requests, orders, "
+             "rejected steps), WARNING (default) or ERROR",
+    )
+    add_llm_arguments(parser)
+    return parser
+
+
+def _write(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``run_demo.py`` with ``argv`` (default: the process's arguments). Returns the exit
+    code: 0 when a round was played (whatever its outcome), 2 on bad input."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a one-line usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
+    try:
+        service, startup = build_service(args)
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
+    if not args.headless:
+        # Seam for the pygame front end (issue 5): open the window here and return its exit
+        # code; fall back to headless when there is no display.
+        log.warning("the window front end is not available yet; running headless")
+    try:
+        for line in startup:
+            _write(line)
+        return _play(args, scenario, service)
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: stop quietly, like other command-line tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | None) -> int:
+    try:
+        session = GameSession(scenario, seed=args.seed, service=service, own_service=True)
+    except BaseException:
+        if service is not None:
+            service.close()  # no LLM thread outlives a failed start
+        raise
+    try:
+        run_headless(session, args.seconds, 1.0 / args.tick_rate, _write)
+    finally:
+        session.close()
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,143 @@
+"""EnemyAISystem: enemies act through a behaviour tree, ticked on the same snapshot agents get.
+
+Enemies are not arbiter Agents: each carries an :class:`~game.state.Enemy` with its own tree
+instance. An enemy starts on guard and does nothing until it is *alerted*: a hostile comes into
+sight within ``alert_range``, it takes damage, or an alerted ally within ``call_range`` calls
+out. Without this every enemy would charge the player from the first frame.
+
+The tree is ticked when the enemy's Intent is idle, done or failed, and also every
+``think_interval`` seconds while it walks or waits. A new decision replaces a Wait or Scan; it
+cuts a walk short only when it is a reaction (shoot, reload, throw, heal, revive), so an enemy
+never dithers between two walks; a burst, a reload or a throw is never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import esper
+
+from components.actions import Attack, CoverFire, Heal, Reload, Revive, Scan, ThrowSmoke, Wait
+from components.agent import Intent, IntentStatus, Mode
+from components.world import Health, Position, Team
+from game.sim import SimContext, issue
+from game.state import Enemy
+from systems.perception import build_snapshot
+from systems.planning.behavior_tree import tick_tree
+
+ENEMY_AI_PRIORITY = 90
+"""After the arbiter (100), before the ActionSystem (50)."""
+
+_UNINTERRUPTIBLE = (Attack, CoverFire, ThrowSmoke, Reload, Heal, Revive)
+_REACTIONS = _UNINTERRUPTIBLE
+"""Steps that may cut a running move short."""
+_IDLE = (Wait, Scan)
+ALERT_CHECK_INTERVAL = 0.25
+"""Seconds between checks whether a guard noticed something."""
+"""Running steps any new decision replaces."""
+
+
+class EnemyAISystem(esper.Processor):
+    """Writes each live enemy's Intent from its behaviour tree."""
+
+    def __init__(
+        self, ctx: SimContext, think_interval: float = 0.5, alert_range: float | None = None,
+        call_range: float = 3.5,
+    ) -> None:
+        self.ctx = ctx
+        self.think_interval = think_interval
+        self.alert_range = ctx.rules.fire_range if alert_range is None else alert_range
+        self.call_range = call_range
+        self._next_alert_check = 0.0
+
+    def process(self, *args: object, **kwargs: object) -> None:
+        ctx = self.ctx
+        if ctx.result is not None:
+            return
+        now = ctx.t
+        enemies = esper.get_components(Enemy, Intent, Position)
+        if now >= self._next_alert_check:
+            self._next_alert_check = now + ALERT_CHECK_INTERVAL
+            self._raise_alerts(now, enemies)
+        for ent, (enemy, intent, _pos) in enemies:
+            if not enemy.alerted or not ctx.active(ent):
+                continue
+            running = intent.status is IntentStatus.RUNNING and intent.step is not None
+            if running and (
+                isinstance(intent.step, _UNINTERRUPTIBLE)
+                or now - enemy.last_think < self.think_interval
+            ):
+                continue
+            snapshot = build_snapshot(ent, now)
+            if snapshot is None:
+                continue
+            _, step, trace = tick_tree(enemy.tree, snapshot, enemy.blackboard)
+            enemy.last_think = now
+            enemy.trace = trace
+            if step is None:
+                step = Wait(seconds=1.0)
+            if running and (
+                step == intent.step
+                or (not isinstance(intent.step, _IDLE) and not isinstance(step, _REACTIONS))
+            ):
+                continue  # keep walking: only a reaction (shoot, reload ...) breaks off a move
+            issue(intent, step, now, "BT", Mode.BEHAVIOR_TREE)
+
+    def _raise_alerts(
+        self, now: float, enemies: list[tuple[int, tuple[Enemy, Intent, Position]]]
+    ) -> None:
+        """Alert every guard that is hurt, sees a hostile or hears an alerted ally.
+
+        Units are bucketed on a coarse grid so a crowd costs a few neighbours per guard, not
+        every unit in the world.
+        """
+        ctx = self.ctx
+        waiting = [
+            (ent, enemy, pos.tile) for ent, (enemy, _i, pos) in enemies
+            if not enemy.alerted and ctx.active(ent)
+        ]
+        if not waiting:
+            return
+        cell = max(1.0, self.alert_range, self.call_range)
+        callers: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for ent, (enemy, _i, pos) in enemies:
+            if enemy.alerted and ctx.active(ent):
+                t = pos.tile
+                callers.setdefault((int(t[0] // cell), int(t[1] // cell)), []).append(t)
+        units: dict[tuple[int, int], list[tuple[str, tuple[int, int]]]] = {}
+        for ent, (pos, team) in esper.get_components(Position, Team):
+            if ctx.active(ent):
+                t = pos.tile
+                units.setdefault((int(t[0] // cell), int(t[1] // cell)), []).append(
+                    (team.side, t)
+                )
+        for ent, enemy, here in waiting:
+            if self._notices(ent, here, cell, callers, units):
+                enemy.alerted = True
+                enemy.alerted_at = now
+
+    def _notices(
+        self, ent: int, here: tuple[int, int], cell: float,
+        callers: dict[tuple[int, int], list[tuple[int, int]]],
+        units: dict[tuple[int, int], list[tuple[str, tuple[int, int]]]],
+    ) -> bool:
+        ctx = self.ctx
+        hp = esper.component_for_entity(ent, Health)
+        if hp.hp < hp.max_hp:
+            return True
+        side = esper.component_for_entity(ent, Team).side
+        cx, cy = int(here[0] // cell), int(here[1] // cell)
+        near = [(cx + dx, cy + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+        for key in near:
+            for t in callers.get(key, ()):
+                if t != here and math.dist(here, t) <= self.call_range:
+                    return True
+        for key in near:
+            for other_side, t in units.get(key, ()):
+                if (
+                    other_side != side
+                    and math.dist(here, t) <= self.alert_range
+                    and ctx.sees(here, t)
+                ):
+                    return True
+        return False

@@ -1,0 +1,89 @@
+"""Headless rounds: step a GameSession with no window and write the decision log.
+
+The log is the program's output: one line per companion decision and per mode change,
+
+    t=  0.03s companion#2 [GOAP]            MoveTo(x=3, y=2)
+    t=  4.75s companion#2 GOAP -> ExecutingLLM (plan p-0007, 3 steps, scripted backend)
+
+and a summary line (see :func:`summary_line`). Other arbiter events (orders, requests,
+outcomes, rejected steps) go to ``logging`` at INFO, game events at DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from components.agent import ArbiterEvent
+from game.world import ArbiterTotals, GameSession
+
+log = logging.getLogger("hello_companion.headless")
+
+PRINTED_KINDS = frozenset({"decision", "transition"})
+"""Arbiter event kinds that make a line of the decision log."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeadlessReport:
+    """How a headless round went."""
+
+    outcome: str
+    """``extracted``, ``defeat`` or ``undecided`` (time ran out first)."""
+    t: float
+    totals: ArbiterTotals
+    lines: int
+    """Decision-log lines written (the summary not included)."""
+    summary: str
+
+
+def format_event(session: GameSession, entity: int, event: ArbiterEvent) -> str:
+    """``t=  4.75s companion#2 <event text>``."""
+    return f"t={event.t:6.2f}s {session.name_of(entity)}#{entity} {event.text}"
+
+
+def summary_line(outcome: str, t: float, totals: ArbiterTotals) -> str:
+    """``outcome: extracted at t=41.50s | transitions 6 | llm requests 4 ok 3 failed 1 | ...``"""
+    return (
+        f"outcome: {outcome} at t={t:.2f}s | transitions {totals.mode_transitions} | "
+        f"llm requests {totals.llm_requests} ok {totals.llm_successes} "
+        f"failed {totals.llm_failures} | goap {totals.goap_actions} | "
+        f"llm steps {totals.llm_steps_executed} | bt {totals.bt_actions}"
+    )
+
+
+def run_headless(
+    session: GameSession, seconds: float, dt: float, write: Callable[[str], None]
+) -> HeadlessReport:
+    """Play ``session`` for up to ``seconds`` of game time at fixed step ``dt``.
+
+    ``write`` receives each log line (without newline), the summary last.
+    """
+    written = 0
+    seen_game_events = session.events.last_serial
+
+    def on_event(entity: int, event: ArbiterEvent) -> None:
+        nonlocal written
+        if event.kind in PRINTED_KINDS:
+            write(format_event(session, entity, event))
+            written += 1
+        else:
+            log.info("%s", format_event(session, entity, event))
+
+    session.add_listener(on_event)
+    steps = max(0, round(seconds / dt))
+    for _ in range(steps):
+        if session.result is not None:
+            break
+        session.step(dt)
+        if log.isEnabledFor(logging.DEBUG):
+            for ev in session.events.since(seen_game_events):
+                log.debug("%s", ev.describe())
+        seen_game_events = session.events.last_serial
+    result = session.result
+    outcome = result.outcome if result is not None else "undecided"
+    t = result.t if result is not None else session.t
+    totals = session.totals()
+    summary = summary_line(outcome, t, totals)
+    write(summary)
+    return HeadlessReport(outcome, t, totals, written, summary)
