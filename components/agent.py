@@ -141,6 +141,8 @@ class ArbiterMetrics:
     llm_requests: int = 0
     llm_successes: int = 0
     llm_failures: int = 0
+    llm_cancelled: int = 0
+    """Requests withdrawn (cancelled or superseded by a newer one): not model failures."""
     goap_actions: int = 0
     llm_steps_executed: int = 0
     llm_steps_skipped: int = 0

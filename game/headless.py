@@ -43,11 +43,22 @@ def format_event(session: GameSession, entity: int, event: ArbiterEvent) -> str:
 
 
 def summary_line(outcome: str, t: float, totals: ArbiterTotals) -> str:
-    """``outcome: extracted at t=41.50s | transitions 6 | llm requests 4 ok 3 failed 1 | ...``"""
+    """``outcome: extracted at t=41.50s | transitions 6 | llm requests 4 ok 3 failed 1 | ...``
+
+    Requests that are neither ok nor failed were withdrawn (a newer order replaced them) or
+    still unanswered when the round ended; they are shown when there are any.
+    """
+    open_ = (
+        totals.llm_requests - totals.llm_successes - totals.llm_failures - totals.llm_cancelled
+    )
+    extra = "".join(
+        f" {name} {n}" for name, n in (("cancelled", totals.llm_cancelled), ("pending", open_))
+        if n > 0
+    )
     return (
         f"outcome: {outcome} at t={t:.2f}s | transitions {totals.mode_transitions} | "
         f"llm requests {totals.llm_requests} ok {totals.llm_successes} "
-        f"failed {totals.llm_failures} | goap {totals.goap_actions} | "
+        f"failed {totals.llm_failures}{extra} | goap {totals.goap_actions} | "
         f"llm steps {totals.llm_steps_executed} | bt {totals.bt_actions}"
     )
 

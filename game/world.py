@@ -66,6 +66,7 @@ class ArbiterTotals:
     llm_requests: int = 0
     llm_successes: int = 0
     llm_failures: int = 0
+    llm_cancelled: int = 0
     goap_actions: int = 0
     llm_steps_executed: int = 0
     llm_steps_skipped: int = 0

@@ -45,12 +45,12 @@ class ArbiterSystem(esper.Processor):
         for _ent, (standing, waiting) in esper.get_components(Orders, ArbiterState):
             if standing.serial != waiting.last_order_serial:
                 waiting.wake()
-        running = IntentStatus.RUNNING
+        running, idle = IntentStatus.RUNNING, IntentStatus.IDLE
         for ent, (agent, perception, state, intent) in esper.get_components(
             Agent, Perception, ArbiterState, Intent
         ):
-            if intent.status is running and t < state.wake_at:
-                continue  # busy, nothing new: the steady-state fast path
+            if t < state.wake_at and (intent.status is running or intent.status is idle):
+                continue  # busy (or resting), nothing new: the steady-state fast path
             proposal = esper.try_component(ent, PlanProposal)
             if proposal is not None:
                 esper.remove_component(ent, PlanProposal)
@@ -71,8 +71,10 @@ class ArbiterSystem(esper.Processor):
             if state.pending_request is not None and use_llm and service is not None:
                 if in_flight:
                     # An urgent request replaces the one in flight (its answer would be stale).
-                    esper.component_for_entity(ent, LlmTask).ticket.cancel()
+                    replaced = esper.component_for_entity(ent, LlmTask)
+                    replaced.ticket.cancel()
                     esper.remove_component(ent, LlmTask)
+                    arbiter.note_request_withdrawn(state, perception.t, replaced.request_id)
                 self._submit(ent, perception, state, service)
             if sink is not None and state.event_count != n_events:
                 self._emit(ent, state, n_events, sink)

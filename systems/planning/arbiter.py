@@ -114,12 +114,13 @@ class Arbiter:
         if outcome is not None:
             self._on_outcome(state, perception, intent, outcome)
 
-        if state.mode is Mode.EXECUTING_LLM:
-            self._run_llm_plan(state, perception, intent)
-        if state.mode is Mode.BEHAVIOR_TREE:
-            self._run_bt(state, perception, intent)
-        if state.mode is Mode.GOAP:
-            self._run_goap(state, perception, intent)
+        if not self._hold_while_down(state, perception, intent):
+            if state.mode is Mode.EXECUTING_LLM:
+                self._run_llm_plan(state, perception, intent)
+            if state.mode is Mode.BEHAVIOR_TREE:
+                self._run_bt(state, perception, intent)
+            if state.mode is Mode.GOAP:
+                self._run_goap(state, perception, intent)
 
         wake = state.next_think_at
         if llm_enabled and not llm_in_flight and state.pending_request is None:
@@ -188,6 +189,7 @@ class Arbiter:
         m = state.metrics
         m.failures_by_kind[kind.value] = m.failures_by_kind.get(kind.value, 0) + 1
         if kind in _NOT_FAILURES:
+            m.llm_cancelled += 1
             self._event(state, t, "outcome", f"request {kind.value}: {msg}")
             return
         m.llm_failures += 1
@@ -205,6 +207,21 @@ class Arbiter:
                     f"{state.consecutive_llm_failures} LLM failures in a row",
                 )
                 state.next_think_at = t
+
+    def _hold_while_down(self, state: ArbiterState, perception: Perception, intent: Intent) -> bool:
+        """A downed agent decides nothing until revived (its plan is dropped)."""
+        t = perception.t
+        if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
+            return False
+        if perception.snapshot.me.hp > 0:
+            return False
+        if state.mode is Mode.EXECUTING_LLM:
+            self._transition(state, t, Mode.GOAP, "plan dropped: downed")
+            state.plan = None
+        intent.status = IntentStatus.IDLE
+        intent.step = None
+        state.next_think_at = t + self._think_delay(state)
+        return True
 
     # -- the three brains ---------------------------------------------------------------
 
@@ -328,6 +345,12 @@ class Arbiter:
             f"LLM request r{request_id} ({state.pending_request})",
         )
         state.pending_request = None
+
+    def note_request_withdrawn(self, state: ArbiterState, t: float, request_id: int) -> None:
+        """A request in flight was cancelled because a newer one replaces it."""
+        self._count_failure(
+            state, t, FailureKind.SUPERSEDED, f"request r{request_id} replaced by a newer one"
+        )
 
     def request_now(self, state: ArbiterState, reason: str) -> None:
         """Ask for an urgent plan at the next frame (e.g. the player pressed L)."""

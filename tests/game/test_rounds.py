@@ -22,7 +22,8 @@ from systems.planning.arbiter import ArbiterConfig
 DT = 1.0 / 20.0
 SUMMARY = re.compile(
     r"^outcome: (extracted|defeat|undecided) at t=\d+\.\d\ds \| transitions \d+ \| "
-    r"llm requests \d+ ok \d+ failed \d+ \| goap \d+ \| llm steps \d+ \| bt \d+$"
+    r"llm requests \d+ ok \d+ failed \d+( cancelled \d+)?( pending \d+)? \| "
+    r"goap \d+ \| llm steps \d+ \| bt \d+$"
 )
 DECISION = re.compile(r"^t=[ \d]{2}\d\.\d\ds \w+#\d+ (\[(GOAP|LLM \d+/\d+|BT)\] +\w+\(.*\)|"
                       r"\w+ -> \w+ \(.*\))$")
@@ -156,7 +157,10 @@ def test_a_failing_model_sends_the_companion_to_the_behaviour_tree_and_the_log_s
     assert any("[BT]" in line for line in lines)
     assert report.totals.bt_actions > 0
     assert report.totals.llm_failures >= 2 and report.totals.llm_successes == 0
-    assert re.search(r"failed [1-9]\d* \| goap \d+ \| llm steps 0 \| bt [1-9]", lines[-1])
+    assert re.search(
+        r"failed [1-9]\d*( cancelled \d+)?( pending \d+)? \| goap \d+ \| llm steps 0 \| bt [1-9]",
+        lines[-1],
+    )
     assert _modes_visited(session) <= _modes_in_log(lines)
     assert report.outcome == "extracted"
 
