@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from game.headless import run_headless
-from game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, load_scenario
+from game.frontend_cli import add_frontend_arguments, run_frontend, scenario_from_args
+from game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
 from game.world import GameSession
 from systems.llm.api import PlanService
 from systems.llm.selection import add_llm_arguments, build_service
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
              "rejected steps), WARNING (default) or ERROR",
     )
     add_llm_arguments(parser)
+    add_frontend_arguments(parser)
     return parser
 
 
@@ -141,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
+        scenario = scenario_from_args(args)
+    except (ScenarioError, ValueError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     try:
@@ -150,10 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
-    if not args.headless:
-        # Seam for the pygame front end (issue 5): open the window here and return its exit
-        # code; fall back to headless when there is no display.
-        log.warning("the window front end is not available yet; running headless")
     try:
         for line in startup:
             _write(line)
@@ -166,15 +163,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | None) -> int:
-    try:
-        session = GameSession(scenario, seed=args.seed, service=service, own_service=True)
-    except BaseException:
-        if service is not None:
-            service.close()  # no LLM thread outlives a failed start
-        raise
-    try:
-        run_headless(session, args.seconds, 1.0 / args.tick_rate, _write)
-    finally:
-        session.close()
+    """Play in a window (or headless, with or without screenshots). R in the window restarts
+    with a fresh service, so a scripted or replayed round plays out the same again."""
+    first = [service]
+
+    def make_session() -> GameSession:
+        svc = first.pop() if first else build_service(args)[0]
+        try:
+            return GameSession(scenario, seed=args.seed, service=svc, own_service=True)
+        except BaseException:
+            if svc is not None:
+                svc.close()  # no LLM thread outlives a failed start
+            raise
+
+    code = run_frontend(args, make_session, _write)
     sys.stdout.flush()
-    return 0
+    return code

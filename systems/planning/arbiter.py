@@ -66,6 +66,8 @@ class ArbiterConfig:
     """The cooldown doubles with each consecutive failure, up to this."""
     think_interval_s: float = 0.5
     """GOAP/BT re-decide this often while a step runs (to react to threats)."""
+    min_commit_s: float = 1.0
+    """A running GOAP step is not replaced by a different kind of step before this."""
 
 
 class Arbiter:
@@ -319,8 +321,16 @@ class Arbiter:
 
     def _issue_goap(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
         state.next_think_at = t + self._think_delay(state)
-        if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
-            return  # keep going; a new target of the same kind waits for this step to end
+        if intent.status is IntentStatus.RUNNING:
+            if _same_kind(intent.step, step):
+                return  # keep going; a new target of the same kind waits for this step to end
+            committed_until = intent.issued_at + self.config.min_commit_s
+            if t < committed_until:
+                # Decision inertia: a step gets a moment before a re-think may replace it, or
+                # two goals whose facts flip each other (cover <-> exit) would thrash.
+                state.next_think_at = committed_until
+                state.think_key = None
+                return
         state.metrics.goap_actions += 1
         self._issue(state, intent, step, t)
 

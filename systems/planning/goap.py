@@ -777,9 +777,13 @@ def companion_goals() -> tuple[GoapGoal, ...]:
     hurt_seen = F.LOW_HP | F.ENEMY_VISIBLE
     return (
         GoapGoal("revive_player", {F.PLAYER_DOWNED: False}, 100.0, when=F.PLAYER_DOWNED),
-        GoapGoal("recover", {F.LOW_HP: False, F.IN_COVER: True}, 92.0, when=hurt_seen),
-        GoapGoal("survive", {F.IN_COVER: True}, 90.0, when=hurt_seen),
-        GoapGoal("evade", {F.ENEMY_VISIBLE: False}, 88.0, when=hurt_seen, unless=F.IN_COVER),
+        # At the extraction point the agent holds there: leaving for cover and coming back
+        # would make "extract" and "survive" undo each other forever.
+        GoapGoal("recover", {F.LOW_HP: False, F.IN_COVER: True}, 92.0, when=hurt_seen,
+                 unless=F.AT_EXTRACTION),
+        GoapGoal("survive", {F.IN_COVER: True}, 90.0, when=hurt_seen, unless=F.AT_EXTRACTION),
+        GoapGoal("evade", {F.ENEMY_VISIBLE: False}, 88.0, when=hurt_seen,
+                 unless=F.IN_COVER | F.AT_EXTRACTION),
         GoapGoal("heal_self", {F.LOW_HP: False}, 80.0, when=F.LOW_HP),
         GoapGoal("engage", {F.ENEMY_SUPPRESSED: True}, 75.0,
                  when=F.ORDER_ATTACK | F.ENEMY_KNOWN),

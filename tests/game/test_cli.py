@@ -86,12 +86,15 @@ def test_a_headless_round_prints_decisions_then_the_outcome(
     assert "Traceback" not in err
 
 
-def test_without_headless_it_says_the_window_is_not_there_yet_and_runs_headless(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+def test_without_a_display_it_says_so_and_runs_headless(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(var, raising=False)
     assert main(["--tick-rate", "20", "--seconds", "2", "--backend", "none"]) == 0
     out, _ = capsys.readouterr()
-    assert "front end is not available" in caplog.text
+    assert "no display found" in caplog.text and "running headless" in caplog.text
     assert out.splitlines()[-1].startswith("outcome: undecided at t=2.00s")
 
 

@@ -1,0 +1,366 @@
+"""Command-line face of the front end: window or headless, screenshots, stress maps.
+
+``add_frontend_arguments(parser)`` adds ``--screenshot``, ``--screenshot-every``, ``--agents``,
+``--fps`` and ``--window``; ``run_frontend(args, make_session)`` plays the round:
+
+* without ``--headless``, in a resizable window (:mod:`game.app`); on a machine with no display
+  it says so on stderr and in the log, and runs headless instead;
+* with ``--headless``, printing the decision log exactly like :mod:`game.headless`, and, when
+  asked, rendering PNG screenshots offscreen (SDL's dummy drivers): one at the end of the run
+  (``--screenshot PATH``) and/or one every S seconds of game time (``--screenshot-every S DIR``).
+
+pygame is imported only when something is drawn, so a plain headless run does not pay for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from components.agent import ArbiterEvent
+from game.headless import PRINTED_KINDS, HeadlessReport, format_event, run_headless, summary_line
+from game.scenario import Scenario, build_stress_scenario, load_scenario
+from game.world import GameSession
+
+if TYPE_CHECKING:
+    import pygame
+
+    from game.render.model import FrameModel, ViewState
+    from game.render.renderer import Renderer
+
+log = logging.getLogger("hello_companion.frontend")
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+"""pygame is imported lazily below; its import banner would land in the decision log."""
+
+SessionFactory = Callable[[], GameSession]
+Writer = Callable[[str], None]
+
+DEFAULT_WINDOW = (1280, 720)
+MAX_AGENTS = 1000
+PROG = "run_demo.py"
+
+
+# ----------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------
+
+
+def _png_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, expected a .png file path")
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"expected a .png file path, got {text!r}")
+    if not path.parent.exists():
+        raise argparse.ArgumentTypeError(f"directory {path.parent} does not exist")
+    return path
+
+
+class _EveryAction(argparse.Action):
+    """``--screenshot-every SECONDS DIR`` -> ``(seconds, Path)``."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None, option_string: str | None = None,
+    ) -> None:
+        assert isinstance(values, list) and len(values) == 2
+        seconds_text, dir_text = str(values[0]), str(values[1])
+        try:
+            seconds = float(seconds_text)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            parser.error(f"argument --screenshot-every: expected a positive number of seconds, "
+                         f"got {seconds_text!r}")
+        folder = Path(dir_text).expanduser()
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"argument --screenshot-every: {folder} exists and is not a directory")
+        setattr(namespace, self.dest, (seconds, folder))
+
+
+def _agents(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_AGENTS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_AGENTS} agents, got {value}")
+    return value
+
+
+def _fps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second as a whole number, got "
+                                         f"{text!r}") from None
+    if not 10 <= value <= 240:
+        raise argparse.ArgumentTypeError(f"expected 10 to 240 frames per second, got {value}")
+    return value
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``; ``ArgumentTypeError`` for anything else."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        w, h = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got "
+                                         f"{text!r}") from None
+    if not (480 <= w <= 7680 and 320 <= h <= 4320):
+        raise argparse.ArgumentTypeError(f"window {w}x{h} out of range (480x320 to 7680x4320)")
+    return (w, h)
+
+
+def add_frontend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the front end's flags to ``run_demo.py``'s parser."""
+    group = parser.add_argument_group("window and screenshots")
+    group.add_argument(
+        "--screenshot", type=_png_path, default=None, metavar="PATH",
+        help="save a PNG of the last frame when the run ends (works with --headless: drawn "
+             "offscreen with SDL's dummy driver)",
+    )
+    group.add_argument(
+        "--screenshot-every", nargs=2, action=_EveryAction, default=None,
+        metavar=("SECONDS", "DIR"),
+        help="save a PNG every SECONDS of game time into DIR (created if missing), e.g. "
+             "--screenshot-every 5 shots/",
+    )
+    group.add_argument(
+        "--agents", type=_agents, default=None, metavar="N",
+        help=f"stress test: N companions and N enemies on a larger generated map (1 to "
+             f"{MAX_AGENTS}; replaces --scenario)",
+    )
+    group.add_argument(
+        "--fps", type=_fps, default=60, metavar="N",
+        help="window frame rate cap (default 60); the simulation keeps its fixed --tick-rate",
+    )
+    group.add_argument(
+        "--window", type=parse_window, default=DEFAULT_WINDOW, metavar="WxH",
+        help="window (and screenshot) size in pixels, default 1280x720; the window is "
+             "resizable",
+    )
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """The stress map for ``--agents N``, else the ``--scenario`` file.
+
+    Raises :class:`~game.scenario.ScenarioError` (a bad file) or ``ValueError``.
+    """
+    agents = getattr(args, "agents", None)
+    if agents:
+        return build_stress_scenario(int(agents), seed=int(getattr(args, "seed", 0)))
+    return load_scenario(args.scenario)
+
+
+# ----------------------------------------------------------------------------------------
+# Offscreen rendering
+# ----------------------------------------------------------------------------------------
+
+
+def use_dummy_video() -> None:
+    """Make SDL draw without a display (must run before pygame's display is initialised)."""
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    os.environ["SDL_AUDIODRIVER"] = "dummy"
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
+class OffscreenRenderer:
+    """Draws frames of a session onto an offscreen surface and saves them as PNG files."""
+
+    def __init__(self, size: tuple[int, int] = DEFAULT_WINDOW) -> None:
+        import pygame
+
+        from game.render.model import ViewState
+        from game.render.renderer import Renderer
+
+        pygame.font.init()
+        self.surface: pygame.Surface = pygame.Surface(size)
+        self.renderer: Renderer = Renderer()
+        self.view: ViewState = ViewState()
+        self._session: GameSession | None = None
+
+    def render(self, session: GameSession, pulse: float = 0.25) -> FrameModel:
+        """Draw ``session`` now; the LLM service's status is read once per call."""
+        if session is not self._session:
+            self.renderer.reset()
+            self._session = session
+        status = None
+        if session.service is not None:
+            from game.render.model import StatusPoller
+
+            status = StatusPoller(session.service, 0.0).get()
+        return self.renderer.render(self.surface, session, self.view, status, pulse=pulse)
+
+    def save(self, path: Path) -> Path:
+        import pygame
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pygame.image.save(self.surface, str(path))
+        return path
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenshotPlan:
+    final: Path | None = None
+    every_s: float | None = None
+    folder: Path | None = None
+
+
+def play_headless(
+    session: GameSession,
+    seconds: float,
+    dt: float,
+    write: Writer,
+    shots: ScreenshotPlan,
+    size: tuple[int, int] = DEFAULT_WINDOW,
+) -> tuple[HeadlessReport, list[Path]]:
+    """:func:`game.headless.run_headless` plus offscreen screenshots.
+
+    Writes the same decision log and summary line; returns the report and the PNG files saved.
+    """
+    if shots.final is None and shots.every_s is None:
+        return run_headless(session, seconds, dt, write), []
+    use_dummy_video()
+    painter = OffscreenRenderer(size)
+    saved: list[Path] = []
+    written = 0
+
+    def on_event(entity: int, event: ArbiterEvent) -> None:
+        nonlocal written
+        if event.kind in PRINTED_KINDS:
+            write(format_event(session, entity, event))
+            written += 1
+        else:
+            log.info("%s", format_event(session, entity, event))
+
+    session.add_listener(on_event)
+    seen_game_events = session.events.last_serial
+    every = shots.every_s
+    next_shot = every if every is not None else math.inf
+    index = 0
+    steps = max(0, round(seconds / dt))
+    for _ in range(steps):
+        if session.result is not None:
+            break
+        session.step(dt)
+        if log.isEnabledFor(logging.DEBUG):
+            for ev in session.events.since(seen_game_events):
+                log.debug("%s", ev.describe())
+        seen_game_events = session.events.last_serial
+        if session.t + 1e-9 >= next_shot and shots.folder is not None:
+            index += 1
+            painter.render(session)
+            path = shots.folder / f"frame_{index:04d}_t{session.t:07.2f}s.png"
+            saved.append(painter.save(path))
+            log.info("screenshot %s", path)
+            assert every is not None
+            while next_shot <= session.t + 1e-9:
+                next_shot += every
+    if shots.final is not None:
+        painter.render(session)
+        saved.append(painter.save(shots.final))
+        log.info("screenshot %s", shots.final)
+    result = session.result
+    outcome = result.outcome if result is not None else "undecided"
+    t = result.t if result is not None else session.t
+    totals = session.totals()
+    summary = summary_line(outcome, t, totals)
+    write(summary)
+    return HeadlessReport(outcome, t, totals, written, summary), saved
+
+
+# ----------------------------------------------------------------------------------------
+# Entry
+# ----------------------------------------------------------------------------------------
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def run_frontend(
+    args: argparse.Namespace, make_session: SessionFactory, write: Writer | None = None
+) -> int:
+    """Play the round the way ``args`` ask: window, or headless (with screenshots).
+
+    ``make_session()`` must return a fresh :class:`GameSession` on every call (R restarts the
+    round with a new one; the old one is closed first thing after). Returns the exit code.
+    """
+    out = write or _stdout
+    dt = 1.0 / float(getattr(args, "tick_rate", 30.0))
+    size = tuple(getattr(args, "window", DEFAULT_WINDOW))
+    assert len(size) == 2
+    window_size = (int(size[0]), int(size[1]))
+    every = getattr(args, "screenshot_every", None)
+    shots = ScreenshotPlan(
+        final=getattr(args, "screenshot", None),
+        every_s=None if every is None else float(every[0]),
+        folder=None if every is None else Path(every[1]),
+    )
+    if not getattr(args, "headless", False):
+        problem = display_problem_or_none()
+        if problem is None:
+            try:
+                return _window(args, make_session, dt, window_size, shots)
+            except _NoWindow as exc:
+                problem = str(exc)
+        # One line on stderr, through logging (which the CLI configures to stderr).
+        log.warning("%s: running headless instead (pass --headless to skip this check)", problem)
+    session = make_session()
+    try:
+        _report, saved = play_headless(session, float(args.seconds), dt, out, shots,
+                                       window_size)
+    finally:
+        session.close()
+    for path in saved[-1:]:
+        log.info("last screenshot: %s", path)
+    return 0
+
+
+class _NoWindow(Exception):
+    """The window could not be opened (pygame.error at start-up)."""
+
+
+def display_problem_or_none() -> str | None:
+    from game.app import display_problem
+
+    return display_problem()
+
+
+def _window(
+    args: argparse.Namespace, make_session: SessionFactory, dt: float, size: tuple[int, int],
+    shots: ScreenshotPlan,
+) -> int:
+    import pygame
+
+    from game.app import run_window
+
+    dummy = os.environ.get("SDL_VIDEODRIVER", "").lower() in ("dummy", "offscreen")
+    try:
+        pygame.display.init()
+        pygame.display.quit()
+    except pygame.error as exc:
+        raise _NoWindow(f"cannot open a window ({exc})") from None
+    if dummy:
+        log.warning("SDL_VIDEODRIVER=%s: the window is invisible; it closes after --seconds",
+                    os.environ.get("SDL_VIDEODRIVER"))
+    folder = shots.folder or Path("screenshots")
+    try:
+        return run_window(
+            make_session, dt=dt, fps=int(getattr(args, "fps", 60)), size=size,
+            screenshot_dir=folder, max_game_seconds=float(args.seconds) if dummy else None,
+            show_start=not dummy, final_screenshot=shots.final,
+        )
+    except pygame.error as exc:
+        raise _NoWindow(f"cannot open a window ({exc})") from None
