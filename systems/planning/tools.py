@@ -148,8 +148,8 @@ class ToolSpec:
     ``build`` turns validated argument values (keyword arguments named as :attr:`args`) into the
     typed step. ``reach`` is the IN_REACH distance from the rules; ``cooldown`` names the ability
     (a key of ``WorldSnapshot.cooldowns``) and ``cooldown_time`` how long it is unavailable after
-    use. ``duration`` is the least game time the tool takes, used to tell whether a cooldown can
-    have run out later in a plan (moves and SECONDS arguments are added automatically).
+    use. Whether a cooldown has run out later in a plan is judged from the time that certainly
+    passes: walks and SECONDS arguments.
     """
 
     name: str
@@ -161,7 +161,6 @@ class ToolSpec:
     reach: Callable[[Rules], float] | None = None
     cooldown: str | None = None
     cooldown_time: Callable[[Rules], float] | None = None
-    duration: Callable[[Rules], float] | None = None
     arg_names: frozenset[str] = field(init=False)
     tile_args: tuple[str, str] | None = field(init=False)
     target_arg: ArgSpec | None = field(init=False)
@@ -507,8 +506,7 @@ DEFAULT_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("TakeCover", "move to a cover tile and crouch (damage halved)", TakeCover,
              (_x(5), _y(2)), _TILE_MOVE | {Check.COVER}, Effect.MOVE),
     ToolSpec("Attack", "fire a burst at an enemy in sight", Attack, (_hostile(),),
-             frozenset({Check.AMMO}),
-             duration=lambda r: r.burst_shots * r.shot_interval),
+             frozenset({Check.AMMO})),
     ToolSpec("CoverFire", "suppress an enemy for some seconds", CoverFire,
              (_hostile(), ArgSpec("seconds", ArgKind.SECONDS, "how long",
                                   bounds=lambda r: (0.5, r.max_cover_fire), example=3)),
@@ -517,17 +515,15 @@ DEFAULT_TOOLS: tuple[ToolSpec, ...] = (
              (_x(9), _y(2)), frozenset({Check.IN_REACH, Check.COOLDOWN}),
              reach=lambda r: r.smoke_range, cooldown="smoke",
              cooldown_time=lambda r: r.smoke_cooldown),
-    ToolSpec("Reload", "refill the magazine", Reload, (), frozenset(), Effect.RELOAD,
-             duration=lambda r: r.reload_time),
+    ToolSpec("Reload", "refill the magazine", Reload, (), frozenset(), Effect.RELOAD),
     ToolSpec("Heal", "use a medkit on yourself or an adjacent ally", Heal, (_ally(),),
              frozenset({Check.IN_REACH, Check.COOLDOWN}),
              reach=lambda r: r.heal_reach, cooldown="heal",
              cooldown_time=lambda r: r.heal_cooldown),
     ToolSpec("Revive", "get a downed adjacent ally back up", Revive, (_ally(),),
              frozenset({Check.TARGET_DOWNED, Check.IN_REACH}),
-             reach=lambda r: r.revive_reach, duration=lambda r: r.revive_time),
-    ToolSpec("Scan", "stop and look around for enemies", Scan,
-             duration=lambda r: r.scan_time),
+             reach=lambda r: r.revive_reach),
+    ToolSpec("Scan", "stop and look around for enemies", Scan),
     ToolSpec("Wait", "hold position", Wait,
              (ArgSpec("seconds", ArgKind.SECONDS, "how long",
                       bounds=lambda r: (0.1, r.max_wait), example=2),)),

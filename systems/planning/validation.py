@@ -440,7 +440,10 @@ def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
         ready = dict(state.ready_in)
         ready[spec.cooldown] = state.elapsed + spec.cooldown_time(rules)
         state.ready_in = ready
-    took = spec.duration(rules) if spec.duration is not None else 0.0
+    # Only time that certainly passes counts: explicit seconds and the walk. A tool's usual
+    # duration does not (a Reload with a full magazine, or a burst at a target that drops on
+    # the first shot, ends at once).
+    took = 0.0
     for a in spec.args:
         if a.kind is ArgKind.SECONDS:
             took += float(values[a.name])
