@@ -1,0 +1,106 @@
+"""What ``LlmPlanService.submit`` and ``ticket.poll`` cost the game thread.
+
+A scripted backend answers at once, so the service thread is busy (parsing, validating,
+resolving) while the game thread submits: the measurement includes that contention. Requests go
+out in bursts of ``--burst``; the wait for a burst to finish is not timed. Printed next to the
+peer, ``loop.call_soon_threadsafe`` alone (the one unavoidable cross-thread hand-off), in the
+same run. Target: submit p99 < 1 ms.
+
+    python bench/llm_submit.py [--requests 5000] [--burst 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import threading
+import time
+
+from _snapshots import bench_snapshots
+
+from components.llm import PlanRequest
+from systems.llm.backends.fake_backend import FakeBackend, FakeReply
+from systems.llm.service import LlmPlanService, ServiceConfig, ServiceTicket
+
+TARGET_P99_US = 1000.0
+REPLY = '{"steps": [{"act": "Scan"}, {"act": "Reload"}]}'
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_submit(requests: int, burst: int) -> tuple[list[float], list[float]]:
+    snaps = bench_snapshots(32)
+    service = LlmPlanService(FakeBackend([FakeReply(REPLY)]),
+                             ServiceConfig(timeout_s=30.0, probe_on_start=False))
+    submit_us: list[float] = []
+    poll_us: list[float] = []
+    try:
+        done = 0
+        while done < requests:
+            tickets: list[ServiceTicket] = []
+            for i in range(burst):
+                req = PlanRequest(agent_id=i, snapshot=snaps[(done + i) % len(snaps)])
+                t0 = time.perf_counter_ns()
+                ticket = service.submit(req)
+                submit_us.append((time.perf_counter_ns() - t0) / 1000)
+                tickets.append(ticket)
+            for ticket in tickets:
+                while True:
+                    t0 = time.perf_counter_ns()
+                    outcome = ticket.poll(0.0)
+                    poll_us.append((time.perf_counter_ns() - t0) / 1000)
+                    if outcome is not None:
+                        break
+                    time.sleep(0.0002)
+            done += burst
+        status = service.status()
+        assert status.plans_ok == done, status
+    finally:
+        service.close()
+    return submit_us, poll_us
+
+
+def bench_peer(requests: int) -> list[float]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    out: list[float] = []
+    try:
+        for _ in range(requests):
+            t0 = time.perf_counter_ns()
+            loop.call_soon_threadsafe(lambda: None)
+            out.append((time.perf_counter_ns() - t0) / 1000)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--burst", type=int, default=10)
+    args = parser.parse_args()
+    submit_us, poll_us = bench_submit(args.requests, args.burst)
+    peer_us = bench_peer(args.requests)
+    p50, p99 = statistics.median(submit_us), pct(submit_us, 0.99)
+    peer50, peer99 = statistics.median(peer_us), pct(peer_us, 0.99)
+    print(f"submit   ({len(submit_us)} requests): p50 {p50:7.1f} us  p99 {p99:7.1f} us  "
+          f"max {max(submit_us):8.1f} us")
+    print(f"poll     ({len(poll_us)} polls):    p50 {statistics.median(poll_us):7.2f} us  "
+          f"p99 {pct(poll_us, 0.99):7.2f} us")
+    print(f"peer call_soon_threadsafe:        p50 {peer50:7.1f} us  p99 {peer99:7.1f} us")
+    print(f"ratio submit/peer (p50): {p50 / peer50:.1f}x")
+    verdict = "OK" if p99 < TARGET_P99_US else "MISSED"
+    print(f"target submit p99 < {TARGET_P99_US:.0f} us: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

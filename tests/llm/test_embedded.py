@@ -1,0 +1,151 @@
+"""The embedded llama.cpp backend with the real SmolLM2-135M model (installed by the test
+command through the ``embedded`` extra).
+
+The model writes plans for varied snapshots through the snapshot schema; at least 90% must pass
+the validator. Missing and corrupt model files are typed outcomes naming the path, and closing
+the service mid-generation leaves no thread behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'embedded' extra)")
+
+from components.llm import FailureKind, PlanFailure, PlanOutcome, PlanReady, PlanRequest
+from components.snapshot import WorldSnapshot
+from systems.llm.backends.embedded_backend import (
+    EmbeddedBackend,
+    default_model_path,
+    default_threads,
+)
+from systems.llm.service import LlmPlanService, ServiceConfig
+from tests.fixtures.frame_loop import run_frames
+from tests.planning.snapshots import (
+    GRUNT_ID,
+    RIVAL_ID,
+    SNIPER_ID,
+    hello_snapshot,
+    unit,
+    with_enemy,
+)
+
+pytestmark = pytest.mark.embedded
+
+
+def varied_snapshots() -> list[WorldSnapshot]:
+    base = hello_snapshot()
+    me = base.me
+    return [
+        base,
+        with_enemy(base, RIVAL_ID, hp=0),
+        hello_snapshot(t=12.5, ammo=0, ammo_reserve=60),
+        hello_snapshot(t=20.0, me=dataclasses.replace(me, x=8, y=5, hp=25)),
+        hello_snapshot(orders="hold", order_serial=1,
+                       cooldowns=MappingProxyType({"smoke": 6.0, "heal": 3.0})),
+        hello_snapshot(orders="attack", order_serial=2, me=dataclasses.replace(me, x=10, y=3)),
+        with_enemy(with_enemy(base, RIVAL_ID, hp=0), GRUNT_ID, hp=0),
+        hello_snapshot(t=31.0, me=dataclasses.replace(me, x=14, y=8),
+                       player=unit(1, 13, 8, hp=40, team="blue", name="player")),
+        hello_snapshot(orders="extract", order_serial=3, morale=0.3,
+                       me=dataclasses.replace(me, x=7, y=0)),
+        hello_snapshot(t=5.0, grid=dataclasses.replace(base.grid, smoke=((9, 2, 1.5),)),
+                       me=dataclasses.replace(me, x=4, y=6, in_cover=True)),
+        with_enemy(hello_snapshot(t=44.0, me=dataclasses.replace(me, x=16, y=4)),
+                   SNIPER_ID, x=18, y=4, hp=10),
+        hello_snapshot(t=50.0, ammo=3, me=dataclasses.replace(me, x=12, y=6, hp=50)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[LlmPlanService]:
+    backend = EmbeddedBackend(seed=1)
+    svc = LlmPlanService(backend, ServiceConfig(timeout_s=90.0, probe_on_start=False,
+                                                max_concurrent=1))
+    yield svc
+    svc.close()
+
+
+def test_default_model_ships_in_the_package() -> None:
+    path = default_model_path()
+    assert path is not None and path.name.endswith(".gguf")
+    assert default_threads() == max(1, (os.cpu_count() or 2) - 1)
+
+
+def test_real_model_plans_mostly_pass_validation(service: LlmPlanService) -> None:
+    snapshots = varied_snapshots()
+    assert len(snapshots) >= 10
+    outcomes: list[PlanOutcome] = []
+    for i, snap in enumerate(snapshots):
+        request = PlanRequest(agent_id=2, snapshot=snap, reason=f"snapshot {i}")
+        outcome = service.plan_blocking(request, timeout=120.0)
+        outcomes.append(outcome)
+    ok = [o for o in outcomes if isinstance(o, PlanReady)]
+    failures = [(o.kind.value, o.message, o.raw[:160])
+                for o in outcomes if isinstance(o, PlanFailure)]
+    assert len(ok) / len(outcomes) >= 0.9, failures
+    assert all(o.kind in (FailureKind.INVALID_PLAN, FailureKind.PARSE)
+               for o in outcomes if isinstance(o, PlanFailure)), failures
+    for o in ok:
+        assert o.plan.source == "llm" and 1 <= len(o.plan.steps) <= 8
+        assert o.backend == "embedded" and o.model.startswith("SmolLM2")
+        assert o.timing.completion_tokens > 0 and o.timing.first_token_at is not None
+    backend = service.backend
+    assert isinstance(backend, EmbeddedBackend)
+    assert backend.load_s is not None and backend.load_s > 0
+    status = service.status()
+    assert status.last_tokens_per_s is not None and status.last_tokens_per_s > 0
+    assert status.plans_ok == len(ok) and status.requests_total == len(outcomes)
+
+
+def test_frame_loop_keeps_ticking_while_the_model_generates(service: LlmPlanService) -> None:
+    ticket = service.submit(PlanRequest(agent_id=2, snapshot=hello_snapshot(t=2.0)))
+    run = run_frames(ticket, max_wall_s=90.0)
+    assert run.outcome is not None
+    assert run.ticks >= 10
+    assert run.longest_poll_s < 0.05
+
+
+@pytest.mark.parametrize("content", [None, b"GGUF but truncated garbage", b"\x00" * 64])
+def test_missing_or_corrupt_model_file_is_model_missing_naming_the_path(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    path = tmp_path / "model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    svc = LlmPlanService(EmbeddedBackend(path), ServiceConfig(timeout_s=10.0))
+    try:
+        outcome = svc.plan_blocking(PlanRequest(agent_id=2, snapshot=hello_snapshot()),
+                                    timeout=20.0)
+        assert isinstance(outcome, PlanFailure), outcome
+        assert outcome.kind is FailureKind.MODEL_MISSING
+        assert str(path) in outcome.message
+        status = svc.status()
+        assert not status.online and str(path) in status.reason
+    finally:
+        svc.close()
+
+
+def test_close_mid_generation_stops_the_worker() -> None:
+    before = set(threading.enumerate())
+    svc = LlmPlanService(EmbeddedBackend(seed=2), ServiceConfig(timeout_s=60.0))
+    ticket = svc.submit(PlanRequest(agent_id=2, snapshot=hello_snapshot()))
+    time.sleep(0.5)  # loading or generating
+    started = time.monotonic()
+    svc.close()
+    took = time.monotonic() - started
+    outcome = ticket.poll(0.0)
+    assert isinstance(outcome, PlanFailure | PlanReady)
+    if isinstance(outcome, PlanFailure):
+        assert outcome.kind is FailureKind.CANCELLED
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert leaked == []
+    assert took < 15.0  # stops between tokens, not after a whole reply
