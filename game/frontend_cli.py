@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.agent import ArbiterEvent
-from game.headless import PRINTED_KINDS, HeadlessReport, format_event, run_headless, summary_line
+from game.headless import HeadlessReport, run_headless
 from game.scenario import Scenario, build_stress_scenario, load_scenario
 from game.world import GameSession
+from systems.llm.api import paced_by_wall_clock
 
 if TYPE_CHECKING:
     import pygame
@@ -224,60 +224,43 @@ def play_headless(
     write: Writer,
     shots: ScreenshotPlan,
     size: tuple[int, int] = DEFAULT_WINDOW,
+    realtime: bool = False,
 ) -> tuple[HeadlessReport, list[Path]]:
     """:func:`game.headless.run_headless` plus offscreen screenshots.
 
     Writes the same decision log and summary line; returns the report and the PNG files saved.
     """
     if shots.final is None and shots.every_s is None:
-        return run_headless(session, seconds, dt, write), []
+        return run_headless(session, seconds, dt, write, realtime=realtime), []
     use_dummy_video()
     painter = OffscreenRenderer(size)
     saved: list[Path] = []
-    written = 0
-
-    def on_event(entity: int, event: ArbiterEvent) -> None:
-        nonlocal written
-        if event.kind in PRINTED_KINDS:
-            write(format_event(session, entity, event))
-            written += 1
-        else:
-            log.info("%s", format_event(session, entity, event))
-
-    session.add_listener(on_event)
-    seen_game_events = session.events.last_serial
     every = shots.every_s
     next_shot = every if every is not None else math.inf
     index = 0
-    steps = max(0, round(seconds / dt))
-    for _ in range(steps):
-        if session.result is not None:
-            break
-        session.step(dt)
-        if log.isEnabledFor(logging.DEBUG):
-            for ev in session.events.since(seen_game_events):
-                log.debug("%s", ev.describe())
-        seen_game_events = session.events.last_serial
-        if session.t + 1e-9 >= next_shot and shots.folder is not None:
-            index += 1
-            painter.render(session)
-            path = shots.folder / f"frame_{index:04d}_t{session.t:07.2f}s.png"
-            saved.append(painter.save(path))
-            log.info("screenshot %s", path)
-            assert every is not None
-            while next_shot <= session.t + 1e-9:
-                next_shot += every
-    if shots.final is not None:
-        painter.render(session)
-        saved.append(painter.save(shots.final))
-        log.info("screenshot %s", shots.final)
-    result = session.result
-    outcome = result.outcome if result is not None else "undecided"
-    t = result.t if result is not None else session.t
-    totals = session.totals()
-    summary = summary_line(outcome, t, totals)
-    write(summary)
-    return HeadlessReport(outcome, t, totals, written, summary), saved
+
+    def periodic(s: GameSession) -> None:
+        nonlocal next_shot, index
+        if every is None or shots.folder is None or s.t + 1e-9 < next_shot:
+            return
+        index += 1
+        painter.render(s)
+        path = shots.folder / f"frame_{index:04d}_t{s.t:07.2f}s.png"
+        saved.append(painter.save(path))
+        log.info("screenshot %s", path)
+        while next_shot <= s.t + 1e-9:
+            next_shot += every
+
+    def final(s: GameSession) -> None:
+        if shots.final is not None:
+            painter.render(s)
+            saved.append(painter.save(shots.final))
+            log.info("screenshot %s", shots.final)
+
+    report = run_headless(
+        session, seconds, dt, write, realtime=realtime, on_step=periodic, on_end=final
+    )
+    return report, saved
 
 
 # ----------------------------------------------------------------------------------------
@@ -318,9 +301,12 @@ def run_frontend(
         # One line on stderr, through logging (which the CLI configures to stderr).
         log.warning("%s: running headless instead (pass --headless to skip this check)", problem)
     session = make_session()
+    realtime = paced_by_wall_clock(session.service)
+    if realtime:
+        log.info("a live model answers on the wall clock: pacing the headless round to real time")
     try:
         _report, saved = play_headless(session, float(args.seconds), dt, out, shots,
-                                       window_size)
+                                       window_size, realtime)
     finally:
         session.close()
     for path in saved[-1:]:

@@ -12,6 +12,7 @@ outcomes, rejected steps) go to ``logging`` at INFO, game events at DEBUG.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,11 +65,21 @@ def summary_line(outcome: str, t: float, totals: ArbiterTotals) -> str:
 
 
 def run_headless(
-    session: GameSession, seconds: float, dt: float, write: Callable[[str], None]
+    session: GameSession,
+    seconds: float,
+    dt: float,
+    write: Callable[[str], None],
+    *,
+    realtime: bool = False,
+    on_step: Callable[[GameSession], None] | None = None,
+    on_end: Callable[[GameSession], None] | None = None,
 ) -> HeadlessReport:
     """Play ``session`` for up to ``seconds`` of game time at fixed step ``dt``.
 
-    ``write`` receives each log line (without newline), the summary last.
+    ``write`` receives each log line (without newline), the summary last. ``realtime`` paces
+    game time to the wall clock (needed when a live model answers: otherwise the round is over
+    before its first plan arrives). ``on_step`` runs after every step, ``on_end`` before the
+    summary (screenshots hook in there).
     """
     written = 0
     seen_game_events = session.events.last_serial
@@ -83,7 +94,8 @@ def run_headless(
 
     session.add_listener(on_event)
     steps = max(0, round(seconds / dt))
-    for _ in range(steps):
+    start = time.monotonic()
+    for i in range(steps):
         if session.result is not None:
             break
         session.step(dt)
@@ -91,6 +103,14 @@ def run_headless(
             for ev in session.events.since(seen_game_events):
                 log.debug("%s", ev.describe())
         seen_game_events = session.events.last_serial
+        if on_step is not None:
+            on_step(session)
+        if realtime:
+            ahead = start + (i + 1) * dt - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    if on_end is not None:
+        on_end(session)
     result = session.result
     outcome = result.outcome if result is not None else "undecided"
     t = result.t if result is not None else session.t

@@ -66,3 +66,15 @@ class PlanService(Protocol):
     def close(self) -> None:
         """Cancel what is in flight and join any threads. Idempotent."""
         ...
+
+
+def paced_by_wall_clock(service: PlanService | None) -> bool:
+    """True when ``service`` answers on the wall clock (a live model), so a headless run must
+    pace game time to real time or the round ends before any plan can arrive.
+
+    Services that resolve on game time (scripted, replay) declare ``game_clock = True``; an
+    offline service has nothing to wait for.
+    """
+    if service is None or getattr(service, "game_clock", False):
+        return False
+    return service.status().online

@@ -212,6 +212,11 @@ class RecordingPlanService:
         })
 
     @property
+    def game_clock(self) -> bool:
+        """Paced like the service it records."""
+        return bool(getattr(self._inner, "game_clock", False))
+
+    @property
     def backend_name(self) -> str:
         return self._inner.backend_name
 
@@ -363,6 +368,8 @@ def load_recording(path: str | Path) -> Recording:
 
 class ReplayPlanService:
     """Answers requests from a recording on game time (see the module docstring)."""
+
+    game_clock = True
 
     def __init__(self, recording: Recording | str | Path) -> None:
         self._rec = recording if isinstance(recording, Recording) else load_recording(recording)

@@ -37,6 +37,9 @@ class ScriptedPlanService:
     ``failure_every=N`` makes every N-th request fail (cycling timeout, parse, connection).
     """
 
+    game_clock = True
+    """Answers on game time (see :func:`systems.llm.api.paced_by_wall_clock`)."""
+
     def __init__(self, seed: int = 0, delay_s: float = 2.0, failure_every: int = 0) -> None:
         if delay_s < 0:
             raise ValueError("delay_s must be >= 0")

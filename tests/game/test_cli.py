@@ -116,3 +116,38 @@ def test_run_demo_py_as_a_program() -> None:
     )
     assert good.returncode == 0, good.stderr
     assert good.stdout.splitlines()[-1].startswith("outcome: extracted")
+
+
+def test_headless_rounds_wait_for_a_live_model_but_not_for_scripted_ones() -> None:
+    """A live model answers on the wall clock: the headless loop paces game time to real time
+    so plans can arrive. Game-time services (scripted, replay) and no service are not paced."""
+    import time
+
+    from game.headless import run_headless
+    from game.scenario import DEFAULT_SCENARIO, load_scenario
+    from game.world import GameSession
+    from systems.llm.api import ServiceStatus, paced_by_wall_clock
+    from systems.llm.scripted import ScriptedPlanService
+
+    class LiveModel(ScriptedPlanService):
+        game_clock = False
+
+        def status(self) -> ServiceStatus:
+            return ServiceStatus(backend="live", online=True)
+
+    class DeadModel(LiveModel):
+        def status(self) -> ServiceStatus:
+            return ServiceStatus(backend="live", online=False, reason="server gone")
+
+    assert not paced_by_wall_clock(None)
+    assert not paced_by_wall_clock(ScriptedPlanService())
+    assert not paced_by_wall_clock(DeadModel())
+    live = LiveModel()
+    assert paced_by_wall_clock(live)
+    session = GameSession(load_scenario(DEFAULT_SCENARIO), seed=1, service=live)
+    try:
+        start = time.monotonic()
+        run_headless(session, 0.5, 0.05, lambda _line: None, realtime=True)
+        assert time.monotonic() - start >= 0.45
+    finally:
+        session.close()
