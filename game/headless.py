@@ -21,8 +21,9 @@ from game.world import ArbiterTotals, GameSession
 
 log = logging.getLogger("hello_companion.headless")
 
-PRINTED_KINDS = frozenset({"decision", "transition"})
-"""Arbiter event kinds that make a line of the decision log."""
+PRINTED_KINDS = frozenset({"decision", "transition", "rejected"})
+"""Arbiter event kinds that make a line of the decision log (a model step that was skipped or
+failed is a decision not taken, so it is shown too)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,12 +234,15 @@ class Arbiter:
         if intent.status is IntentStatus.DONE:
             m.llm_steps_executed += 1
         elif intent.status is IntentStatus.FAILED:
+            plan = state.plan
+            assert plan is not None
             state.rejected_steps.append(
                 StepRejection(state.step_index, f"failed in game: {intent.reason}")
             )
             self._event(
                 state, perception.t, "rejected",
-                f"step {state.step_index + 1} failed: {intent.reason}",
+                f"step {state.step_index + 1}/{len(plan.steps)} "
+                f"{describe_step(plan.steps[state.step_index])} failed: {intent.reason}",
             )
         state.step_index += 1
         self._issue_llm_step(state, perception, intent)
@@ -263,7 +266,12 @@ class Arbiter:
                 f"{describe_step(step)}: {err.message}",
             )
             state.step_index += 1
-        self._transition(state, t, Mode.GOAP, f"plan {plan.plan_id} finished")
+        dropped = len(state.rejected_steps)
+        self._transition(
+            state, t, Mode.GOAP,
+            f"plan {plan.plan_id} finished"
+            + (f", {dropped} of {len(plan.steps)} steps skipped or failed" if dropped else ""),
+        )
         state.plan = None
         state.next_think_at = t
         intent.status = IntentStatus.IDLE

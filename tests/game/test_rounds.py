@@ -26,6 +26,7 @@ SUMMARY = re.compile(
     r"goap \d+ \| llm steps \d+ \| bt \d+$"
 )
 DECISION = re.compile(r"^t=[ \d]{2}\d\.\d\ds \w+#\d+ (\[(GOAP|LLM \d+/\d+|BT)\] +\w+\(.*\)|"
+                      r"(skip step|step) \d+/\d+ \w+\(.*\):? .*|"
                       r"\w+ -> \w+ \(.*\))$")
 
 
