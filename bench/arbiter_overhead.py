@@ -13,11 +13,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import esper
 
-from components import Agent, Ammo, GameClock, Health, MapGrid, Player, Position, Team
+from components import (
+    Agent,
+    Ammo,
+    ArbiterState,
+    GameClock,
+    Health,
+    MapGrid,
+    Player,
+    Position,
+    Team,
+)
 from systems.perception import build_snapshot
 from systems.planning.goap import GoapBrain
 from systems.plugin import install
@@ -73,6 +84,8 @@ def measure(n: int, frames: int) -> tuple[float, float]:
     populate(n)
     install(service=None)
     time_frames(90)  # warm-up: first decisions, caches, staggered think times settle
+    modes = Counter(state.mode.value for _, state in esper.get_component(ArbiterState))
+    assert modes == {"GOAP": n}, f"expected all {n} agents in GOAP, got {dict(modes)}"
     arb = statistics.median(time_frames(frames))
     esper.switch_world(f"bench-bare-{n}")
     populate(n)
