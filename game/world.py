@@ -14,6 +14,7 @@ from one GameClock, so the same scenario, seed, service and time step give the s
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import logging
 import random
@@ -115,6 +116,11 @@ class GameSession:
         except BaseException:
             self._drop_world()
             raise
+        # Everything built so far lives for the whole round: move it out of the collector's
+        # way, so a full (generation-2) collection no longer walks it and stalls a frame for
+        # tens of milliseconds on a big map.
+        gc.collect()
+        gc.freeze()
 
     # -- construction --------------------------------------------------------------------
 
