@@ -33,7 +33,6 @@ from components.llm import (
     FailureKind,
     PlanFailure,
     PlanOutcome,
-    PlanReady,
 )
 from components.snapshot import WorldSnapshot
 from systems.planning.behavior_tree import Node, tick_tree
@@ -417,14 +416,8 @@ def situation(snap: WorldSnapshot) -> tuple[object, ...]:
     ready = tuple(k for k, v in snap.cooldowns.items() if v <= 0.0)
     return (
         snap.me, snap.player, snap.enemies, snap.allies, snap.grid, snap.orders, snap.ammo,
-        snap.ammo_reserve, snap.morale, ready, snap.pois.get("breach_door"), snap.objective,
+        snap.ammo_reserve, snap.morale, ready, snap.pois, snap.objective,
     )
 
 
-def summarize(snapshot: WorldSnapshot) -> str:
-    """One-line description of a snapshot for logs."""
-    foes = sum(1 for e in snapshot.enemies if e.hp > 0)
-    return f"t={snapshot.t:.2f} me={snapshot.me.pos} hp={snapshot.me.hp:g} foes={foes}"
-
-
-__all__ = ["PRIORITY_HIGH", "PRIORITY_LOW", "Arbiter", "ArbiterConfig", "PlanReady", "summarize"]
+__all__ = ["Arbiter", "ArbiterConfig", "situation"]
