@@ -31,6 +31,9 @@ class ArbiterSystem(esper.Processor):
         self.arbiter = arbiter
         self.service = service
         self.on_event = on_event
+        # A service that can never answer (no model installed or reachable) is not asked at
+        # all: its OFFLINE answers would only count as failures and push agents into BT.
+        self.asks_model = service is not None and getattr(service, "available", True)
 
     def process(self, *args: object, **kwargs: object) -> None:
         arbiter = self.arbiter
@@ -56,7 +59,7 @@ class ArbiterSystem(esper.Processor):
                 esper.remove_component(ent, PlanProposal)
             orders = esper.try_component(ent, Orders)
             in_flight = esper.has_component(ent, LlmTask)
-            use_llm = service is not None and agent.use_llm
+            use_llm = self.asks_model and agent.use_llm
             n_events = state.event_count
             arbiter.update(
                 state,

@@ -217,3 +217,20 @@ def test_systems_never_import_game_or_pygame() -> None:
                 assert top not in {"game", "pygame"}, f"{path} imports {n}"
                 if "planning" in path.parts or "llm" in path.parts:
                     assert top != "esper", f"{path} imports esper"
+
+
+def test_an_unavailable_service_is_never_asked_and_never_causes_bt(world: str) -> None:
+    """No model installed or reachable: the game runs on GOAP/BT without counting failures."""
+    _, companion, _ = populate()
+
+    class Unavailable(HungService):
+        available = False
+
+    service = Unavailable()
+    install(service)
+    for _ in range(300):  # 30 s of game time: two cooldowns' worth of chances to ask
+        step()
+    state = esper.component_for_entity(companion, ArbiterState)
+    assert service.tickets == []
+    assert state.metrics.llm_requests == 0 and state.metrics.llm_failures == 0
+    assert state.mode is not Mode.EXECUTING_LLM
