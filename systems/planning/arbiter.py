@@ -169,10 +169,11 @@ class Arbiter:
         if plan.source != "fallback":
             m.llm_successes += 1
             state.consecutive_llm_failures = 0
+        origin = outcome.backend or self.backend_name
+        if plan.source not in ("llm", origin):
+            origin = f"{plan.source} via {origin}"
         self._event(
-            state, t, "outcome",
-            f"plan {plan.plan_id} ready ({len(plan.steps)} steps, {plan.source}"
-            f", {outcome.backend or self.backend_name})",
+            state, t, "outcome", f"plan {plan.plan_id} ready ({len(plan.steps)} steps, {origin})"
         )
         old = state.mode
         state.plan = plan
