@@ -10,6 +10,7 @@ not a silent success. It is never chosen automatically: a user asks for it by na
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from components.actions import PlanIntent
@@ -28,6 +29,7 @@ from systems.planning.pathfinding import distance, line_of_sight, reachable
 from systems.planning.validation import validate_plan
 
 BACKEND = "scripted"
+_KEEP_RECORDS = 32
 _INJECTED = (FailureKind.TIMEOUT, FailureKind.PARSE, FailureKind.CONNECTION)
 
 
@@ -49,9 +51,10 @@ class ScriptedPlanService:
         self._delay = delay_s
         self._failure_every = failure_every
         self._next_id = 1
-        self._records: list[RequestRecord] = []
+        self._records: dict[int, RequestRecord] = {}
         self._ok = 0
         self._failed = 0
+        self._now = 0.0  # latest game time a ticket was polled at
 
     @property
     def backend_name(self) -> str:
@@ -62,38 +65,49 @@ class ScriptedPlanService:
         self._next_id += 1
         delay = self._delay * (0.75 + 0.5 * self._rng.random()) if self._delay else 0.0
         outcome = self._answer(rid, request)
-        if isinstance(outcome, PlanReady):
-            self._ok += 1
-        else:
-            self._failed += 1
-        self._records.append(
-            RequestRecord(
-                request_id=rid,
-                agent_id=request.agent_id,
-                priority=request.priority,
-                queued_at=request.submitted_at,
-                started_at=request.submitted_at,
-                first_token_at=None,
-                finished_at=request.submitted_at + delay,
-                outcome="plan" if isinstance(outcome, PlanReady) else outcome.kind.value,
-            )
+        start = request.submitted_at
+        self._records[rid] = RequestRecord(
+            request_id=rid, agent_id=request.agent_id, priority=request.priority,
+            queued_at=start, started_at=start, first_token_at=None, finished_at=None,
+            outcome="running",
         )
-        del self._records[:-32]
-        return ClockedTicket(rid, request.submitted_at + delay, outcome)
+        while len(self._records) > _KEEP_RECORDS:
+            del self._records[next(iter(self._records))]
+
+        def resolved(got: PlanOutcome, now: float | None) -> None:
+            end = self._now if now is None else now
+            self._now = max(self._now, end)
+            if isinstance(got, PlanReady):
+                self._ok += 1
+                label = "plan"
+            else:
+                if got.kind is not FailureKind.CANCELLED:
+                    self._failed += 1
+                label = got.kind.value
+            old = self._records.get(rid)
+            if old is not None:
+                self._records[rid] = replace(old, finished_at=end, outcome=label)
+
+        return ClockedTicket(rid, start + delay, outcome, resolved)
 
     def status(self) -> ServiceStatus:
-        last = self._records[-1] if self._records else None
+        """Counts what the game has received; times are game seconds."""
+        records = tuple(self._records.values())
+        done = [r for r in records if r.finished_at is not None and r.outcome == "plan"]
+        last = done[-1] if done else None
         return ServiceStatus(
             backend=BACKEND,
             model="canned plans",
             online=True,
             reason="scripted backend: canned plans, no model",
+            in_flight=sum(1 for r in records if r.finished_at is None),
             last_latency_s=None if last is None or last.finished_at is None
             else last.finished_at - last.queued_at,
             requests_total=self._next_id - 1,
             plans_ok=self._ok,
             failures=self._failed,
-            recent=tuple(self._records),
+            recent=records,
+            now=self._now,
         )
 
     def close(self) -> None:
