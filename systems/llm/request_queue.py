@@ -4,6 +4,7 @@ The game thread calls :meth:`RequestQueue.submit` (a few microseconds: one lock,
 pushes) and polls the returned :class:`QueueTicket`; workers in another thread (an asyncio
 loop, through :class:`AsyncQueueWaiter`, or plain threads through :meth:`RequestQueue.take`)
 take entries, run them and hand the outcome back with :meth:`RequestQueue.finish`.
+:class:`systems.llm.service.LlmPlanService` is the worker pool the game uses.
 
 Ordering: higher ``priority`` first (any int; ``PRIORITY_HIGH`` = 10, ``PRIORITY_LOW`` = 0);
 within a priority the *newest* request first (LIFO), because the freshest snapshot matters
@@ -22,14 +23,20 @@ Semantics in one place:
   ``priority <= PRIORITY_LOW`` are refused at submit with a REFUSED outcome.
 - A new submission from an agent supersedes that agent's *queued* request (SUPERSEDED). A
   *running* one is left alone unless ``QueueConfig.supersede_running`` is set, in which case
-  it is flagged like a cancel and ends SUPERSEDED.
-- :meth:`RequestQueue.cancel`: a queued request ends CANCELLED at once; a running one is
-  flagged (``entry.cancel_requested``), its cancel hook is called (e.g. to cancel the asyncio
-  task), and whatever outcome the worker then reports is turned into CANCELLED.
+  it is withdrawn like a cancel and ends SUPERSEDED.
+- :meth:`RequestQueue.cancel`: a queued request ends CANCELLED at once. A running one is
+  *withdrawn*: it ends CANCELLED at once too (the game sees the outcome on its next poll), its
+  cancel hook is called (e.g. to cancel the asyncio task), and the worker's one late report
+  (``finish`` / ``requeue``) is ignored and counted in ``QueueMetrics.late_reports``, not as a
+  duplicate. :meth:`RequestQueue.close` withdraws running requests the same way.
 - Deadlines: ``request.deadline_s`` (or ``QueueConfig.default_timeout_s``) counted from
   submission. A request still queued at its deadline ends TIMEOUT without running (checked
   when a worker takes, when the ticket is polled and by :meth:`RequestQueue.expire_due`).
   Running requests get :meth:`QueueEntry.remaining` for the worker's own timeout.
+
+Environment (:meth:`QueueConfig.from_env`; ``systems.llm.service.ServiceConfig`` reads them
+through it): ``LLM_MAX_CONCURRENT_REQUESTS`` (default 2), ``DISABLE_BACKGROUND_LLM`` (default
+off), ``LLM_TIMEOUT_MS`` (default 60000).
 
 The core uses only ``threading``; :class:`AsyncQueueWaiter` is the asyncio face.
 """
@@ -50,7 +57,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from components.llm import (
     PRIORITY_LOW,
@@ -184,6 +190,7 @@ class QueueEntry:
         "cancel_kind",
         "cancel_message",
         "deadline_at",
+        "late_reported",
         "outcome",
         "request",
         "request_id",
@@ -191,6 +198,7 @@ class QueueEntry:
         "solo",
         "state",
         "timing",
+        "withdrawn",
     )
 
     def __init__(
@@ -204,7 +212,7 @@ class QueueEntry:
         self.state = EntryState.QUEUED
         self.outcome: PlanOutcome | None = None
         self.cancel_kind: FailureKind | None = None
-        """Set when a running entry was asked to stop (CANCELLED or SUPERSEDED)."""
+        """Set when the request was withdrawn while running (CANCELLED or SUPERSEDED)."""
         self.cancel_message = ""
         self._cancel_hook: Callable[[], None] | None = None
         self.attempts = 0
@@ -212,6 +220,9 @@ class QueueEntry:
         self.batch_size = 1
         self.solo = False
         """Set by ``requeue(solo=True)``: must not go into a batch again."""
+        self.withdrawn = False
+        """Resolved by the game (cancel / supersede / close) while a worker ran it: stop work."""
+        self.late_reported = False
 
     @property
     def agent_id(self) -> int:
@@ -225,6 +236,11 @@ class QueueEntry:
     def cancel_requested(self) -> bool:
         """True once the game cancelled (or superseded) this request while it ran."""
         return self.cancel_kind is not None
+
+    @property
+    def done(self) -> bool:
+        """Has its terminal outcome (a worker should stop spending time on it)."""
+        return self.state is EntryState.DONE
 
     def remaining(self, now: float) -> float:
         """Seconds left until the request's total deadline (may be <= 0)."""
@@ -270,7 +286,13 @@ class QueueTicket:
         return out
 
     def cancel(self) -> None:
+        """Resolve as CANCELLED now (unless it already has an outcome) and stop the work."""
         self._queue.cancel(self._entry.request_id)
+
+    def wait(self, timeout: float | None = None) -> PlanOutcome | None:
+        """Block until resolved (or ``timeout`` seconds). For start-up code and tests only:
+        a frame loop polls instead."""
+        return self._queue.wait(self._entry, timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +314,8 @@ class QueueMetrics:
     requeues: int
     duplicate_resolves: int
     """Attempts to resolve an already-resolved request (rejected). Should stay 0."""
+    late_reports: int
+    """Worker reports for requests withdrawn while running (expected; ignored)."""
     wait_mean_s: float | None
     wait_p50_s: float | None
     wait_p95_s: float | None
@@ -311,6 +335,7 @@ class _Counters:
     requeues: int = 0
     timeouts_in_queue: int = 0
     duplicate_resolves: int = 0
+    late_reports: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -339,6 +364,8 @@ class RequestQueue:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._thread_waiters = 0
+        self._done_cond = threading.Condition(self._lock)
+        self._outcome_waiters = 0
         self._heap: list[tuple[int, int, QueueEntry]] = []
         self._deadlines: list[tuple[float, int, QueueEntry]] = []
         self._seq = itertools.count()
@@ -430,14 +457,14 @@ class RequestQueue:
                     )
                 if self.config.supersede_running:
                     running = self._running_by_agent.get(agent)
-                    if running is not None and running.cancel_kind is None:
-                        running.cancel_kind = FailureKind.SUPERSEDED
-                        running.cancel_message = (
-                            f"superseded by request {request_id} of agent {agent}"
+                    if running is not None:
+                        self._withdraw_locked(
+                            running,
+                            FailureKind.SUPERSEDED,
+                            f"superseded by request {request_id} of agent {agent}",
+                            now,
+                            pend,
                         )
-                        hook = running._cancel_hook
-                        if hook is not None:
-                            pend.hooks.append(hook)
                 self._live[request_id] = entry
                 self._push_locked(entry)
                 self._queued_by_agent[agent] = entry
@@ -452,9 +479,9 @@ class RequestQueue:
         return QueueTicket(self, entry)
 
     def cancel(self, request_id: int) -> bool:
-        """Cancel a request. Queued: CANCELLED now. Running: flagged, its cancel hook called,
-        and its outcome becomes CANCELLED when the worker reports. Returns False when the id is
-        unknown or already resolved (nothing changes)."""
+        """Cancel a request: it ends CANCELLED now. A running one is withdrawn (its cancel hook
+        is called; the worker's late report is ignored). Returns False when the id is unknown or
+        already resolved (nothing changes)."""
         now = self.clock()
         pend = _Pending()
         with self._lock:
@@ -468,12 +495,10 @@ class RequestQueue:
                     now,
                     pend,
                 )
-            elif entry.cancel_kind is None:  # RUNNING
-                entry.cancel_kind = FailureKind.CANCELLED
-                entry.cancel_message = "cancelled while running"
-                hook = entry._cancel_hook
-                if hook is not None:
-                    pend.hooks.append(hook)
+            else:  # RUNNING
+                self._withdraw_locked(
+                    entry, FailureKind.CANCELLED, "cancelled while running", now, pend
+                )
         self._emit(pend)
         return True
 
@@ -546,11 +571,13 @@ class RequestQueue:
 
     def set_cancel_hook(self, entry: QueueEntry, hook: Callable[[], None]) -> None:
         """Register what to call to stop a running entry (e.g. ``lambda: loop.
-        call_soon_threadsafe(task.cancel)``). Called at once if a cancel already came in."""
+        call_soon_threadsafe(task.cancel)``). Called at once if it was withdrawn already."""
         call_now = False
         with self._lock:
-            entry._cancel_hook = hook
-            call_now = entry.cancel_kind is not None and entry.state is EntryState.RUNNING
+            if entry.state is EntryState.RUNNING:
+                entry._cancel_hook = hook
+            else:
+                call_now = entry.withdrawn
         if call_now:
             self._safe_call(hook)
 
@@ -564,9 +591,9 @@ class RequestQueue:
         self._emit(pend)
 
     def finish(self, entry: QueueEntry, outcome: PlanOutcome) -> bool:
-        """Deliver ``entry``'s terminal outcome. Returns False (and counts a duplicate) if it
-        already has one. A request cancelled while running ends CANCELLED (or SUPERSEDED)
-        whatever ``outcome`` says; the worker's raw reply and timing are kept.
+        """Deliver ``entry``'s terminal outcome. Returns False if it already has one: counted
+        as a duplicate, unless it is the worker's first report on a request withdrawn while
+        running (``late_reports``).
 
         Build outcomes with ``timing=entry.timing`` so the stamps the queue makes are in them;
         ``finished_at`` is stamped here if unset. ``outcome.request_id`` must be
@@ -578,16 +605,8 @@ class RequestQueue:
         now = self.clock()
         pend = _Pending()
         with self._lock:
-            if entry.cancel_kind is not None and entry.state is EntryState.RUNNING:
-                outcome = PlanFailure(
-                    request_id=entry.request_id,
-                    kind=entry.cancel_kind,
-                    message=entry.cancel_message,
-                    backend=outcome.backend,
-                    model=outcome.model,
-                    timing=outcome.timing,
-                    raw=outcome.raw,
-                )
+            if self._late_report_locked(entry):
+                return False
             ok = self._resolve_locked(entry, outcome, now, pend)
         self._emit(pend)
         return ok
@@ -596,21 +615,20 @@ class RequestQueue:
         """Put a RUNNING entry back in the queue (same ticket, same deadline) to be retried,
         alone if ``solo``: a batch member whose part of the reply was missing or bad.
 
-        Returns False when it cannot be retried; then it has been resolved instead: CANCELLED
-        / SUPERSEDED if that was asked for meanwhile or the queue closed, SUPERSEDED if the
-        agent queued a newer request, TIMEOUT if its deadline passed. Also False if it was not
-        RUNNING (nothing changes)."""
+        Returns False when it is not retried, and then the entry is DONE: it was withdrawn
+        (cancelled, superseded, closed) while running, or it is resolved now instead:
+        SUPERSEDED if the agent queued a newer request, TIMEOUT if its deadline passed,
+        CANCELLED if the queue closed. Also False, with nothing changed, if it was not RUNNING.
+        A worker must not ``finish`` an entry whose requeue returned False."""
         now = self.clock()
         pend = _Pending()
         wake = False
         ok = False
         with self._lock:
-            if entry.state is not EntryState.RUNNING:
+            if self._late_report_locked(entry) or entry.state is not EntryState.RUNNING:
                 return False
             newer = self._queued_by_agent.get(entry.agent_id)
-            if entry.cancel_kind is not None:
-                failure = self._failure(entry, entry.cancel_kind, entry.cancel_message)
-            elif self._closed:
+            if self._closed:
                 failure = self._failure(
                     entry, FailureKind.CANCELLED, "the LLM service is shut down"
                 )
@@ -684,9 +702,9 @@ class RequestQueue:
         return len(queued)
 
     def close(self, message: str = "the LLM service is shut down") -> int:
-        """Stop accepting work: queued requests end CANCELLED, running ones are flagged (their
-        hooks called), later submissions are REFUSED, blocked takers return None. Idempotent.
-        Returns how many queued requests were cancelled."""
+        """Stop accepting work: queued and running requests end CANCELLED now (running ones
+        are withdrawn: hooks called), later submissions are REFUSED, blocked takers return
+        None. Idempotent. Returns how many queued requests were cancelled."""
         now = self.clock()
         pend = _Pending()
         with self._lock:
@@ -696,13 +714,9 @@ class RequestQueue:
                 self._resolve_locked(
                     e, self._failure(e, FailureKind.CANCELLED, message), now, pend
                 )
-            for e in self._live.values():
-                if e.state is EntryState.RUNNING and e.cancel_kind is None:
-                    e.cancel_kind = FailureKind.CANCELLED
-                    e.cancel_message = message
-                    hook = e._cancel_hook
-                    if hook is not None:
-                        pend.hooks.append(hook)
+            running = [e for e in self._live.values() if e.state is EntryState.RUNNING]
+            for e in running:
+                self._withdraw_locked(e, FailureKind.CANCELLED, message, now, pend)
             self._cond.notify_all()
         self._emit(pend)
         for w in self._wakeups:
@@ -724,6 +738,27 @@ class RequestQueue:
     def live(self) -> int:
         """Requests without an outcome yet (queued + running)."""
         return len(self._live)
+
+    def wait(self, entry: QueueEntry, timeout: float | None = None) -> PlanOutcome | None:
+        """Block until ``entry`` has its outcome or ``timeout`` seconds pass (then None, or
+        TIMEOUT if it was still queued past its deadline). Never call it from a frame loop."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if entry.state is EntryState.QUEUED and self.clock() >= entry.deadline_at:
+                self.expire_due()
+            with self._lock:
+                if entry.outcome is not None:
+                    return entry.outcome
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                # Wake at least every 50 ms to expire a queued deadline no worker reached.
+                step = 0.05 if left is None else min(left, 0.05)
+                self._outcome_waiters += 1
+                try:
+                    self._done_cond.wait(step)
+                finally:
+                    self._outcome_waiters -= 1
 
     def get(self, request_id: int) -> QueueEntry | None:
         """The live (unresolved) entry with this id, if any."""
@@ -747,7 +782,7 @@ class RequestQueue:
             depth_by = {p: n for p, n in self._depth.items() if n}
             depth, running = self._queued, self._running
             submitted, started, resolved = c.submitted, c.started, c.resolved
-            requeues, dups = c.requeues, c.duplicate_resolves
+            requeues, dups, late = c.requeues, c.duplicate_resolves, c.late_reports
             timeouts = c.timeouts_in_queue
         return QueueMetrics(
             depth=depth,
@@ -763,6 +798,7 @@ class RequestQueue:
             timeouts_in_queue=timeouts,
             requeues=requeues,
             duplicate_resolves=dups,
+            late_reports=late,
             wait_mean_s=statistics.fmean(waits) if waits else None,
             wait_p50_s=_quantile(waits, 0.5),
             wait_p95_s=_quantile(waits, 0.95),
@@ -809,6 +845,27 @@ class RequestQueue:
         self._queued -= 1
         if self._queued_by_agent.get(entry.agent_id) is entry:
             del self._queued_by_agent[entry.agent_id]
+
+    def _withdraw_locked(
+        self, entry: QueueEntry, kind: FailureKind, message: str, now: float, pend: _Pending
+    ) -> None:
+        """Resolve a RUNNING entry for the game (cancel / supersede / close) and have its
+        worker stopped through its hook."""
+        hook = entry._cancel_hook
+        entry.cancel_kind = kind
+        entry.cancel_message = message
+        entry.withdrawn = True
+        resolved = self._resolve_locked(entry, self._failure(entry, kind, message), now, pend)
+        if resolved and hook is not None:
+            pend.hooks.append(hook)
+
+    def _late_report_locked(self, entry: QueueEntry) -> bool:
+        """The worker's first report on a withdrawn entry: expected, ignored, counted."""
+        if entry.withdrawn and not entry.late_reported:
+            entry.late_reported = True
+            self._c.late_reports += 1
+            return True
+        return False
 
     def _pop_live_locked(self, now: float, pend: _Pending) -> QueueEntry | None:
         """Pop the best QUEUED entry, expiring overdue ones on the way. The popped entry is
@@ -885,6 +942,8 @@ class RequestQueue:
         entry.state = EntryState.DONE
         entry.outcome = outcome
         entry._cancel_hook = None
+        if self._outcome_waiters:
+            self._done_cond.notify_all()
         if self._live.get(entry.request_id) is entry:
             del self._live[entry.request_id]
         c = self._c
@@ -992,65 +1051,3 @@ class AsyncQueueWaiter:
     def detach(self) -> None:
         """Stop listening to the queue (call when the loop shuts down)."""
         self._queue.remove_wakeup(self._wake)
-
-
-class JobLike(Protocol):
-    """What :class:`PriorityJobQueue` needs of a job (``service.QueuedJob`` has it)."""
-
-    @property
-    def request(self) -> PlanRequest: ...
-
-    @property
-    def request_id(self) -> int: ...
-
-    @property
-    def queued_at(self) -> float: ...
-
-
-class PriorityJobQueue:
-    """Ordering only, for a service that keeps tickets and outcomes itself: priority first,
-    newest first within a priority. Drop-in for ``systems.llm.service.RequestQueue``
-    (``push`` / ``pop`` / ``remove`` / ``len``); single-threaded (the service's loop thread).
-
-    It does not supersede, refuse or expire; :class:`RequestQueue` does all that and owns
-    the exactly-once outcome. Use this one only as a step on the way there.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, int]] = []
-        self._jobs: dict[int, JobLike] = {}
-        self._seq = itertools.count()
-
-    def push(self, job: JobLike) -> None:
-        rid = job.request_id
-        if rid in self._jobs:
-            raise ValueError(f"request id {rid} is already queued")
-        self._jobs[rid] = job
-        heapq.heappush(self._heap, (-job.request.priority, -next(self._seq), rid))
-        if len(self._heap) > 2 * len(self._jobs) + 64:
-            self._heap = [t for t in self._heap if t[2] in self._jobs]
-            heapq.heapify(self._heap)
-
-    def pop(self) -> JobLike | None:
-        """The most urgent, newest job, or None."""
-        heap = self._heap
-        while heap:
-            rid = heapq.heappop(heap)[2]
-            job = self._jobs.pop(rid, None)
-            if job is not None:
-                return job
-        return None
-
-    def remove(self, request_id: int) -> bool:
-        """Drop a waiting job (its heap slot goes lazily). False if it was not waiting."""
-        return self._jobs.pop(request_id, None) is not None
-
-    def depth_by_priority(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for job in self._jobs.values():
-            p = job.request.priority
-            out[p] = out.get(p, 0) + 1
-        return out
-
-    def __len__(self) -> int:
-        return len(self._jobs)

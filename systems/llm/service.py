@@ -1,27 +1,60 @@
-"""The background LLM planning service: a thread running an asyncio loop that serves tickets.
+"""The background LLM planning service: a worker pool on an asyncio loop in its own thread.
 
-The game thread calls :meth:`LlmPlanService.submit` (returns a ticket in microseconds: it only
-registers the request and wakes the loop) and polls the ticket every frame (an attribute read).
-Everything slow happens on the service's own thread:
+The game thread calls :meth:`LlmPlanService.submit`, which puts the request into a
+:class:`~systems.llm.request_queue.RequestQueue` and returns its
+:class:`~systems.llm.request_queue.QueueTicket` in microseconds; the frame loop polls the
+ticket (an attribute read). Everything slow happens on the service's thread:
 
-- a request waits in the queue until one of ``LLM_MAX_CONCURRENT_REQUESTS`` slots is free
-  (:meth:`LlmPlanService._next_job` is the single place that picks what runs next);
-- the prompt and the snapshot's JSON schema are built, the backend generates the reply;
-- the reply is parsed (:mod:`systems.llm.parsing`) and validated against the request's snapshot
-  (:func:`systems.planning.validation.validate_plan`).
+- ``LLM_MAX_CONCURRENT_REQUESTS`` workers (asyncio tasks) take requests from the queue: the
+  most urgent priority first (the arbiter sends ``PRIORITY_HIGH`` for player orders and
+  invalidated plans, ``PRIORITY_LOW`` for periodic replans), newest first within a priority;
+- when two or more requests of one priority wait, a worker takes up to the adaptive batch size
+  of them and plans them in **one prompt** (:mod:`systems.llm.batching`): agents sorted by id,
+  a JSON array reply under a schema built from all their snapshots. Each agent's plan is parsed,
+  validated against *its* snapshot and delivered **the moment its array element closes** in
+  the stream. Agents whose element is missing, malformed or invalid are retried once on their
+  own (a single request); the others keep their plans;
+- a single request builds the prompt and the snapshot's schema, the backend streams the reply,
+  which is parsed (:mod:`systems.llm.parsing`) and validated.
 
 Each request has one total deadline, counted from submission (``request.deadline_s`` or
-``LLM_TIMEOUT_MS``, default 60 s) and enforced with :func:`asyncio.timeout_at` around the whole
-backend call: HTTP read timeouts restart on every byte, so a server that drips one token a second
-would never trip them, and the ollama client has no timeout at all by default.
+``LLM_TIMEOUT_MS``): enforced with :func:`asyncio.timeout_at` around a single backend call, and
+with a per-member timer inside a batch (a member past its deadline ends TIMEOUT, the others go
+on). HTTP read timeouts restart on every byte, so a server that drips one token a second never
+trips them, and the ollama client has no timeout at all by default.
 
-Every request ends in exactly one outcome: :class:`~components.llm.PlanReady`, or a
-:class:`~components.llm.PlanFailure` whose kind says what happened (timeout, connection, http
-status, model missing, parse, invalid plan, cancelled) or ``CRASH`` when the backend raised
-something it should not have. Nothing a backend does raises into the game.
+The queue guarantees exactly one terminal outcome per request: :class:`~components.llm.
+PlanReady` (source ``"llm"``) or a :class:`~components.llm.PlanFailure` whose kind says what
+happened (timeout, connection, http status, model missing, parse, invalid plan, cancelled,
+superseded, refused) or ``CRASH`` when a backend raised something it should not have. A new
+request from an agent supersedes its queued one (SUPERSEDED). ``DISABLE_BACKGROUND_LLM=1``
+refuses low-priority requests at submit (REFUSED). A cancelled request ends CANCELLED at once
+and its asyncio task is cancelled; a cancelled batch member leaves the rest of its batch alone.
 
-:meth:`LlmPlanService.close` cancels what is queued or running, resolves every outstanding ticket
-as CANCELLED and joins the thread; no thread or task outlives the service.
+Every request is stamped queued / started / first token / finished (``RequestTiming`` on its
+outcome) and fed to a :class:`~systems.llm.timeline.RequestTimeline`; :meth:`LlmPlanService.
+status` reports in-flight requests, queue depth (per priority), the recent records with their
+batch size, the concurrency percentage and the last latency / time to first token / tokens per
+second for the HUD.
+
+Environment (:meth:`ServiceConfig.from_env`; a malformed value is logged and the default kept):
+
+=================================  ========  ==============================================
+``LLM_TIMEOUT_MS``                 60000     total deadline per request, from submission
+``LLM_MAX_CONCURRENT_REQUESTS``    2         worker pool size (calls to the backend at once)
+``DISABLE_BACKGROUND_LLM``         off       ``1``: refuse priority <= 0 (periodic) requests
+``LLM_MAX_BATCH_SIZE``             4         most agents in one batched prompt (1: no batching)
+``LLM_BATCH_LATENCY_TARGET_MS``    20000     a batch slower than this halves the batch size
+=================================  ========  ==============================================
+
+The batch size adapts (:class:`~systems.llm.batching.AdaptiveBatchSize`): it halves after a
+batch that ran past the latency target, grows back after fast ones, and settles at 1 when
+batches cost more per request than single requests on this backend. A backend can also declare
+an upper bound with a ``max_batch_size`` attribute (1: never batch).
+
+:meth:`LlmPlanService.close` closes the queue (every outstanding ticket resolves CANCELLED at
+once, exactly once), cancels the running tasks, closes the backend and joins the thread; no
+thread or task outlives the service.
 """
 
 from __future__ import annotations
@@ -30,43 +63,77 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
-from components.actions import ActionStep, PlanIntent
+from components.actions import PlanIntent
 from components.llm import (
     FailureKind,
     PlanFailure,
     PlanOutcome,
     PlanReady,
     PlanRequest,
-    RequestTiming,
 )
-from systems.llm.api import RequestRecord, ServiceStatus
+from systems.llm import prompt
+from systems.llm.api import ServiceStatus
 from systems.llm.backends.base import BackendError, BackendReply, JsonSchema, Message, PlanBackend
+from systems.llm.batching import (
+    AdaptiveBatchSize,
+    AgentPlan,
+    AgentResult,
+    BatchPrompt,
+    BatchReplyRouter,
+    HasRequest,
+    PlanValidator,
+    build_batch,
+)
 from systems.llm.parsing import parse_plan_reply
+from systems.llm.request_queue import (
+    AsyncQueueWaiter,
+    EntryState,
+    QueueConfig,
+    QueueEntry,
+    QueueEvent,
+    QueueTicket,
+    RequestQueue,
+    outcome_label,
+)
+from systems.llm.timeline import RequestTimeline
+from systems.planning.rules import DEFAULT_RULES
+from systems.planning.tools import DEFAULT_REGISTRY
+from systems.planning.validation import validate_plan
 
 log = logging.getLogger(__name__)
 
 ENV_TIMEOUT_MS = "LLM_TIMEOUT_MS"
 ENV_MAX_CONCURRENT = "LLM_MAX_CONCURRENT_REQUESTS"
+ENV_DISABLE_BACKGROUND = "DISABLE_BACKGROUND_LLM"
+ENV_MAX_BATCH_SIZE = "LLM_MAX_BATCH_SIZE"
+ENV_BATCH_LATENCY_TARGET_MS = "LLM_BATCH_LATENCY_TARGET_MS"
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONCURRENT = 2
-_CLOSED = "the LLM service is closed"
+DEFAULT_MAX_BATCH_SIZE = 4
+DEFAULT_BATCH_LATENCY_TARGET_S = 20.0
+_CLOSED = "the LLM service is shut down"
+GRACE_AFTER_LAST_S = 1.0
+"""Once every member of a batch has its outcome, how long the backend may take to end its
+reply (so its token counts arrive) before it is stopped."""
+EXPIRY_SWEEP_S = 0.1
+"""How often queued requests past their deadline are resolved when nobody polls them."""
 
+ServiceTicket = QueueTicket
+"""What :meth:`LlmPlanService.submit` returns."""
 MessageBuilder = Callable[[PlanRequest], Sequence[Message]]
-"""Builds the chat messages for a request (default: :mod:`systems.llm.prompt`)."""
+"""Builds the chat messages for a single request (default: :mod:`systems.llm.prompt`)."""
 SchemaBuilder = Callable[[PlanRequest], JsonSchema | None]
-"""Builds the structured-output schema for a request (default: the tool registry's)."""
-PlanValidator = Callable[
-    [dict[str, Any], PlanRequest], tuple[tuple[ActionStep, ...] | None, list[str]]
-]
-"""Checks a parsed plan: ``(steps, [])`` when accepted, ``(None, reasons)`` when not."""
+"""Builds the structured-output schema for a single request (default: the tool registry's)."""
+BatchBuilder = Callable[[Sequence[HasRequest]], BatchPrompt]
+"""Builds a batch's messages and schema (default: :func:`systems.llm.batching.build_batch`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,44 +143,74 @@ class ServiceConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S
     """Total budget per request (from submission) unless the request carries its own."""
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    """Worker pool size: backend calls (single or batched) running at once."""
+    disable_background: bool = False
+    """Refuse ``priority <= PRIORITY_LOW`` requests at submit (REFUSED)."""
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    """Most agents planned in one prompt; 1 turns batching off."""
+    batch_latency_target_s: float = DEFAULT_BATCH_LATENCY_TARGET_S
+    """A batch slower than this halves the adaptive batch size."""
     use_schema: bool = True
     """Hand the backend the snapshot's JSON schema (structured output)."""
     recent_limit: int = 64
-    """How many finished requests :meth:`LlmPlanService.status` keeps for the HUD timeline."""
+    """How many requests :meth:`LlmPlanService.status` keeps for the HUD timeline."""
+    timeline_window_s: float = 60.0
+    """The timeline's rolling window (records and concurrency percentage)."""
     probe_on_start: bool = True
     """Check the backend once at start so the HUD can say early that it is offline."""
     shutdown_timeout_s: float = 5.0
+    problems: tuple[str, ...] = field(default=(), compare=False)
+    """Environment values that were rejected (the defaults were kept), in words."""
 
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, **overrides: Any
     ) -> ServiceConfig:
-        """Config from ``LLM_TIMEOUT_MS`` / ``LLM_MAX_CONCURRENT_REQUESTS``; a malformed value is
-        logged and replaced by the default, never fatal. ``overrides`` win over the env."""
+        """Config from the environment (table in the module docstring). A malformed value is
+        logged, listed in ``problems`` and replaced by the default, never fatal.
+        ``overrides`` win over the environment."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        raw = env.get(ENV_TIMEOUT_MS)
-        if raw:
+        queue = QueueConfig.from_env(env)
+        problems = list(queue.problems)
+        values: dict[str, Any] = {
+            "timeout_s": queue.default_timeout_s,
+            "max_concurrent": queue.max_concurrent,
+            "disable_background": queue.disable_background,
+        }
+        raw = env.get(ENV_MAX_BATCH_SIZE)
+        if raw is not None and raw.strip():
             try:
-                ms = float(raw)
-                if ms <= 0:
-                    raise ValueError("must be positive")
-                values["timeout_s"] = ms / 1000.0
-            except ValueError as exc:
-                log.warning("ignoring %s=%r (%s); using %d ms", ENV_TIMEOUT_MS, raw, exc,
-                            int(DEFAULT_TIMEOUT_S * 1000))
-        raw = env.get(ENV_MAX_CONCURRENT)
-        if raw:
-            try:
-                n = int(raw)
+                n = int(raw.strip())
                 if n < 1:
-                    raise ValueError("must be >= 1")
-                values["max_concurrent"] = n
-            except ValueError as exc:
-                log.warning("ignoring %s=%r (%s); using %d", ENV_MAX_CONCURRENT, raw, exc,
-                            DEFAULT_MAX_CONCURRENT)
+                    raise ValueError
+                values["max_batch_size"] = n
+            except ValueError:
+                problems.append(f"{ENV_MAX_BATCH_SIZE}={raw!r} is not a whole number >= 1; "
+                                f"using {DEFAULT_MAX_BATCH_SIZE}")
+        raw = env.get(ENV_BATCH_LATENCY_TARGET_MS)
+        if raw is not None and raw.strip():
+            try:
+                ms = float(raw.strip())
+                if not math.isfinite(ms) or ms <= 0:
+                    raise ValueError
+                values["batch_latency_target_s"] = ms / 1000.0
+            except ValueError:
+                problems.append(
+                    f"{ENV_BATCH_LATENCY_TARGET_MS}={raw!r} is not a positive number of "
+                    f"milliseconds; using {int(DEFAULT_BATCH_LATENCY_TARGET_S * 1000)}")
+        for p in problems[len(queue.problems):]:
+            log.warning("LLM service config: %s", p)
+        values["problems"] = tuple(problems)
         values.update(overrides)
         return cls(**values)
+
+    def queue_config(self) -> QueueConfig:
+        """The request queue's settings."""
+        return QueueConfig(
+            max_concurrent=self.max_concurrent,
+            disable_background=self.disable_background,
+            default_timeout_s=self.timeout_s,
+        )
 
 
 def _yield_gil() -> None:
@@ -127,128 +224,32 @@ def _yield_gil() -> None:
     time.sleep(0)
 
 
-# --------------------------------------------------------------------------- queue seam
+@dataclass(slots=True)
+class _Stats:
+    """What :meth:`LlmPlanService.status` reports beyond the queue (guarded by the lock)."""
+
+    requests_total: int = 0
+    plans_ok: int = 0
+    failures: dict[FailureKind, int] = field(default_factory=dict)
+    last_latency: float | None = None
+    last_ttft: float | None = None
+    last_tps: float | None = None
+    online: bool = True
+    reason: str = ""
 
 
-class QueuedJob(Protocol):
-    """What a request queue sees of a job."""
+class _Batch:
+    """One batched backend call in progress (loop thread only)."""
 
-    @property
-    def request(self) -> PlanRequest: ...
+    __slots__ = ("entries", "gen", "live", "timers")
 
-    @property
-    def request_id(self) -> int: ...
-
-    @property
-    def queued_at(self) -> float: ...
-
-
-class JobQueue(Protocol):
-    """Waiting requests. Only ever touched from the service's loop thread.
-
-    The default is first-in first-out; a priority queue (issue 4) plugs in here.
-    """
-
-    def push(self, job: QueuedJob) -> None: ...
-
-    def pop(self) -> QueuedJob | None:
-        """The next job to run, or ``None`` if none waits."""
-        ...
-
-    def remove(self, request_id: int) -> bool:
-        """Drop a waiting job (cancelled or expired). ``False`` if it was not waiting."""
-        ...
-
-    def __len__(self) -> int: ...
-
-
-class FifoQueue:
-    """First come, first served."""
-
-    def __init__(self) -> None:
-        self._items: deque[QueuedJob] = deque()
-
-    def push(self, job: QueuedJob) -> None:
-        self._items.append(job)
-
-    def pop(self) -> QueuedJob | None:
-        return self._items.popleft() if self._items else None
-
-    def remove(self, request_id: int) -> bool:
-        for job in self._items:
-            if job.request_id == request_id:
-                self._items.remove(job)
-                return True
-        return False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-# --------------------------------------------------------------------------- tickets
-
-
-class ServiceTicket:
-    """Handle for one request of an :class:`LlmPlanService`.
-
-    :meth:`poll` is a single attribute read: it never blocks and costs well under a microsecond.
-    The outcome is written once, by whichever side resolves first (the service thread when the
-    request completes, the game thread when it cancels).
-    """
-
-    __slots__ = ("_done", "_outcome", "_request_id", "_service")
-
-    def __init__(self, request_id: int, service: LlmPlanService) -> None:
-        self._request_id = request_id
-        self._service = service
-        self._outcome: PlanOutcome | None = None
-        self._done = threading.Event()
-
-    @property
-    def request_id(self) -> int:
-        return self._request_id
-
-    def poll(self, now: float) -> PlanOutcome | None:
-        """The outcome once the request finished, else ``None``. ``now`` is unused (real
-        backends answer on the wall clock)."""
-        return self._outcome
-
-    def cancel(self) -> None:
-        """Resolve as CANCELLED now (unless already resolved) and stop the work behind it."""
-        self._service._cancel_ticket(self)
-
-    def wait(self, timeout: float | None = None) -> PlanOutcome | None:
-        """Block until resolved. For :meth:`LlmPlanService.plan_blocking` and tests only."""
-        self._done.wait(timeout)
-        return self._outcome
-
-
-class _Job:
-    __slots__ = (
-        "chunks",
-        "deadline",
-        "expiry",
-        "request",
-        "request_id",
-        "task",
-        "ticket",
-        "timing",
-    )
-
-    def __init__(self, request: PlanRequest, request_id: int, ticket: ServiceTicket,
-                 queued_at: float, budget_s: float) -> None:
-        self.request = request
-        self.request_id = request_id
-        self.ticket = ticket
-        self.timing = RequestTiming(queued_at=queued_at)
-        self.deadline = queued_at + budget_s
-        self.task: asyncio.Task[None] | None = None
-        self.expiry: asyncio.TimerHandle | None = None
-        self.chunks: list[str] = []
-
-    @property
-    def queued_at(self) -> float:
-        return self.timing.queued_at
+    def __init__(self, entries: list[QueueEntry]) -> None:
+        self.entries = {e.request_id: e for e in entries}
+        self.live: dict[int, QueueEntry] = dict(self.entries)
+        """Members this batch still owes an outcome (not delivered, retried, expired or
+        withdrawn)."""
+        self.timers: dict[int, asyncio.TimerHandle] = {}
+        self.gen: asyncio.Task[BackendReply] | None = None
 
 
 # --------------------------------------------------------------------------- service
@@ -258,9 +259,10 @@ class LlmPlanService:
     """Serves :class:`~components.llm.PlanRequest` s from a :class:`PlanBackend` in the
     background. Implements :class:`systems.llm.api.PlanService`.
 
-    The backend's coroutines all run on the service's loop thread. ``messages``, ``schema`` and
-    ``validator`` default to the prompt module, the tool registry and the plan validator;
-    tests inject their own.
+    The backend's coroutines all run on the service's loop thread. ``messages``, ``schema``,
+    ``batch`` and ``validator`` default to the prompt module, the tool registry, the batch
+    builder and :func:`systems.planning.validation.validate_plan`; tests inject their own. The
+    one ``validator`` judges single replies and every element of a batch reply alike.
     """
 
     def __init__(
@@ -270,33 +272,37 @@ class LlmPlanService:
         *,
         messages: MessageBuilder | None = None,
         schema: SchemaBuilder | None = None,
+        batch: BatchBuilder | None = None,
         validator: PlanValidator | None = None,
-        queue: JobQueue | None = None,
     ) -> None:
         self._backend = backend
         self._config = config or ServiceConfig.from_env()
         self._build_messages = messages or default_messages
         self._build_schema = schema or default_schema
-        self._validate = validator or default_validator
-        self._queue: JobQueue = queue or FifoQueue()
-        self._ids = itertools.count(1)
+        self._build_batch = batch or build_batch
+        self._validate: PlanValidator = validator or validate_plan
+        self._queue = RequestQueue(self._config.queue_config(), backend_name=backend.name)
+        self._timeline = RequestTimeline(
+            max_records=self._config.recent_limit, window_s=self._config.timeline_window_s
+        )
+        self._queue.add_listener(self._timeline.observe)
+        self._queue.add_listener(self._on_queue_event)
+        limit = max(1, self._config.max_batch_size)
+        declared = getattr(backend, "max_batch_size", None)
+        if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
+            limit = min(limit, declared)
+        self._sizer = AdaptiveBatchSize(
+            limit, minimum=1, maximum=limit,
+            latency_target_s=self._config.batch_latency_target_s,
+        )
         self._lock = threading.Lock()
-        self._jobs: dict[int, _Job] = {}
-        self._active = 0
+        self._stats = _Stats()
         self._closed = False
-        # stats (guarded by _lock)
-        self._requests_total = 0
-        self._plans_ok = 0
-        self._failure_counts: dict[FailureKind, int] = {}
-        self._recent: deque[RequestRecord] = deque(maxlen=self._config.recent_limit)
-        self._last_latency: float | None = None
-        self._last_ttft: float | None = None
-        self._last_tps: float | None = None
-        self._online = True
-        self._reason = ""
         # loop thread
         self._loop = asyncio.new_event_loop()
+        self._workers: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._waiter: AsyncQueueWaiter | None = None
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._thread_main, args=(started,), name=f"llm-{backend.name}", daemon=True
@@ -304,7 +310,7 @@ class LlmPlanService:
         self._thread.start()
         started.wait()
         if self._config.probe_on_start:
-            self._loop.call_soon_threadsafe(self._spawn_probe)
+            self._loop.call_soon_threadsafe(self._spawn, self._probe(2.0), "llm-probe")
 
     # ---------------------------------------------------------------- public API (game thread)
 
@@ -324,26 +330,26 @@ class LlmPlanService:
     def config(self) -> ServiceConfig:
         return self._config
 
-    def submit(self, request: PlanRequest) -> ServiceTicket:
+    @property
+    def queue(self) -> RequestQueue:
+        """The request queue (read its ``metrics()`` for wait / service times, throughput)."""
+        return self._queue
+
+    @property
+    def timeline(self) -> RequestTimeline:
+        return self._timeline
+
+    @property
+    def batch_sizer(self) -> AdaptiveBatchSize:
+        """The adaptive batch size (``value``, ``settled``, ``history``)."""
+        return self._sizer
+
+    def submit(self, request: PlanRequest) -> QueueTicket:
         """Queue ``request`` and return its ticket at once (microseconds; never blocks on the
-        model). After :meth:`close` the ticket is already resolved as CANCELLED."""
-        request_id = next(self._ids)
-        ticket = ServiceTicket(request_id, self)
-        budget = request.deadline_s if request.deadline_s is not None else self._config.timeout_s
-        job = _Job(request, request_id, ticket, time.monotonic(), budget)
+        model). Refused requests (background disabled, service closed) come back resolved."""
         with self._lock:
-            closed = self._closed
-            if not closed:
-                self._jobs[request_id] = job
-                self._requests_total += 1
-        if closed:
-            self._resolve(job, self._failure(job, FailureKind.CANCELLED, _CLOSED), count=False)
-            return ticket
-        try:
-            self._loop.call_soon_threadsafe(self._enqueue, job)
-        except RuntimeError:  # loop closed under us (close() racing): resolve, don't raise
-            self._resolve(job, self._failure(job, FailureKind.CANCELLED, _CLOSED))
-        return ticket
+            self._stats.requests_total += 1
+        return self._queue.submit(request)
 
     def plan_blocking(self, request: PlanRequest, timeout: float | None = None) -> PlanOutcome:
         """Submit and WAIT for the outcome.
@@ -369,7 +375,7 @@ class LlmPlanService:
         """Run the backend's probe on the service thread and wait (startup only, never in a
         frame loop). Updates :meth:`status`."""
         if self._closed:
-            return False, "the LLM service is closed"
+            return False, _CLOSED
         fut = asyncio.run_coroutine_threadsafe(self._probe(timeout), self._loop)
         try:
             return fut.result(timeout + 1.0)
@@ -379,60 +385,47 @@ class LlmPlanService:
 
     def status(self) -> ServiceStatus:
         """Snapshot for the HUD (cheap; safe from any thread)."""
-        now = time.monotonic()
+        window = self._timeline.window()
+        q = self._queue
+        in_flight, depth, by_priority = q.running(), q.depth(), q.depth_by_priority()
         with self._lock:
-            running = [
-                RequestRecord(
-                    request_id=j.request_id,
-                    agent_id=j.request.agent_id,
-                    priority=j.request.priority,
-                    queued_at=j.timing.queued_at,
-                    started_at=j.timing.started_at,
-                    first_token_at=j.timing.first_token_at,
-                    finished_at=None,
-                    outcome="running" if j.timing.started_at is not None else "queued",
-                )
-                for j in self._jobs.values()
-            ]
-            in_flight = sum(1 for r in running if r.started_at is not None)
-            by_priority: dict[int, int] = {}
-            for r in running:
-                if r.started_at is None:
-                    by_priority[r.priority] = by_priority.get(r.priority, 0) + 1
+            s = self._stats
             return ServiceStatus(
                 backend=self._backend.name,
                 model=self._backend.model,
-                online=self._online,
-                reason=self._reason,
+                online=s.online,
+                reason=s.reason,
                 in_flight=in_flight,
-                queue_depth=len(running) - in_flight,
+                queue_depth=depth,
                 queue_depth_by_priority=by_priority,
-                last_latency_s=self._last_latency,
-                last_ttft_s=self._last_ttft,
-                last_tokens_per_s=self._last_tps,
-                requests_total=self._requests_total,
-                plans_ok=self._plans_ok,
-                failures=sum(self._failure_counts.values()),
-                recent=tuple(self._recent) + tuple(running),
-                now=now,
+                last_latency_s=s.last_latency,
+                last_ttft_s=s.last_ttft,
+                last_tokens_per_s=s.last_tps,
+                requests_total=s.requests_total,
+                plans_ok=s.plans_ok,
+                failures=sum(s.failures.values()),
+                recent=window.records,
+                concurrency_pct=window.concurrency_pct,
+                now=window.now,
             )
 
     def failure_counts(self) -> dict[FailureKind, int]:
-        """Failures so far by kind."""
+        """Failures so far by kind (cancelled, superseded and refused included)."""
         with self._lock:
-            return dict(self._failure_counts)
+            return dict(self._stats.failures)
 
     def close(self) -> None:
-        """Cancel everything queued or running (their tickets resolve CANCELLED), close the
-        backend and join the service thread. Idempotent."""
+        """Resolve everything queued or running as CANCELLED (at once, exactly once), stop the
+        workers, close the backend and join the service thread. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._queue.close("the LLM service closed")
         if self._loop.is_running():
             fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
             try:
-                fut.result(self._config.shutdown_timeout_s)
+                fut.result(self._config.shutdown_timeout_s + 1.0)
             except Exception as exc:
                 log.warning("LLM service shutdown: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(RuntimeError):
@@ -440,11 +433,6 @@ class LlmPlanService:
         self._thread.join(self._config.shutdown_timeout_s + 5.0)
         if self._thread.is_alive():  # pragma: no cover - a backend ignoring cancellation
             log.error("LLM service thread did not stop within the shutdown timeout")
-        # Anything still unresolved (raced with close) resolves now.
-        with self._lock:
-            leftovers = list(self._jobs.values())
-        for job in leftovers:
-            self._resolve(job, self._failure(job, FailureKind.CANCELLED, "the LLM service closed"))
 
     def __enter__(self) -> LlmPlanService:
         return self
@@ -452,79 +440,37 @@ class LlmPlanService:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---------------------------------------------------------------- resolution (any thread)
+    # ---------------------------------------------------------------- statistics (any thread)
 
-    def _failure(self, job: _Job, kind: FailureKind, message: str, raw: str = "") -> PlanFailure:
-        return PlanFailure(
-            request_id=job.request_id,
-            kind=kind,
-            message=message,
-            backend=self._backend.name,
-            model=self._backend.model,
-            timing=replace(job.timing),
-            raw=raw,
-        )
-
-    def _resolve(self, job: _Job, outcome: PlanOutcome, count: bool = True) -> bool:
-        """Write the ticket's one outcome; ``False`` if it was already resolved."""
-        with self._lock:
-            if job.ticket._outcome is not None:
-                return False
-            job.ticket._outcome = outcome
-            self._jobs.pop(job.request_id, None)
-            if count:
-                self._count(job, outcome)
-        job.ticket._done.set()
-        return True
-
-    def _count(self, job: _Job, outcome: PlanOutcome) -> None:
-        """Update statistics (caller holds the lock)."""
+    def _on_queue_event(self, event: QueueEvent, entry: QueueEntry) -> None:
+        """Queue listener: count each terminal outcome once, for :meth:`status`."""
+        if event is not QueueEvent.RESOLVED or entry.outcome is None:
+            return
+        outcome = entry.outcome
         timing = outcome.timing
-        if isinstance(outcome, PlanReady):
-            self._plans_ok += 1
-            label = "plan"
-        else:
-            self._failure_counts[outcome.kind] = self._failure_counts.get(outcome.kind, 0) + 1
-            label = outcome.kind.value
-            if outcome.kind in (FailureKind.CONNECTION, FailureKind.MODEL_MISSING):
-                self._online, self._reason = False, outcome.message
-        if timing.started_at is not None and label in ("plan", "parse", "invalid_plan"):
-            self._online, self._reason = True, ""
-        if timing.finished_at is not None and label != FailureKind.CANCELLED.value:
-            self._last_latency = timing.latency
-            if timing.time_to_first_token is not None:
-                self._last_ttft = timing.time_to_first_token
-            if timing.tokens_per_second is not None:
-                self._last_tps = timing.tokens_per_second
-        self._recent.append(
-            RequestRecord(
-                request_id=job.request_id,
-                agent_id=job.request.agent_id,
-                priority=job.request.priority,
-                queued_at=timing.queued_at,
-                started_at=timing.started_at,
-                first_token_at=timing.first_token_at,
-                finished_at=timing.finished_at if timing.finished_at is not None
-                else time.monotonic(),
-                outcome=label,
-            )
-        )
-
-    def _cancel_ticket(self, ticket: ServiceTicket) -> None:
+        label = outcome_label(outcome)
         with self._lock:
-            job = self._jobs.get(ticket.request_id)
-        if job is None:
-            return  # already resolved: keep that outcome
-        job.timing.finished_at = time.monotonic()
-        self._resolve(job, self._failure(job, FailureKind.CANCELLED, "request cancelled"))
-        with contextlib.suppress(RuntimeError):  # loop already closed: nothing left to stop
-            self._loop.call_soon_threadsafe(self._drop_job, job)
+            s = self._stats
+            if isinstance(outcome, PlanReady):
+                s.plans_ok += 1
+            else:
+                s.failures[outcome.kind] = s.failures.get(outcome.kind, 0) + 1
+                if outcome.kind in (FailureKind.CONNECTION, FailureKind.MODEL_MISSING):
+                    s.online, s.reason = False, outcome.message
+            if timing.started_at is not None and label in ("plan", "parse", "invalid_plan"):
+                s.online, s.reason = True, ""
+            if timing.started_at is not None and label not in _NOT_SERVED:
+                s.last_latency = timing.latency
+                if timing.time_to_first_token is not None:
+                    s.last_ttft = timing.time_to_first_token
+                if timing.tokens_per_second is not None:
+                    s.last_tps = timing.tokens_per_second
 
     # ---------------------------------------------------------------- loop thread
 
     def _thread_main(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.call_soon(started.set)
+        self._loop.call_soon(self._start_workers, started)
         try:
             self._loop.run_forever()
         finally:
@@ -534,160 +480,364 @@ class LlmPlanService:
             finally:
                 self._loop.close()
 
-    def _enqueue(self, job: _Job) -> None:
-        if job.ticket._outcome is not None:  # cancelled before it reached the loop
-            return
-        self._queue.push(job)
-        delay = job.deadline - time.monotonic()
-        job.expiry = self._loop.call_later(max(0.0, delay), self._expire_if_queued, job)
-        self._pump()
+    def _start_workers(self, started: threading.Event) -> None:
+        self._waiter = AsyncQueueWaiter(self._queue, self._loop)
+        for i in range(max(1, self._config.max_concurrent)):
+            self._workers.append(self._loop.create_task(self._worker(), name=f"llm-worker-{i}"))
+        self._spawn(self._sweep_expired(), "llm-expiry")
+        started.set()
 
-    def _next_job(self) -> _Job | None:
-        """THE place that chooses the next request to run (delegates to the queue)."""
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = self._loop.create_task(coro, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _sweep_expired(self) -> None:
+        """Queued requests past their deadline end TIMEOUT even if nobody polls them."""
+        while not self._queue.closed:
+            await asyncio.sleep(EXPIRY_SWEEP_S)
+            self._queue.expire_due()
+
+    def _loop_deadline(self, entry: QueueEntry) -> float:
+        """``entry``'s deadline on the loop's clock."""
+        return self._loop.time() + entry.remaining(self._queue.clock())
+
+    async def _worker(self) -> None:
+        """Take a request (or a batch of them) and serve it, until the queue closes."""
+        assert self._waiter is not None
         while True:
-            job = self._queue.pop()
-            if job is None:
-                return None
-            assert isinstance(job, _Job)
-            if job.ticket._outcome is None:  # skip jobs cancelled/expired while waiting
-                return job
-
-    def _pump(self) -> None:
-        while self._active < self._config.max_concurrent and not self._closed:
-            job = self._next_job()
-            if job is None:
+            entries = await self._waiter.take_batch(self._sizer.value)
+            if not entries:
                 return
-            self._active += 1
-            if job.expiry is not None:  # running now: the task's own timeout takes over
-                job.expiry.cancel()
-                job.expiry = None
-            job.timing.started_at = time.monotonic()
-            job.task = self._loop.create_task(self._run(job), name=f"llm-request-{job.request_id}")
+            attempts = [(e, e.attempts) for e in entries]
+            try:
+                if len(entries) == 1:
+                    await self._serve_single(entries[0])
+                else:
+                    await self._serve_batch(entries)
+            except asyncio.CancelledError:
+                self._settle(attempts, FailureKind.CANCELLED, "the LLM service closed")
+                raise
+            except Exception as exc:  # a bug of ours: still exactly one outcome each
+                log.exception("LLM worker crashed serving %s", [e.request_id for e in entries])
+                self._settle(attempts, FailureKind.CRASH,
+                             f"service error {type(exc).__name__}: {exc}")
+            # Safety net: whatever this attempt still owes ends now (normally nothing).
+            self._settle(attempts, FailureKind.CRASH, "the service ended the request without "
+                         "an outcome (a bug)")
 
-    def _expire_if_queued(self, job: _Job) -> None:
-        if job.task is None and job.ticket._outcome is None:
-            self._queue.remove(job.request_id)
-            job.timing.finished_at = time.monotonic()
-            budget = job.deadline - job.timing.queued_at
-            self._resolve(job, self._failure(
-                job, FailureKind.TIMEOUT,
-                f"deadline of {budget:.2f}s passed while waiting in the queue "
-                f"({len(self._queue)} still queued, {self._active} running)"))
+    def _settle(
+        self, attempts: list[tuple[QueueEntry, int]], kind: FailureKind, message: str
+    ) -> None:
+        """Resolve the entries of one attempt that are still running in it."""
+        for entry, attempt in attempts:
+            if entry.state is EntryState.RUNNING and entry.attempts == attempt:
+                self._queue.finish(entry, self._failure(entry, kind, message))
 
-    def _drop_job(self, job: _Job) -> None:
-        if job.expiry is not None:
-            job.expiry.cancel()
-            job.expiry = None
-        if job.task is not None:
-            job.task.cancel()
-        else:
-            self._queue.remove(job.request_id)
-
-    async def _run(self, job: _Job) -> None:
+    async def _run_cancellable(self, coro: Any, entry_hooks: list[QueueEntry],
+                               name: str) -> Any:
+        """Run ``coro`` as its own task whose cancellation (through the entries' cancel
+        hooks) does not cancel the worker. Returns its result; raises CancelledError only if
+        the worker itself is being cancelled."""
+        task = self._loop.create_task(coro, name=name)
+        for entry in entry_hooks:
+            self._queue.set_cancel_hook(entry, self._canceller(task))
         try:
-            outcome = await self._attempt(job)
+            return await task
         except asyncio.CancelledError:
-            job.timing.finished_at = time.monotonic()
-            outcome = self._failure(job, FailureKind.CANCELLED, "request cancelled",
-                                    raw="".join(job.chunks))
-        except Exception as exc:  # a bug of ours: still exactly one outcome
-            log.exception("LLM request %d crashed", job.request_id)
-            job.timing.finished_at = time.monotonic()
-            outcome = self._failure(job, FailureKind.CRASH,
-                                    f"service error {type(exc).__name__}: {exc}")
-        finally:
-            self._active -= 1
-        self._resolve(job, outcome)
-        if not self._closed:
-            self._pump()
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return None
 
-    async def _attempt(self, job: _Job) -> PlanOutcome:
-        request = job.request
+    def _canceller(self, task: asyncio.Task[Any]) -> Callable[[], None]:
+        loop = self._loop
+
+        def cancel() -> None:  # called in whichever thread withdrew the request
+            with contextlib.suppress(RuntimeError):  # loop closed: nothing left to stop
+                loop.call_soon_threadsafe(task.cancel)
+
+        return cancel
+
+    # ---------------------------------------------------------------- single requests
+
+    async def _serve_single(self, entry: QueueEntry) -> None:
+        outcome = await self._run_cancellable(
+            self._attempt(entry), [entry], f"llm-request-{entry.request_id}"
+        )
+        if outcome is not None:
+            self._queue.finish(entry, outcome)
+
+    async def _attempt(self, entry: QueueEntry) -> PlanOutcome:
+        request = entry.request
+        timing = entry.timing
         try:
             _yield_gil()
             messages = list(self._build_messages(request))
             schema = self._build_schema(request) if self._config.use_schema else None
             _yield_gil()
         except Exception as exc:
-            job.timing.finished_at = time.monotonic()
-            return self._failure(job, FailureKind.CRASH,
+            return self._failure(entry, FailureKind.CRASH,
                                  f"building the prompt failed: {type(exc).__name__}: {exc}")
+        chunks: list[str] = []
 
         def on_chunk(text: str) -> None:
-            if not job.chunks:
-                job.timing.first_token_at = time.monotonic()
-            job.chunks.append(text)
+            if not chunks:
+                self._queue.mark_first_token(entry)
+            chunks.append(text)
 
-        loop_deadline = self._loop.time() + (job.deadline - time.monotonic())
+        started = time.monotonic()
         reply: BackendReply
         try:
-            async with asyncio.timeout_at(loop_deadline):
+            async with asyncio.timeout_at(self._loop_deadline(entry)):
                 reply = await self._backend.generate(messages, schema, on_chunk)
         except TimeoutError:
-            job.timing.finished_at = time.monotonic()
-            partial = "".join(job.chunks)
-            budget = job.deadline - job.timing.queued_at
+            partial = "".join(chunks)
+            budget = entry.deadline_at - timing.queued_at
             got = f"{len(partial)} chars received" if partial else "no reply"
-            return self._failure(job, FailureKind.TIMEOUT,
+            return self._failure(entry, FailureKind.TIMEOUT,
                                  f"no complete reply within {budget:.2f}s ({got})", raw=partial)
         except BackendError as exc:
-            job.timing.finished_at = time.monotonic()
-            return self._failure(job, exc.kind, exc.message,
-                                 raw=exc.partial or "".join(job.chunks))
+            return self._failure(entry, exc.kind, exc.message,
+                                 raw=exc.partial or "".join(chunks))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            job.timing.finished_at = time.monotonic()
             log.warning("LLM backend %s crashed on request %d: %s: %s", self._backend.name,
-                        job.request_id, type(exc).__name__, exc)
-            return self._failure(job, FailureKind.CRASH,
+                        entry.request_id, type(exc).__name__, exc)
+            return self._failure(entry, FailureKind.CRASH,
                                  f"backend raised {type(exc).__name__}: {exc}",
-                                 raw="".join(job.chunks))
-        job.timing.finished_at = time.monotonic()
-        if job.timing.first_token_at is None and reply.text:
-            job.timing.first_token_at = job.timing.finished_at
-        job.timing.prompt_tokens = reply.prompt_tokens
-        job.timing.completion_tokens = reply.completion_tokens
+                                 raw="".join(chunks))
+        timing.finished_at = time.monotonic()
+        if timing.first_token_at is None and reply.text:
+            timing.first_token_at = timing.finished_at
+        timing.prompt_tokens = reply.prompt_tokens
+        timing.completion_tokens = reply.completion_tokens
+        self._sizer.record(1, timing.finished_at - started - (reply.load_s or 0.0))
         _yield_gil()
-        outcome = self._judge(job, reply)
+        outcome = self._judge(entry, reply)
         _yield_gil()
         return outcome
 
-    def _judge(self, job: _Job, reply: BackendReply) -> PlanOutcome:
-        """Parse and validate a complete reply."""
+    def _judge(self, entry: QueueEntry, reply: BackendReply) -> PlanOutcome:
+        """Parse and validate a complete single reply."""
         parsed = parse_plan_reply(reply.text)
         if parsed.value is None:
             return self._failure(
-                job, FailureKind.PARSE,
+                entry, FailureKind.PARSE,
                 f"{parsed.error} (tried: {', '.join(parsed.tried) or 'none'})", raw=reply.text)
+        request = entry.request
         try:
-            steps, problems = self._validate(parsed.value, job.request)
+            result = self._validate(parsed.value, request.snapshot, DEFAULT_REGISTRY,
+                                    DEFAULT_RULES, request.max_steps)
         except Exception as exc:
-            return self._failure(job, FailureKind.CRASH,
+            return self._failure(entry, FailureKind.CRASH,
                                  f"validator raised {type(exc).__name__}: {exc}", raw=reply.text)
-        if steps is None:
-            return self._failure(job, FailureKind.INVALID_PLAN,
-                                 "; ".join(problems) or "plan rejected", raw=reply.text)
+        if not result.ok:
+            return self._failure(entry, FailureKind.INVALID_PLAN,
+                                 result.summary() or "plan rejected", raw=reply.text)
         rationale = parsed.value.get("rationale", "")
+        return self._plan(entry, result.steps, reply.text,
+                          rationale if isinstance(rationale, str) else "")
+
+    # ---------------------------------------------------------------- batches
+
+    async def _serve_batch(self, entries: list[QueueEntry]) -> None:
+        """Plan ``entries`` in one prompt; deliver each plan as its element closes."""
+        batch = _Batch(entries)
+        try:
+            _yield_gil()
+            prompt = self._build_batch(entries)
+            _yield_gil()
+        except Exception as exc:
+            log.warning("building a batch of %d failed (%s: %s); each is retried alone",
+                        len(entries), type(exc).__name__, exc)
+            for entry in entries:
+                self._retry_alone(batch, entry, FailureKind.CRASH,
+                                  f"building the batch failed: {type(exc).__name__}: {exc}")
+            return
+        router = BatchReplyRouter(prompt, validate=self._validate)
+        all_done = self._loop.create_future()
+        for entry in entries:
+            batch.timers[entry.request_id] = self._loop.call_at(
+                self._loop_deadline(entry), self._member_expired, batch, router, entry, all_done
+            )
+            self._queue.set_cancel_hook(entry, self._member_withdrawn_hook(batch, entry,
+                                                                           all_done))
+
+        first_chunk = [True]
+
+        def on_chunk(text: str) -> None:
+            if first_chunk[0]:
+                first_chunk[0] = False
+                for e in batch.live.values():
+                    self._queue.mark_first_token(e)
+            for result in router.feed(text):
+                self._deliver(batch, result, all_done)
+
+        schema = prompt.schema if self._config.use_schema else None
+        started = time.monotonic()
+        gen = self._loop.create_task(
+            self._backend.generate(prompt.messages, schema, on_chunk, plans=len(entries)),
+            name=f"llm-batch-{prompt.request_ids[0]}",
+        )
+        batch.gen = gen
+        try:
+            last_deadline = max(self._loop_deadline(e) for e in entries)
+            await asyncio.wait({gen, all_done}, timeout=max(0.0, last_deadline - self._loop.time()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not gen.done() and all_done.done() and not batch.live:
+                # Everyone has an outcome: let the reply end on its own (token counts) for a
+                # moment, then stop it.
+                await asyncio.wait({gen}, timeout=GRACE_AFTER_LAST_S)
+        finally:
+            for timer in batch.timers.values():
+                timer.cancel()
+            if not gen.done():
+                gen.cancel()
+            with contextlib.suppress(BaseException):
+                await gen
+        elapsed = time.monotonic() - started
+        self._after_batch(batch, router, gen, elapsed, all_done)
+
+    def _after_batch(self, batch: _Batch, router: BatchReplyRouter,
+                     gen: asyncio.Task[BackendReply], elapsed: float,
+                     all_done: asyncio.Future[None]) -> None:
+        """The stream ended (or was stopped): settle every member the batch still owes."""
+        reply: BackendReply | None = None
+        error: BaseException | None = None
+        if not gen.cancelled():
+            error = gen.exception()
+            if error is None:
+                reply = gen.result()
+        if reply is not None and reply.text and not router.text:
+            for result in router.feed(reply.text):  # a backend that did not stream
+                self._deliver(batch, result, all_done)
+        summary = router.finish()
+        for result in summary.results:  # elements completed by the final flush
+            if result.request_id in batch.live:
+                self._deliver(batch, result, all_done)
+        if reply is not None:  # a model load paid by this call is not the batch's cost
+            self._sizer.record(len(batch.entries), elapsed - (reply.load_s or 0.0))
+            if reply.tokens_per_second is not None:
+                with self._lock:
+                    self._stats.last_tps = reply.tokens_per_second
+        for entry in list(batch.live.values()):
+            if error is not None and not router.text:
+                # Failed before any text: the backend's problem, not this agent's.
+                kind, message = _error_kind(error, self._backend.name)
+                self._drop(batch, entry)
+                self._queue.finish(entry, self._failure(entry, kind, message))
+                continue
+            if error is not None:
+                why = f"the batch reply broke off ({_describe(error)})"
+            elif reply is None:
+                why = "the batch reply was stopped at the deadline"
+            else:
+                why = summary.problem or "its element is missing from the reply"
+            self._retry_alone(batch, entry, FailureKind.PARSE, f"agent {entry.agent_id}: {why}")
+
+    def _deliver(self, batch: _Batch, result: AgentResult,
+                 all_done: asyncio.Future[None]) -> None:
+        entry = batch.live.get(result.request_id)
+        if entry is None:
+            return  # expired or withdrawn meanwhile
+        if isinstance(result, AgentPlan):
+            self._drop(batch, entry)
+            self._queue.finish(entry, self._plan(entry, result.steps, result.raw, ""))
+        else:
+            self._retry_alone(batch, entry, result.kind, result.message, result.raw)
+        if not batch.live and not all_done.done():
+            all_done.set_result(None)
+
+    def _retry_alone(self, batch: _Batch, entry: QueueEntry, kind: FailureKind, message: str,
+                     raw: str = "") -> None:
+        """A member without a usable plan goes back into the queue to run on its own (once);
+        if it cannot (withdrawn, superseded, late, closed) the queue resolves it instead."""
+        self._drop(batch, entry)
+        if entry.solo or entry.attempts > 1:  # never happens in a batch; belt and braces
+            self._queue.finish(entry, self._failure(entry, kind, message, raw))
+            return
+        log.info("request %d (agent %d) retried alone: %s", entry.request_id, entry.agent_id,
+                 message)
+        self._queue.requeue(entry, solo=True)
+
+    def _drop(self, batch: _Batch, entry: QueueEntry) -> None:
+        batch.live.pop(entry.request_id, None)
+        timer = batch.timers.pop(entry.request_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _member_expired(self, batch: _Batch, router: BatchReplyRouter, entry: QueueEntry,
+                        all_done: asyncio.Future[None]) -> None:
+        if entry.request_id not in batch.live:
+            return
+        self._drop(batch, entry)
+        budget = entry.deadline_at - entry.timing.queued_at
+        self._queue.finish(entry, self._failure(
+            entry, FailureKind.TIMEOUT,
+            f"no plan for agent {entry.agent_id} within {budget:.2f}s in a batch of "
+            f"{len(batch.entries)} ({len(router.text)} chars of the batch reply received)",
+            raw=router.text))
+        self._maybe_stop(batch, all_done)
+
+    def _member_withdrawn_hook(self, batch: _Batch, entry: QueueEntry,
+                               all_done: asyncio.Future[None]) -> Callable[[], None]:
+        loop = self._loop
+
+        def withdrawn() -> None:
+            if entry.request_id in batch.live:
+                self._drop(batch, entry)
+                self._maybe_stop(batch, all_done)
+
+        def hook() -> None:  # any thread
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(withdrawn)
+
+        return hook
+
+    def _maybe_stop(self, batch: _Batch, all_done: asyncio.Future[None]) -> None:
+        """Nobody is left waiting for this batch because of timeouts or cancellations: stop
+        generating at once."""
+        if batch.live:
+            return
+        if batch.gen is not None and not batch.gen.done():
+            batch.gen.cancel()
+        if not all_done.done():
+            all_done.set_result(None)
+
+    # ---------------------------------------------------------------- outcomes
+
+    def _plan(self, entry: QueueEntry, steps: Sequence[Any], raw: str,
+              rationale: str) -> PlanReady:
         plan = PlanIntent(
-            plan_id=f"p-{job.request_id:04d}",
-            steps=steps,
+            plan_id=f"p-{entry.request_id:04d}",
+            steps=tuple(steps),
             source="llm",
-            rationale=rationale if isinstance(rationale, str) else "",
+            rationale=rationale,
         )
         return PlanReady(
-            request_id=job.request_id,
+            request_id=entry.request_id,
             plan=plan,
             backend=self._backend.name,
             model=self._backend.model,
-            timing=replace(job.timing),
-            raw=reply.text,
+            timing=entry.timing,
+            raw=raw,
         )
 
-    def _spawn_probe(self) -> None:
-        task = self._loop.create_task(self._probe(2.0), name="llm-probe")
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+    def _failure(self, entry: QueueEntry, kind: FailureKind, message: str,
+                 raw: str = "") -> PlanFailure:
+        return PlanFailure(
+            request_id=entry.request_id,
+            kind=kind,
+            message=message,
+            backend=self._backend.name,
+            model=self._backend.model,
+            timing=entry.timing,
+            raw=raw,
+        )
+
+    # ---------------------------------------------------------------- probe, shutdown
 
     async def _probe(self, timeout: float) -> tuple[bool, str]:
         try:
@@ -698,25 +848,43 @@ class LlmPlanService:
         except Exception as exc:
             online, reason = False, f"probe failed: {type(exc).__name__}: {exc}"
         with self._lock:
-            self._online, self._reason = online, reason
+            self._stats.online, self._stats.reason = online, reason
         return online, reason
 
     async def _shutdown(self) -> None:
-        tasks = [j.task for j in list(self._jobs.values()) if j.task is not None]
-        tasks += list(self._side_tasks)
+        tasks = list(self._workers) + list(self._side_tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for job in list(self._jobs.values()):
-            self._queue.remove(job.request_id)
-            job.timing.finished_at = time.monotonic()
-            self._resolve(job, self._failure(job, FailureKind.CANCELLED, "the LLM service closed"))
+        if self._waiter is not None:
+            self._waiter.detach()
         try:
             async with asyncio.timeout(self._config.shutdown_timeout_s):
                 await self._backend.aclose()
         except Exception as exc:
             log.warning("closing backend %s: %s: %s", self._backend.name, type(exc).__name__, exc)
+
+
+_NOT_SERVED = frozenset({
+    FailureKind.CANCELLED.value, FailureKind.SUPERSEDED.value, FailureKind.REFUSED.value,
+    FailureKind.OFFLINE.value,
+})
+"""Outcomes that say nothing about the backend's latency."""
+
+
+def _error_kind(error: BaseException, backend: str) -> tuple[FailureKind, str]:
+    """The failure a backend exception stands for."""
+    if isinstance(error, BackendError):
+        return error.kind, error.message
+    if isinstance(error, TimeoutError):
+        return FailureKind.TIMEOUT, "the batch reply did not complete in time"
+    return FailureKind.CRASH, f"{backend} backend raised {type(error).__name__}: {error}"
+
+
+def _describe(error: BaseException) -> str:
+    kind, message = _error_kind(error, "the")
+    return f"{kind.value}: {message}"
 
 
 # --------------------------------------------------------------------------- offline service
@@ -745,6 +913,9 @@ class _ResolvedTicket:
 class OfflinePlanService:
     """The service used when no model is available: every ticket resolves OFFLINE at once and
     :meth:`status` tells the HUD why and how to enable the LLM."""
+
+    available = False
+    """Never asked: the arbiter keeps agents on GOAP/BT instead of counting OFFLINE answers."""
 
     def __init__(self, reason: str, backend: str = "none") -> None:
         self._reason = reason
@@ -780,26 +951,10 @@ class OfflinePlanService:
 
 def default_messages(request: PlanRequest) -> Sequence[Message]:
     """Chat messages from :mod:`systems.llm.prompt` (system rules + compact snapshot)."""
-    from systems.llm import prompt
-
     return prompt.build_messages(request.snapshot, max_steps=request.max_steps)
 
 
 def default_schema(request: PlanRequest) -> JsonSchema | None:
     """The tool registry's plan schema narrowed to the request's snapshot."""
-    from systems.planning.tools import DEFAULT_REGISTRY
-
     schema: JsonSchema = DEFAULT_REGISTRY.plan_schema(request.snapshot, request.max_steps)
     return schema
-
-
-def default_validator(
-    parsed: dict[str, Any], request: PlanRequest
-) -> tuple[tuple[ActionStep, ...] | None, list[str]]:
-    """:func:`systems.planning.validation.validate_plan` against the request's snapshot."""
-    from systems.planning.validation import validate_plan
-
-    result = validate_plan(parsed, request.snapshot, max_steps=request.max_steps)
-    if result.ok:
-        return tuple(result.steps), []
-    return None, [e.message for e in result.errors]

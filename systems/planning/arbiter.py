@@ -42,8 +42,9 @@ from systems.planning.rules import DEFAULT_RULES, Rules
 from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
 from systems.planning.validation import validate_step
 
-_NOT_FAILURES = frozenset({FailureKind.CANCELLED, FailureKind.SUPERSEDED})
-"""Outcomes that say "we withdrew the question", not "the model failed"."""
+_NOT_FAILURES = frozenset({FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED})
+"""Outcomes that say "the question was withdrawn or not accepted" (e.g. background requests
+switched off with DISABLE_BACKGROUND_LLM), not "the model failed"."""
 
 LABEL_WIDTH = 18
 

@@ -299,7 +299,7 @@ def test_adaptive_size_halves_on_slow_batches_and_grows_back_after_fast_full_one
     assert a.record(4, 12.0) == 2  # slow: halve
     assert a.record(2, 3.0) == 2  # fast and full: streak 1
     assert a.record(2, 3.0) == 3  # streak 2: +1
-    assert a.record(1, 1.0) == 3  # fast but not full: says nothing about size 3
+    assert a.record(1, 4.0) == 3  # fast but not full: says nothing about size 3
     assert a.record(3, 9.0) == 3  # within target but not fast: streak reset
     assert a.record(3, 2.0) == 3
     assert a.record(3, 2.0) == 4
@@ -333,9 +333,51 @@ def test_adaptive_size_is_deterministic() -> None:
     assert runs[0] == runs[1] == [2, 2, 3, 3, 1, 1, 2]
 
 
+def test_adaptive_size_settles_at_one_when_batches_cost_more_per_request_than_singles() -> None:
+    # The embedded model's figures (bench/batching.py): ~2.5 s per single request, a batch of
+    # four ~21 s. Every batch is well under the latency target, yet none pays.
+    a = AdaptiveBatchSize(4, maximum=4, latency_target_s=60.0)
+    a.record(1, 2.5)
+    assert a.single_cost_s == 2.5
+    sizes = []
+    for _ in range(3):
+        sizes.append(a.record(a.value if a.value > 1 else 2, 2.2 * 2.5 * max(a.value, 2)))
+        assert not a.settled or len(sizes) == 3
+        for _ in range(a.grow_after):  # fast single requests grow it back between batches
+            a.record(1, 2.5)
+    assert sizes == [1, 1, 1] and a.settled and a.value == 1
+    for _ in range(10):  # settled: fast singles no longer grow it
+        a.record(1, 2.5)
+    assert a.value == 1
+
+
+def test_adaptive_size_keeps_batches_that_pay_and_a_paying_batch_clears_the_losses() -> None:
+    a = AdaptiveBatchSize(4, maximum=4, latency_target_s=60.0)
+    for lat in (3.0, 2.0, 2.5):
+        a.record(1, lat)
+    assert a.single_cost_s == 2.5  # the median of the recent singles
+    assert a.record(4, 4.0) == 4  # 1 s per request against 2.5 s: pays
+    assert a.record(4, 12.0) == 1  # 3 s per request: does not
+    a.record(1, 2.5)
+    a.record(1, 2.5)
+    assert a.value == 2
+    assert a.record(2, 2.0) == 2  # pays again: losses reset
+    assert a.record(2, 6.0) == 1
+    assert not a.settled  # two losses, but not in a row
+
+
+def test_adaptive_size_judges_batches_only_once_a_single_request_was_timed() -> None:
+    a = AdaptiveBatchSize(4, maximum=4, latency_target_s=60.0)
+    assert a.single_cost_s is None
+    for _ in range(5):
+        assert a.record(4, 40.0) == 4  # no baseline yet: only the latency rule applies
+    assert not a.settled
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"minimum": 0}, {"minimum": 3, "maximum": 2}, {"latency_target_s": 0.0}, {"grow_after": 0}],
+    [{"minimum": 0}, {"minimum": 3, "maximum": 2}, {"latency_target_s": 0.0}, {"grow_after": 0},
+     {"min_gain": 1.0}, {"min_gain": -0.1}, {"settle_after": 0}],
 )
 def test_adaptive_size_rejects_bad_settings(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):

@@ -7,6 +7,7 @@ service's status, and the next request (after the fault clears) still gets a pla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -75,7 +76,8 @@ def server() -> Iterator[FakeOllama]:
 
 def make_service(host: str, model: str = MODEL, *, timeout_s: float = DEADLINE_S,
                  max_concurrent: int = 2) -> LlmPlanService:
-    cfg = ServiceConfig(timeout_s=timeout_s, max_concurrent=max_concurrent, probe_on_start=False)
+    cfg = ServiceConfig(timeout_s=timeout_s, max_concurrent=max_concurrent,
+                        probe_on_start=False, max_batch_size=1)
     return LlmPlanService(OllamaBackend(model=model, host=host, seed=7), cfg)
 
 
@@ -199,7 +201,8 @@ def test_dead_target_is_not_in_the_schema(server: FakeOllama) -> None:
 def test_two_requests_run_concurrently_and_both_land(server: FakeOllama) -> None:
     server.script(ChatScript(content=GOOD, first_delay_s=0.3))
     with make_service(server.host, max_concurrent=2) as service:
-        a, b = service.submit(request()), service.submit(request())
+        a = service.submit(request())
+        b = service.submit(dataclasses.replace(request(), agent_id=3))
         ra = run_frames(a, max_wall_s=DEADLINE_S + SLACK_S)
         rb = run_frames(b, max_wall_s=DEADLINE_S + SLACK_S)
         assert isinstance(ra.outcome, PlanReady) and isinstance(rb.outcome, PlanReady)

@@ -130,6 +130,7 @@ def test_nothing_available_is_offline_with_reason_and_remedy(
         "(pip install -e '.[embedded]'); running on GOAP + behaviour tree"
     ]
     assert isinstance(service, OfflinePlanService)
+    assert service.available is False  # the arbiter never asks it (tests/systems)
     status = service.status()
     assert not status.online and status.reason == lines[0]
     outcome = service.submit(PlanRequest(agent_id=2, snapshot=hello_snapshot())).poll(0.0)

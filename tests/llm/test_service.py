@@ -1,5 +1,6 @@
 """LlmPlanService with a scripted in-process backend: tickets, deadlines, concurrency,
-cancellation, crashes, shutdown, status."""
+cancellation, crashes, shutdown, status, configuration. (Many agents, batches and priorities:
+``test_many_agents.py``.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -16,6 +17,9 @@ from components.llm import FailureKind, PlanFailure, PlanOutcome, PlanReady, Pla
 from systems.llm.backends.base import BackendError
 from systems.llm.backends.fake_backend import FakeBackend, FakeReply
 from systems.llm.service import (
+    ENV_BATCH_LATENCY_TARGET_MS,
+    ENV_DISABLE_BACKGROUND,
+    ENV_MAX_BATCH_SIZE,
     ENV_MAX_CONCURRENT,
     ENV_TIMEOUT_MS,
     LlmPlanService,
@@ -30,6 +34,13 @@ PLAN = '{"steps": [{"act": "Scan"}, {"act": "Reload"}]}'
 
 def req(agent: int = 2, deadline_s: float | None = None) -> PlanRequest:
     return PlanRequest(agent_id=agent, snapshot=hello_snapshot(), deadline_s=deadline_s)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.002)
 
 
 def cfg(**kw: object) -> ServiceConfig:
@@ -70,11 +81,12 @@ def test_submit_returns_unresolved_ticket_then_a_validated_plan(
 
 def test_concurrency_is_limited_and_every_request_lands() -> None:
     backend = FakeBackend([FakeReply(PLAN, delay_s=0.15)])
-    with LlmPlanService(backend, cfg(max_concurrent=2)) as service:
+    with LlmPlanService(backend, cfg(max_concurrent=2, max_batch_size=1)) as service:
         tickets = [service.submit(req(agent=i)) for i in range(6)]
         time.sleep(0.05)
         status = service.status()
         assert status.in_flight == 2 and status.queue_depth == 4
+        assert status.queue_depth_by_priority == {0: 4}
         outcomes = [t.wait(5.0) for t in tickets]
         assert all(isinstance(o, PlanReady) for o in outcomes)
         assert backend.max_active == 2
@@ -118,11 +130,12 @@ def test_slow_drip_times_out_with_the_partial_reply() -> None:
 def test_request_expires_while_queued() -> None:
     backend = FakeBackend([FakeReply(hang=True)])
     with LlmPlanService(backend, cfg(max_concurrent=1, timeout_s=30.0)) as service:
-        blocker = service.submit(req())
-        waiting = service.submit(req(deadline_s=0.3))
+        blocker = service.submit(req(agent=1))
+        wait_until(lambda: service.status().in_flight == 1)
+        waiting = service.submit(req(agent=2, deadline_s=0.3))
         run = run_frames(waiting, max_wall_s=3.0)
         assert isinstance(run.outcome, PlanFailure) and run.outcome.kind is FailureKind.TIMEOUT
-        assert "waiting in the queue" in run.outcome.message
+        assert "in the queue; never ran" in run.outcome.message
         assert run.outcome.timing.started_at is None
         assert len(backend.calls) == 1
         assert blocker.poll(0.0) is None
@@ -131,22 +144,25 @@ def test_request_expires_while_queued() -> None:
 def test_cancel_running_request_frees_its_slot() -> None:
     backend = FakeBackend([FakeReply(hang=True), FakeReply(PLAN)])
     with LlmPlanService(backend, cfg(max_concurrent=1)) as service:
-        first = service.submit(req())
-        second = service.submit(req())
-        time.sleep(0.05)
+        first = service.submit(req(agent=1))
+        wait_until(lambda: service.status().in_flight == 1)
+        second = service.submit(req(agent=2))
         first.cancel()
-        cancelled = first.poll(0.0)
+        cancelled = first.poll(0.0)  # resolved at once, not when the task gets round to it
         assert isinstance(cancelled, PlanFailure) and cancelled.kind is FailureKind.CANCELLED
         assert isinstance(second.wait(3.0), PlanReady)
         assert backend.calls[0].cancelled
         assert service.failure_counts() == {FailureKind.CANCELLED: 1}
+        assert first.poll(0.0) is cancelled
+        assert service.queue.metrics().duplicate_resolves == 0
 
 
 def test_cancel_queued_request_never_runs_it() -> None:
     backend = FakeBackend([FakeReply(PLAN, delay_s=0.2)])
     with LlmPlanService(backend, cfg(max_concurrent=1)) as service:
-        first = service.submit(req())
-        second = service.submit(req())
+        first = service.submit(req(agent=1))
+        wait_until(lambda: service.status().in_flight == 1)
+        second = service.submit(req(agent=2))
         second.cancel()
         assert isinstance(first.wait(3.0), PlanReady)
         time.sleep(0.1)
@@ -227,7 +243,8 @@ def test_close_cancels_everything_and_joins(threads_before: set[threading.Thread
     assert all(c.cancelled for c in backend.calls) and len(backend.calls) == 2
     late = service.submit(req())
     outcome = late.poll(0.0)
-    assert isinstance(outcome, PlanFailure) and outcome.kind is FailureKind.CANCELLED
+    assert isinstance(outcome, PlanFailure) and outcome.kind is FailureKind.REFUSED
+    assert "shut down" in outcome.message
     service.close()  # idempotent
 
 
@@ -324,3 +341,33 @@ def test_offline_service_resolves_offline_and_explains() -> None:
     assert not status.online and "no ollama" in status.reason
     assert status.failures == 1
     service.close()
+
+
+def test_env_sets_batching_and_background_knobs() -> None:
+    config = ServiceConfig.from_env({
+        ENV_MAX_BATCH_SIZE: "3", ENV_BATCH_LATENCY_TARGET_MS: "1500",
+        ENV_DISABLE_BACKGROUND: "1", ENV_MAX_CONCURRENT: "4",
+    })
+    assert config.max_batch_size == 3 and config.batch_latency_target_s == pytest.approx(1.5)
+    assert config.disable_background and config.max_concurrent == 4 and config.problems == ()
+    queue = config.queue_config()
+    assert queue.disable_background and queue.max_concurrent == 4
+    with LlmPlanService(FakeBackend([PLAN]), replace_probe(config)) as service:
+        assert service.batch_sizer.value == 3 and service.batch_sizer.maximum == 3
+        assert service.batch_sizer.latency_target_s == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-2", "nan", "2.5"])
+def test_malformed_batching_env_values_fall_back_and_say_why(bad: str) -> None:
+    config = ServiceConfig.from_env({ENV_MAX_BATCH_SIZE: bad, ENV_BATCH_LATENCY_TARGET_MS: bad})
+    assert config.max_batch_size == 4
+    if bad != "2.5":  # 2.5 ms is a valid (if silly) latency target
+        assert config.batch_latency_target_s == 20.0
+        assert any(ENV_BATCH_LATENCY_TARGET_MS in p for p in config.problems)
+    assert any(ENV_MAX_BATCH_SIZE in p and "using 4" in p for p in config.problems)
+
+
+def replace_probe(config: ServiceConfig) -> ServiceConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, probe_on_start=False)

@@ -81,10 +81,13 @@ class PlanBackend(Protocol):
         messages: Sequence[Message],
         schema: JsonSchema | None,
         on_chunk: ChunkCallback | None = None,
+        plans: int = 1,
     ) -> BackendReply:
         """Produce the reply to ``messages``, constrained to ``schema`` when given.
 
-        Raises :class:`BackendError` for expected failures. Must be cancellable: the service
+        ``plans`` is how many agents' plans the reply carries (a batch): token budgets scale
+        with it so a batch reply is not cut short. Raises :class:`BackendError` for expected
+        failures. Must be cancellable: the service
         cancels it on deadline, ticket cancellation and shutdown.
         """
         ...

@@ -204,6 +204,7 @@ class EmbeddedBackend:
         schema: JsonSchema | None,
         emit: ChunkCallback,
         cancel: threading.Event,
+        plans: int = 1,
     ) -> BackendReply:
         start = time.monotonic()
         llm, load_s = self._ensure_loaded()
@@ -213,7 +214,7 @@ class EmbeddedBackend:
             "messages": messages,
             "stream": True,
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self.max_tokens * plans,
         }
         if self.seed is not None:
             kwargs["seed"] = self.seed
@@ -271,6 +272,7 @@ class EmbeddedBackend:
         messages: Sequence[Message],
         schema: JsonSchema | None,
         on_chunk: ChunkCallback | None = None,
+        plans: int = 1,
     ) -> BackendReply:
         if self._closed:
             raise BackendError(FailureKind.CANCELLED, "embedded backend is closed")
@@ -285,7 +287,7 @@ class EmbeddedBackend:
         self._cancels.add(cancel)
         future = loop.run_in_executor(
             self._executor, self._generate_sync, [dict(m) for m in messages], schema, emit,
-            cancel,
+            cancel, max(1, plans),
         )
         try:
             return await future

