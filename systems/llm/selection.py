@@ -20,7 +20,10 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from systems.llm.api import PlanService
 from systems.llm.backends.embedded_backend import (
@@ -49,47 +52,32 @@ BACKENDS = ("auto", "ollama", "embedded", "scripted", "none")
 PROBE_TIMEOUT_S = 0.8
 
 
-def _positive_ms(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds as a whole number, got "
-                                         f"{text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of milliseconds, got "
-                                         f"{value}")
-    return value
+_N = TypeVar("_N", int, float)
 
 
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got "
-                                         f"{text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 thread, got {value}")
-    return value
+def _number_arg(
+    parse: Callable[[str], _N], minimum: _N, noun: str, *, above: bool = False
+) -> Callable[[str], _N]:
+    """An argparse ``type=`` that parses a finite number no smaller than ``minimum`` (strictly
+    greater with ``above``) and says what it expected when it gets anything else."""
+
+    def check(text: str) -> _N:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            bound = f"> {minimum}" if above else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected {noun} {bound}, got {text!r}")
+        return value
+
+    return check
 
 
-def _delay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+_positive_ms = _number_arg(int, 0, "milliseconds as a whole number", above=True)
+_threads = _number_arg(int, 1, "a whole number of threads")
+_delay = _number_arg(float, 0.0, "seconds")
+_count = _number_arg(int, 0, "a whole number")
 
 
 def _gguf_path(text: str) -> Path:

@@ -162,7 +162,8 @@ def test_bad_model_path_is_a_usage_error(tmp_path: Path,
 @pytest.mark.parametrize(
     "argv",
     [["--llm-timeout-ms", "0"], ["--llm-timeout-ms", "soon"], ["--llm-threads", "0"],
-     ["--backend", "gpt"], ["--record", "a.jsonl", "--replay", "b.jsonl"]],
+     ["--backend", "gpt"], ["--record", "a.jsonl", "--replay", "b.jsonl"],
+     ["--llm-delay", "nan"], ["--llm-delay", "-1"], ["--llm-fail-every", "-2"]],
 )
 def test_bad_flag_values_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
