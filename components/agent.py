@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Protocol
 
@@ -153,6 +153,16 @@ class ArbiterMetrics:
     )
     """Time in each *finished* stay; :meth:`ArbiterState.time_in_modes` adds the current one."""
     failures_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ArbiterMetrics) -> None:
+        """Accumulate ``other`` into this one (totals over a squad)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for key, value in theirs.items():
+                    mine[key] = mine.get(key, 0) + value
+            else:
+                setattr(self, f.name, mine + theirs)
 
 
 @dataclass(frozen=True, slots=True)

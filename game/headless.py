@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components.agent import ArbiterEvent
-from game.world import ArbiterTotals, GameSession
+from components.agent import ArbiterEvent, ArbiterMetrics
+from game.world import GameSession
 
 log = logging.getLogger("hello_companion.headless")
 
@@ -33,7 +33,7 @@ class HeadlessReport:
     outcome: str
     """``extracted``, ``defeat`` or ``undecided`` (time ran out first)."""
     t: float
-    totals: ArbiterTotals
+    totals: ArbiterMetrics
     lines: int
     """Decision-log lines written (the summary not included)."""
     summary: str
@@ -44,7 +44,7 @@ def format_event(session: GameSession, entity: int, event: ArbiterEvent) -> str:
     return f"t={event.t:6.2f}s {session.name_of(entity)}#{entity} {event.text}"
 
 
-def summary_line(outcome: str, t: float, totals: ArbiterTotals) -> str:
+def summary_line(outcome: str, t: float, totals: ArbiterMetrics) -> str:
     """``outcome: extracted at t=41.50s | transitions 6 | llm requests 4 ok 3 failed 1 | ...``
 
     Requests that are neither ok nor failed were withdrawn (a newer order replaced them) or

@@ -13,19 +13,17 @@ from one GameClock, so the same scenario, seed, service and time step give the s
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import itertools
 import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
 
 import esper
 
-from components.agent import Agent, ArbiterEvent, ArbiterState, Intent, Mode
+from components.agent import Agent, ArbiterEvent, ArbiterMetrics, ArbiterState, Intent, Mode
 from components.world import (
     Ammo,
     Cooldowns,
@@ -57,22 +55,6 @@ log = logging.getLogger("hello_companion")
 EventListener = Callable[[int, ArbiterEvent], None]
 
 _world_ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class ArbiterTotals:
-    """Arbiter metrics summed over every companion (the headless summary line)."""
-
-    mode_transitions: int = 0
-    llm_requests: int = 0
-    llm_successes: int = 0
-    llm_failures: int = 0
-    llm_cancelled: int = 0
-    goap_actions: int = 0
-    llm_steps_executed: int = 0
-    llm_steps_skipped: int = 0
-    bt_actions: int = 0
-    fallback_plans: int = 0
 
 
 class GameSession:
@@ -283,15 +265,13 @@ class GameSession:
     def name_of(self, entity: int) -> str:
         return self.names.get(entity, f"entity{entity}")
 
-    def totals(self) -> ArbiterTotals:
+    def totals(self) -> ArbiterMetrics:
         """Arbiter metrics summed over all companions (dead ones included)."""
         self.activate()
-        sums = dict.fromkeys((f.name for f in dataclasses.fields(ArbiterTotals)), 0)
+        total = ArbiterMetrics()
         for _, state in esper.get_component(ArbiterState):
-            m = state.metrics
-            for key in sums:
-                sums[key] += int(getattr(m, key))
-        return ArbiterTotals(**sums)
+            total.add(state.metrics)
+        return total
 
     def alive(self, entity: int) -> bool:
         """True while ``entity`` is in the round (standing or downed, not dead)."""

@@ -238,3 +238,18 @@ def test_failed_step_advances_the_plan_with_its_reason() -> None:
     assert intent.step == Scan()
     assert state.rejected_steps[0].reason == "failed in game: path blocked"
     assert state.metrics.llm_steps_executed == 0
+
+
+def test_metrics_add_up_over_a_squad() -> None:
+    from components import ArbiterMetrics
+
+    a, b = ArbiterMetrics(llm_requests=2, goap_actions=5), ArbiterMetrics(llm_requests=1)
+    a.failures_by_kind["timeout"] = 1
+    b.failures_by_kind.update(timeout=2, parse=1)
+    b.time_in_mode["GOAP"] = 3.5
+    total = ArbiterMetrics()
+    total.add(a)
+    total.add(b)
+    assert (total.llm_requests, total.goap_actions) == (3, 5)
+    assert total.failures_by_kind == {"timeout": 3, "parse": 1}
+    assert total.time_in_mode["GOAP"] == 3.5
