@@ -21,7 +21,8 @@ from _snapshots import bench_snapshots
 
 from components.llm import PlanRequest
 from systems.llm.backends.fake_backend import FakeBackend, FakeReply
-from systems.llm.service import LlmPlanService, ServiceConfig, ServiceTicket
+from systems.llm.request_queue import QueueTicket
+from systems.llm.service import LlmPlanService, ServiceConfig
 
 TARGET_P99_US = 1000.0
 REPLY = '{"steps": [{"act": "Scan"}, {"act": "Reload"}]}'
@@ -41,7 +42,7 @@ def bench_submit(requests: int, burst: int) -> tuple[list[float], list[float]]:
     try:
         done = 0
         while done < requests:
-            tickets: list[ServiceTicket] = []
+            tickets: list[QueueTicket] = []
             for i in range(burst):
                 req = PlanRequest(agent_id=i, snapshot=snaps[(done + i) % len(snaps)])
                 t0 = time.perf_counter_ns()

@@ -126,8 +126,6 @@ reply (so its token counts arrive) before it is stopped."""
 EXPIRY_SWEEP_S = 0.1
 """How often queued requests past their deadline are resolved when nobody polls them."""
 
-ServiceTicket = QueueTicket
-"""What :meth:`LlmPlanService.submit` returns."""
 MessageBuilder = Callable[[PlanRequest], Sequence[Message]]
 """Builds the chat messages for a single request (default: :mod:`systems.llm.prompt`)."""
 SchemaBuilder = Callable[[PlanRequest], JsonSchema | None]
