@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from components.snapshot import UnitView, WorldSnapshot
+from systems.planning.pathfinding import line_of_sight
 from systems.planning.rules import DEFAULT_RULES, Rules
 from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
 
@@ -72,7 +73,8 @@ def example_steps(registry: ToolRegistry = DEFAULT_REGISTRY) -> list[dict[str, A
 
 def render_snapshot(snapshot: WorldSnapshot) -> str:
     """The situation as compact text: objective, time, orders, me, player, enemies, allies,
-    points of interest, walls as runs, cover, smoke. Dead enemies are left out."""
+    points of interest, walls as runs, cover, smoke. Dead enemies are left out; live ones say
+    whether they are in sight (Attack needs it; Approach first when hidden)."""
     s = snapshot
     me = s.me
     lines = [
@@ -88,7 +90,10 @@ def render_snapshot(snapshot: WorldSnapshot) -> str:
     lines.append("player " + (_unit(s.player, me) if s.player is not None else "none"))
     enemies = sorted((e for e in s.enemies if e.hp > 0),
                      key=lambda u: (_dist(u.x, u.y, me), u.id))
-    lines.append("enemies: " + ("; ".join(_unit(e, me) for e in enemies) or "none"))
+    lines.append("enemies: " + ("; ".join(
+        _unit(e, me) + (" in sight" if line_of_sight(s.grid, me.pos, e.pos) else " hidden")
+        for e in enemies
+    ) or "none"))
     lines.append("allies: " + ("; ".join(_unit(a, me) for a in s.allies) or "none"))
     if s.pois:
         lines.append("places: " + "; ".join(f"{k} ({x},{y})" for k, (x, y) in s.pois.items()))

@@ -149,3 +149,14 @@ def test_wall_runs_pick_the_shorter_direction() -> None:
     assert wall_runs({(6, y) for y in range(1, 9)}) == ["x=6 y=1..8"]
     assert wall_runs({(x, 0) for x in range(3, 10)}) == ["y=0 x=3..9"]
     assert wall_runs({(4, 5)}) == ["(4,5)"]
+
+
+def test_enemies_say_whether_they_are_in_sight() -> None:
+    """Attack needs line of sight: the prompt tells the model which enemies it can shoot now."""
+    from tests.planning.snapshots import RIVAL_ID, hello_snapshot, with_enemy
+
+    behind_wall = render_snapshot(hello_snapshot())
+    assert f"#{RIVAL_ID} Rival (12,2)" in behind_wall
+    assert re.search(rf"#{RIVAL_ID} Rival \(12,2\)[^;]* hidden", behind_wall)
+    close = render_snapshot(with_enemy(hello_snapshot(), RIVAL_ID, x=4, y=3))
+    assert re.search(rf"#{RIVAL_ID} Rival \(4,3\)[^;]* in sight", close)
