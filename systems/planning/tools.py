@@ -95,6 +95,9 @@ class Check(StrEnum):
     """The tile / target is within :attr:`ToolSpec.reach` tiles of the agent (euclidean)."""
     AMMO = "ammo"
     """At least one round loaded."""
+    LINE_OF_FIRE = "line_of_fire"
+    """The target is within fire range and in sight. Checked when the step is issued only: a
+    plan cannot know where everyone will stand by then."""
     COOLDOWN = "cooldown"
     """The ability named :attr:`ToolSpec.cooldown` is ready."""
     TARGET_DOWNED = "target_downed"
@@ -221,6 +224,8 @@ class ToolSpec:
                 parts.append(f"{a.name} {lo:g}-{hi:g}")
         if Check.AMMO in self.checks:
             parts.append("needs ammo")
+        if Check.LINE_OF_FIRE in self.checks:
+            parts.append(f"target in sight and within {rules.fire_range:g} tiles when it starts")
         if Check.COOLDOWN in self.checks:
             parts.append(f"only when cooldown {self.cooldown} is 0")
         return "; ".join(parts)
@@ -506,11 +511,11 @@ DEFAULT_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("TakeCover", "move to a cover tile and crouch (damage halved)", TakeCover,
              (_x(5), _y(2)), _TILE_MOVE | {Check.COVER}, Effect.MOVE),
     ToolSpec("Attack", "fire a burst at an enemy in sight", Attack, (_hostile(),),
-             frozenset({Check.AMMO})),
+             frozenset({Check.AMMO, Check.LINE_OF_FIRE})),
     ToolSpec("CoverFire", "suppress an enemy for some seconds", CoverFire,
              (_hostile(), ArgSpec("seconds", ArgKind.SECONDS, "how long",
                                   bounds=lambda r: (0.5, r.max_cover_fire), example=3)),
-             frozenset({Check.AMMO})),
+             frozenset({Check.AMMO, Check.LINE_OF_FIRE})),
     ToolSpec("ThrowSmoke", "throw smoke at a tile to block sight", ThrowSmoke,
              (_x(9), _y(2)), frozenset({Check.IN_REACH, Check.COOLDOWN}),
              reach=lambda r: r.smoke_range, cooldown="smoke",

@@ -44,7 +44,7 @@ from enum import StrEnum
 
 from components.actions import ActionStep, describe_step
 from components.snapshot import UnitView, WorldSnapshot
-from systems.planning.pathfinding import reachable
+from systems.planning.pathfinding import line_of_sight, reachable
 from systems.planning.rules import DEFAULT_RULES, Rules
 from systems.planning.tools import (
     DEFAULT_REGISTRY,
@@ -82,6 +82,7 @@ class ValidationCode(StrEnum):
     TARGET_NOT_ALLY = "target_not_ally"
     TARGET_NOT_DOWNED = "target_not_downed"
     OUT_OF_REACH = "out_of_reach"
+    NO_LINE_OF_SIGHT = "no_line_of_sight"
     NO_AMMO = "no_ammo"
     COOLDOWN = "cooldown"
     BAD_VALUE = "bad_value"
@@ -205,10 +206,27 @@ def validate_step(
         assert isinstance(v, (int, float))
         values[a.name] = v
     issues = _semantic(spec, values, snapshot, rules, _AgentState.of(snapshot))
+    if not issues and Check.LINE_OF_FIRE in spec.checks and spec.target_arg is not None:
+        issues = _line_of_fire(int(values[spec.target_arg.name]), snapshot, rules)
     if not issues:
         return None
     code, detail = issues[0]
     return StepError(None, code, f"{_describe_typed(step)}: {detail}")
+
+
+def _line_of_fire(
+    target_id: int, snap: WorldSnapshot, rules: Rules
+) -> list[tuple[ValidationCode, str]]:
+    target = snap.unit(target_id)
+    if target is None:
+        return []  # reported by the target checks
+    dist = math.dist(snap.me.pos, target.pos)
+    if dist > rules.fire_range + _EPS:
+        return [(ValidationCode.OUT_OF_REACH,
+                 f"#{target_id} is {dist:.1f} tiles away, beyond fire range {rules.fire_range:g}")]
+    if not line_of_sight(snap.grid, snap.me.pos, target.pos):
+        return [(ValidationCode.NO_LINE_OF_SIGHT, f"#{target_id} is not in sight")]
+    return []
 
 
 # -- plan level --------------------------------------------------------------------------------

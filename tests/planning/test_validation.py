@@ -44,6 +44,7 @@ from tests.planning.snapshots import (
     GRUNT_ID,
     PLAYER_ID,
     RIVAL_ID,
+    SNIPER_ID,
     hello_snapshot,
     unit,
     with_enemy,
@@ -153,8 +154,12 @@ def test_each_rejection_reason(plan: object, snap: Any, code: ValidationCode, te
     assert text in result.errors[0].message
 
 
+STEP_ONLY = {C.NO_LINE_OF_SIGHT}
+"""Codes only an issue-time check gives (see test_validate_step_checks_the_line_of_fire)."""
+
+
 def test_every_code_has_a_case() -> None:
-    assert {c[3] for c in CASES} == set(ValidationCode)
+    assert {c[3] for c in CASES} | STEP_ONLY == set(ValidationCode)
 
 
 def test_a_good_plan_is_accepted_and_typed() -> None:
@@ -373,10 +378,25 @@ def test_accepted_plans_are_executable(
 
 
 def test_validate_step_accepts_a_legal_step() -> None:
-    snap = hello_snapshot()
-    for step in (MoveTo(3, 2), Attack(RIVAL_ID), TakeCover(5, 2), Heal(PLAYER_ID), Scan(),
-                 Wait(2.0), ThrowSmoke(9, 2)):
+    snap = with_enemy(hello_snapshot(), RIVAL_ID, x=5, y=4)  # this side of the wall, in sight
+    for step in (MoveTo(3, 2), Attack(RIVAL_ID), CoverFire(RIVAL_ID, 2.0), TakeCover(5, 2),
+                 Heal(PLAYER_ID), Scan(), Wait(2.0), ThrowSmoke(9, 2)):
         assert validate_step(step, snap) is None, step
+
+
+def test_validate_step_checks_the_line_of_fire() -> None:
+    """A plan may say Attack before it walks into view; when the shot is issued the target must
+    be in range and in sight, or the step would only fail in the game."""
+    behind_wall = with_enemy(hello_snapshot(), RIVAL_ID, x=8, y=3)  # 6 tiles, wall at x=6
+    hidden = validate_step(Attack(RIVAL_ID), behind_wall)
+    assert hidden is not None and hidden.code is C.NO_LINE_OF_SIGHT
+    assert f"#{RIVAL_ID} is not in sight" in hidden.message
+    near = with_enemy(hello_snapshot(), RIVAL_ID, x=2, y=9)  # 6 tiles down x=2, in sight
+    assert validate_step(CoverFire(RIVAL_ID, 2.0), near) is None
+    beyond = validate_step(Attack(SNIPER_ID), hello_snapshot(me=unit(COMPANION_ID, 7, 3, hp=80)))
+    assert beyond is not None and beyond.code is C.OUT_OF_REACH  # (7,3) -> (17,3): 10 tiles
+    # ...while the plan-level check leaves sight to issue time.
+    assert validate_plan([{"act": "Attack", "target_id": RIVAL_ID}], hello_snapshot()).ok
 
 
 def test_validate_step_sees_a_target_that_died() -> None:

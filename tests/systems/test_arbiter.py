@@ -201,11 +201,12 @@ def test_player_order_drops_the_plan_and_asks_urgently() -> None:
 
 def test_step_skipped_when_its_target_died_mid_plan() -> None:
     arb, state, intent = make(), ArbiterState(), Intent()
+    near_grunt = replace(GRUNT, x=4, y=5)  # this side of the wall, in sight and in range
     tick(arb, state, intent, snap(0.0), ready(MoveTo(5, 3), Attack(RIVAL.id), Attack(GRUNT.id)))
     assert intent.step == MoveTo(5, 3)
     dead = replace(RIVAL, hp=0)
     intent.finish()
-    tick(arb, state, intent, snap(2.0, enemies=(dead, GRUNT)))
+    tick(arb, state, intent, snap(2.0, enemies=(dead, near_grunt)))
     assert intent.step == Attack(GRUNT.id) and intent.label == "LLM 3/3"
     assert state.metrics.llm_steps_skipped == 1
     assert len(state.rejected_steps) == 1 and state.rejected_steps[0].index == 1
@@ -227,6 +228,18 @@ def test_plan_stale_on_arrival_counts_as_invalid() -> None:
     tick(arb, state, intent, s, ready(Attack(RIVAL.id)))
     assert state.mode is Mode.GOAP
     assert state.metrics.llm_failures == 1
+    assert state.metrics.failures_by_kind == {"invalid_plan": 1}
+
+
+def test_a_shot_out_of_range_is_skipped_not_issued() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(Scan(), Attack(RIVAL.id), Wait(1.0)))
+    intent.finish()
+    tick(arb, state, intent, snap(1.0))  # the Rival is 10 tiles off, behind the wall
+    assert intent.step == Wait(1.0) and intent.label == "LLM 3/3"
+    assert "beyond fire range" in state.rejected_steps[0].reason
+    # A plan that would open with that shot cannot start: it counts as an invalid plan.
+    tick(arb, state, intent, snap(2.0), ready(Attack(RIVAL.id), rid=8))
     assert state.metrics.failures_by_kind == {"invalid_plan": 1}
 
 
