@@ -263,8 +263,8 @@ class Arbiter:
             state.rejected_steps.append(StepRejection(state.step_index, err.message))
             self._event(
                 state, t, "rejected",
-                f"skip step {state.step_index + 1}/{len(plan.steps)} "
-                f"{describe_step(step)}: {err.message}",
+                # the validator's message starts with the step itself
+                f"skip step {state.step_index + 1}/{len(plan.steps)} {err.message}",
             )
             state.step_index += 1
         dropped = len(state.rejected_steps)
