@@ -15,6 +15,8 @@ from components.snapshot import WorldSnapshot
 
 PRIORITY_LOW = 0
 """Periodic background replans."""
+DEFAULT_MAX_STEPS = 8
+"""Longest plan a request asks for unless it says otherwise."""
 PRIORITY_HIGH = 10
 """Player orders, a plan invalidated mid-run. Any int is accepted; larger is more urgent."""
 
@@ -77,7 +79,7 @@ class PlanRequest:
     """Game time of submission (scripted backends use it to stay deterministic)."""
     deadline_s: float | None = None
     """Wall-clock budget for this request; ``None`` takes the service default (LLM_TIMEOUT_MS)."""
-    max_steps: int = 8
+    max_steps: int = DEFAULT_MAX_STEPS
 
 
 @dataclass(frozen=True, slots=True)

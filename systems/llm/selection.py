@@ -212,7 +212,7 @@ def _ollama_service(args: argparse.Namespace, config: ServiceConfig) -> LlmPlanS
 def _embedded_service(args: argparse.Namespace, config: ServiceConfig) -> LlmPlanService:
     # One llama.cpp context generates one reply at a time; a second "running" request would
     # only wait for the worker while its deadline ticks, so run one and queue the rest.
-    config = dataclasses.replace(config, max_concurrent=1)
+    config = dataclasses.replace(config, max_concurrent=1, warm_up=True)
     backend = EmbeddedBackend(
         getattr(args, "model_path", None),
         n_threads=getattr(args, "llm_threads", None),

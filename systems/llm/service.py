@@ -73,6 +73,7 @@ from typing import Any
 
 from components.actions import PlanIntent
 from components.llm import (
+    DEFAULT_MAX_STEPS,
     FailureKind,
     PlanFailure,
     PlanOutcome,
@@ -156,6 +157,10 @@ class ServiceConfig:
     """The timeline's rolling window (records and concurrency percentage)."""
     probe_on_start: bool = True
     """Check the backend once at start so the HUD can say early that it is offline."""
+    warm_up: bool = False
+    """At start, let a backend that can (``warm_up(messages)``) load its model and read the
+    fixed system prompt, so the first plan does not pay for either (llama.cpp keeps the
+    prompt prefix cached). Off by default; the demo turns it on for the embedded model."""
     shutdown_timeout_s: float = 5.0
     problems: tuple[str, ...] = field(default=(), compare=False)
     """Environment values that were rejected (the defaults were kept), in words."""
@@ -309,6 +314,13 @@ class LlmPlanService:
         started.wait()
         if self._config.probe_on_start:
             self._loop.call_soon_threadsafe(self._spawn, self._probe(2.0), "llm-probe")
+        warm = getattr(backend, "warm_up", None)
+        if self._config.warm_up and warm is not None:
+            opening = [
+                {"role": "system", "content": prompt.system_prompt(max_steps=DEFAULT_MAX_STEPS)},
+                {"role": "user", "content": "Get ready."},
+            ]
+            self._loop.call_soon_threadsafe(self._spawn, warm(opening), "llm-warm-up")
 
     # ---------------------------------------------------------------- public API (game thread)
 

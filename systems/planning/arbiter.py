@@ -28,6 +28,7 @@ from components.agent import (
     StepRejection,
 )
 from components.llm import (
+    DEFAULT_MAX_STEPS,
     PRIORITY_HIGH,
     PRIORITY_LOW,
     FailureKind,
@@ -57,7 +58,7 @@ class ArbiterConfig:
     """Minimum time between the end of one background request and the next."""
     first_request_at_s: float = 1.0
     """When an agent that never asked may send its first background request."""
-    max_plan_steps: int = 8
+    max_plan_steps: int = DEFAULT_MAX_STEPS
     bt_after_failures: int = 3
     """Consecutive model failures that send the agent to the behaviour tree."""
     bt_hold_s: float = 5.0

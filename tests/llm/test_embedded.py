@@ -149,3 +149,20 @@ def test_close_mid_generation_stops_the_worker() -> None:
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert leaked == []
     assert took < 15.0  # stops between tokens, not after a whole reply
+
+
+def test_warm_up_loads_the_model_and_reads_the_system_prompt_before_any_request() -> None:
+    """With ``warm_up`` (the demo's setting) the model is loaded and the fixed system prompt
+    evaluated at start, with no request: the first plan pays for neither."""
+    backend = EmbeddedBackend(seed=3)
+    svc = LlmPlanService(backend, ServiceConfig(timeout_s=60.0, probe_on_start=False,
+                                                max_concurrent=1, warm_up=True))
+    try:
+        deadline = time.monotonic() + 60.0
+        while backend.load_s is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.load_s is not None, "warm-up never loaded the model"
+        outcome = svc.plan_blocking(PlanRequest(agent_id=2, snapshot=hello_snapshot()), 60.0)
+        assert isinstance(outcome, PlanReady), outcome
+    finally:
+        svc.close()

@@ -299,6 +299,23 @@ class EmbeddedBackend:
         finally:
             self._cancels.discard(cancel)
 
+    async def warm_up(self, messages: Sequence[Message]) -> None:
+        """Load the model and evaluate ``messages`` once (one token), so llama.cpp holds their
+        prefix (the fixed system prompt) and the first real request starts from it. Runs on
+        the generation worker, so a request submitted meanwhile simply waits its turn."""
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        try:
+            await loop.run_in_executor(self._executor, self._warm_sync, [dict(m) for m in messages])
+        except BackendError as exc:
+            log.warning("embedded warm-up skipped: %s", exc.message)
+            return
+        log.info("embedded model warmed up in %.2fs", time.monotonic() - start)
+
+    def _warm_sync(self, messages: list[dict[str, str]]) -> None:
+        llm, _ = self._ensure_loaded()
+        llm.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0)
+
     async def load(self) -> tuple[bool, str]:
         """Load the model now (otherwise the first request pays for it)."""
         loop = asyncio.get_running_loop()
