@@ -33,7 +33,7 @@ from components.actions import (
     ThrowSmoke,
     describe_step,
 )
-from components.agent import ArbiterState, Intent, IntentStatus, Mode
+from components.agent import Agent, ArbiterState, Intent, IntentStatus, Mode
 from components.llm import LlmTask
 from components.snapshot import GridView
 from components.world import Ammo, Health, InCover, MapGrid, Position, SmokeCloud
@@ -460,7 +460,7 @@ def build_frame(
             memory.last_plan[ent] = state.plan
     scene = _scene(session, view, selected, states, tasks, memory, now)
     hud = HudModel(
-        top=_top(session, view, len(states)),
+        top=_top(session, view, len(esper.get_component(Agent))),
         agent=None if selected is None else _agent_panel(
             session, selected, states[selected], tasks.get(selected), memory, now
         ),
