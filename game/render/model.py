@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import esper
@@ -916,8 +916,3 @@ def build_log(session: GameSession, selected: int | None, limit: int) -> list[Lo
             break
     out.reverse()
     return out
-
-
-def colors_of(model: FrameModel) -> Iterable[RGB]:
-    """Every mode colour the scene's badges use (handy in tests)."""
-    return (u.badge.color for u in model.scene.units if u.badge is not None)

@@ -8,7 +8,6 @@ reproducible frame for frame.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from components.llm import FailureKind, PlanFailure, PlanOutcome
 
@@ -77,8 +76,3 @@ class ClockedTicket:
             backend=self._outcome.backend,
             model=self._outcome.model,
         )
-
-
-def with_request_id(outcome: PlanOutcome, request_id: int) -> PlanOutcome:
-    """Copy of ``outcome`` renumbered for a new request (used when replaying a recording)."""
-    return replace(outcome, request_id=request_id)

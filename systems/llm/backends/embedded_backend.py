@@ -350,10 +350,3 @@ class EmbeddedBackend:
             close = getattr(llm, "close", None)
             if close is not None:
                 close()
-
-    def close_sync(self) -> None:
-        """Synchronous cleanup for code that used the backend without a service."""
-        self._closed = True
-        for cancel in list(self._cancels):
-            cancel.set()
-        self._shutdown_worker()
