@@ -54,7 +54,13 @@ class ServiceStatus:
 
 
 class PlanService(Protocol):
-    """Background planner. ``submit`` must return in well under a millisecond."""
+    """Background planner. ``submit`` must return in well under a millisecond.
+
+    Two optional class attributes refine how the rest of the system treats a service:
+    ``game_clock = True`` when answers arrive on game time (scripted, replay: a headless run
+    need not pace itself, see :func:`paced_by_wall_clock`), and ``available = False`` when it
+    can never answer (no model at all: the arbiter then never asks it).
+    """
 
     @property
     def backend_name(self) -> str: ...
