@@ -403,8 +403,7 @@ class ReplayPlanService:
                 request_id=rid, kind=FailureKind.OFFLINE,
                 message=f"replay {self._rec.path.name} has no more requests for agent "
                         f"{request.agent_id}", backend="replay")
-            self._failed += 1
-            return ClockedTicket(rid, request.submitted_at, outcome)
+            return ClockedTicket(rid, request.submitted_at, outcome, self._count)
         rec = queue.popleft()
         if rec.digest and rec.digest != snapshot_digest(request.snapshot):
             self.mismatches += 1
@@ -413,10 +412,6 @@ class ReplayPlanService:
                         request.agent_id, request.submitted_at)
         outcome = outcome_from_json(rec.outcome, rid, rec.backend or "replay", rec.model,
                                     rec.raw, rec.timing)
-        if isinstance(outcome, PlanReady):
-            self._ok += 1
-        else:
-            self._failed += 1
         if rec.delivered_at is None:
             ready_at = math.inf
         elif abs(request.submitted_at - rec.submitted_at) < 1e-9:
@@ -428,7 +423,14 @@ class ReplayPlanService:
             queued_at=rec.timing.queued_at, started_at=rec.timing.started_at,
             first_token_at=rec.timing.first_token_at, finished_at=rec.timing.finished_at,
             outcome="plan" if isinstance(outcome, PlanReady) else outcome.kind.value))
-        return ClockedTicket(rid, ready_at, outcome)
+        return ClockedTicket(rid, ready_at, outcome, self._count)
+
+    def _count(self, got: PlanOutcome, _now: float | None) -> None:
+        """Count what the game received (a withdrawn request is neither ok nor failed)."""
+        if isinstance(got, PlanReady):
+            self._ok += 1
+        elif got.kind is not FailureKind.CANCELLED:
+            self._failed += 1
 
     def status(self) -> ServiceStatus:
         reason = f"replaying {self._rec.path.name}"

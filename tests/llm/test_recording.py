@@ -134,9 +134,11 @@ def test_replayed_plan_is_labelled_replay_and_keeps_its_id(tmp_path: Path) -> No
     play_round(RecordingPlanService(live, path), frames=20)
     replayer = ReplayPlanService(path)
     ticket = replayer.submit(PlanRequest(agent_id=2, snapshot=hello_snapshot(t=0.0)))
+    assert replayer.status().plans_ok == 0  # not delivered yet: nothing to count
     outcome = ticket.poll(1e9)
     assert isinstance(outcome, PlanReady)
     assert outcome.plan.source == "replay" and outcome.plan.plan_id == "p-0001"
+    assert replayer.status().plans_ok == 1
 
 
 def test_snapshot_mismatch_is_reported_and_exhaustion_is_offline(tmp_path: Path) -> None:
