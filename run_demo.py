@@ -1,5 +1,5 @@
 """hello_companion demo entry point: ``python run_demo.py --help``."""
 
-from game.cli import main
+from esper_arbiter.game.cli import main
 
 raise SystemExit(main())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from types import MappingProxyType
 
-from components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
 
 WIDTH, HEIGHT = 20, 10
 WALLS = frozenset((6, y) for y in range(1, 9))

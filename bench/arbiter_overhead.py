@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import esper
 
-from components import (
+from esper_arbiter.components import (
     Agent,
     Ammo,
     ArbiterState,
@@ -29,9 +29,9 @@ from components import (
     Position,
     Team,
 )
-from systems.perception import build_snapshot
-from systems.planning.goap import GoapBrain
-from systems.plugin import install
+from esper_arbiter.systems.perception import build_snapshot
+from esper_arbiter.systems.planning.goap import GoapBrain
+from esper_arbiter.systems.plugin import install
 
 DT = 1.0 / 60.0
 

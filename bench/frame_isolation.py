@@ -19,9 +19,9 @@ import time
 
 from _snapshots import bench_snapshots
 
-from components.llm import PlanReady, PlanRequest
-from systems.llm.backends.embedded_backend import EmbeddedBackend
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.components.llm import PlanReady, PlanRequest
+from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 
 FRAME_S = 1 / 60
 TARGET_RATIO = 1.25

@@ -19,10 +19,10 @@ import time
 
 from _snapshots import bench_snapshots
 
-from components.llm import PlanRequest
-from systems.llm.backends.fake_backend import FakeBackend, FakeReply
-from systems.llm.request_queue import QueueTicket
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.components.llm import PlanRequest
+from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeReply
+from esper_arbiter.systems.llm.request_queue import QueueTicket
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 
 TARGET_P99_US = 1000.0
 REPLY = '{"steps": [{"act": "Scan"}, {"act": "Reload"}]}'

@@ -18,9 +18,9 @@ from collections import Counter
 
 from _snapshots import bench_snapshots
 
-from components.llm import PlanFailure, PlanReady, PlanRequest
-from systems.llm.backends.embedded_backend import EmbeddedBackend
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.components.llm import PlanFailure, PlanReady, PlanRequest
+from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 
 TARGET_PCT = 95.0
 

@@ -19,11 +19,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from components.actions import PlanIntent, Wait
-from components.llm import PRIORITY_HIGH, PRIORITY_LOW, FailureKind, PlanReady, PlanRequest
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from systems.llm.request_queue import QueueConfig, QueueEntry, QueueTicket, RequestQueue
-from systems.llm.timeline import RequestTimeline
+from esper_arbiter.components.actions import PlanIntent, Wait
+from esper_arbiter.components.llm import (
+    PRIORITY_HIGH,
+    PRIORITY_LOW,
+    FailureKind,
+    PlanReady,
+    PlanRequest,
+)
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.systems.llm.request_queue import (
+    QueueConfig,
+    QueueEntry,
+    QueueTicket,
+    RequestQueue,
+)
+from esper_arbiter.systems.llm.timeline import RequestTimeline
 
 TARGET_US = 20.0
 

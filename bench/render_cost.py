@@ -33,11 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pygame
 
-from game.render.model import StatusPoller, ViewState, build_frame
-from game.render.renderer import Renderer
-from game.scenario import DEFAULT_SCENARIO, Scenario, build_stress_scenario, load_scenario
-from game.world import GameSession
-from systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.game.render.model import StatusPoller, ViewState, build_frame
+from esper_arbiter.game.render.renderer import Renderer
+from esper_arbiter.game.scenario import (
+    DEFAULT_SCENARIO,
+    Scenario,
+    build_stress_scenario,
+    load_scenario,
+)
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 
 SIZE = (1280, 720)
 DT = 1.0 / 30.0

@@ -3,7 +3,7 @@
 Nothing here imports the rest of the project, esper or pygame.
 """
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ACTION_TYPES,
     ActionStep,
     Approach,
@@ -23,7 +23,7 @@ from components.actions import (
     step_from_dict,
     step_to_dict,
 )
-from components.agent import (
+from esper_arbiter.components.agent import (
     Agent,
     ArbiterEvent,
     ArbiterMetrics,
@@ -34,7 +34,7 @@ from components.agent import (
     Perception,
     StepRejection,
 )
-from components.llm import (
+from esper_arbiter.components.llm import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
     FailureKind,
@@ -47,8 +47,8 @@ from components.llm import (
     PlanTicket,
     RequestTiming,
 )
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from components.world import (
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.world import (
     Ammo,
     Cooldowns,
     GameClock,

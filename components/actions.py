@@ -149,7 +149,7 @@ def step_from_dict(data: dict[str, Any]) -> ActionStep:
     """Inverse of :func:`step_to_dict` for *trusted* data (our own files and validated plans).
 
     Raises ``ValueError`` on an unknown ``act`` or wrong field set. Untrusted model output goes
-    through ``systems.planning.validation`` instead, which reports problems as values.
+    through ``esper_arbiter.systems.planning.validation`` instead, which reports problems as values.
     """
     act = data.get("act")
     cls = ACTION_TYPES.get(act) if isinstance(act, str) else None

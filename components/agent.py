@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Protocol
 
-from components.actions import ActionStep, PlanIntent, describe_step
-from components.snapshot import WorldSnapshot
+from esper_arbiter.components.actions import ActionStep, PlanIntent, describe_step
+from esper_arbiter.components.snapshot import WorldSnapshot
 
 
 @dataclass(slots=True)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, TypeAlias
 
-from components.actions import PlanIntent
-from components.snapshot import WorldSnapshot
+from esper_arbiter.components.actions import PlanIntent
+from esper_arbiter.components.snapshot import WorldSnapshot
 
 PRIORITY_LOW = 0
 """Periodic background replans."""

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import esper
 
-from components.agent import ArbiterState, Mode
-from components.llm import LlmTask
-from game.frontend_cli import OffscreenRenderer
-from game.scenario import DEFAULT_SCENARIO, build_stress_scenario, load_scenario
-from game.world import GameSession
-from systems.llm.scripted import ScriptedPlanService
-from systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.components.agent import ArbiterState, Mode
+from esper_arbiter.components.llm import LlmTask
+from esper_arbiter.game.frontend_cli import OffscreenRenderer
+from esper_arbiter.game.scenario import DEFAULT_SCENARIO, build_stress_scenario, load_scenario
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.systems.planning.arbiter import ArbiterConfig
 
 log = logging.getLogger("make_screenshots")
 

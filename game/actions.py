@@ -6,7 +6,7 @@ reloads and revives for them, frame by frame, and calls ``intent.finish()`` or
 ``intent.fail(reason)``. A step advances only when it is really over (a burst fired, a tile
 reached), never once per frame.
 
-Per-step rules (numbers from :class:`~systems.planning.rules.Rules`):
+Per-step rules (numbers from :class:`~esper_arbiter.systems.planning.rules.Rules`):
 
 * MoveTo / Retreat: walk the A* path at ``move_speed`` tiles/s; re-path when a tile ahead is
   blocked; fail when the goal cannot be reached.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import esper
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ActionStep,
     Approach,
     Attack,
@@ -41,8 +41,8 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.agent import Intent, IntentStatus
-from components.world import (
+from esper_arbiter.components.agent import Intent, IntentStatus
+from esper_arbiter.components.world import (
     Ammo,
     Cooldowns,
     Health,
@@ -50,9 +50,9 @@ from components.world import (
     Position,
     SmokeCloud,
 )
-from game.sim import SimContext
-from game.state import Activity, Dead, Downed, Motion, Suppressed
-from systems.planning.pathfinding import find_path
+from esper_arbiter.game.sim import SimContext
+from esper_arbiter.game.state import Activity, Dead, Downed, Motion, Suppressed
+from esper_arbiter.systems.planning.pathfinding import find_path
 
 Tile = tuple[int, int]
 

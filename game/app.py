@@ -25,7 +25,7 @@ from pathlib import Path
 import esper
 import pygame
 
-from game.render.model import (
+from esper_arbiter.game.render.model import (
     ORDER_KEYS,
     FrameModel,
     StatusPoller,
@@ -33,9 +33,9 @@ from game.render.model import (
     agents_of,
     resolve_selection,
 )
-from game.render.renderer import Renderer
-from game.state import PlayerInput
-from game.world import GameSession
+from esper_arbiter.game.render.renderer import Renderer
+from esper_arbiter.game.state import PlayerInput
+from esper_arbiter.game.world import GameSession
 
 log = logging.getLogger("hello_companion.app")
 

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from game.frontend_cli import add_frontend_arguments, run_frontend, scenario_from_args
-from game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
-from game.world import GameSession
-from systems.llm.api import PlanService
-from systems.llm.selection import add_llm_arguments, build_service
+from esper_arbiter.game.frontend_cli import add_frontend_arguments, run_frontend, scenario_from_args
+from esper_arbiter.game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.selection import add_llm_arguments, build_service
 
 log = logging.getLogger("hello_companion")
 

@@ -17,13 +17,22 @@ import math
 
 import esper
 
-from components.actions import Attack, CoverFire, Heal, Reload, Revive, Scan, ThrowSmoke, Wait
-from components.agent import Intent, IntentStatus, Mode
-from components.world import Health, Position, Team
-from game.sim import SimContext, issue
-from game.state import Enemy
-from systems.perception import build_snapshot
-from systems.planning.behavior_tree import tick_tree
+from esper_arbiter.components.actions import (
+    Attack,
+    CoverFire,
+    Heal,
+    Reload,
+    Revive,
+    Scan,
+    ThrowSmoke,
+    Wait,
+)
+from esper_arbiter.components.agent import Intent, IntentStatus, Mode
+from esper_arbiter.components.world import Health, Position, Team
+from esper_arbiter.game.sim import SimContext, issue
+from esper_arbiter.game.state import Enemy
+from esper_arbiter.systems.perception import build_snapshot
+from esper_arbiter.systems.planning.behavior_tree import tick_tree
 
 ENEMY_AI_PRIORITY = 90
 """After the arbiter (100), before the ActionSystem (50)."""

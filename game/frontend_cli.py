@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from game.headless import HeadlessReport, run_headless
-from game.scenario import Scenario, build_stress_scenario, load_scenario
-from game.world import GameSession
-from systems.llm.api import paced_by_wall_clock
+from esper_arbiter.game.headless import HeadlessReport, run_headless
+from esper_arbiter.game.scenario import Scenario, build_stress_scenario, load_scenario
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import paced_by_wall_clock
 
 if TYPE_CHECKING:
     import pygame
 
-    from game.render.model import FrameModel, ViewState
-    from game.render.renderer import Renderer
+    from esper_arbiter.game.render.model import FrameModel, ViewState
+    from esper_arbiter.game.render.renderer import Renderer
 
 log = logging.getLogger("hello_companion.frontend")
 
@@ -155,7 +155,7 @@ def add_frontend_arguments(parser: argparse.ArgumentParser) -> None:
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """The stress map for ``--agents N``, else the ``--scenario`` file.
 
-    Raises :class:`~game.scenario.ScenarioError` (a bad file) or ``ValueError``.
+    Raises :class:`~esper_arbiter.game.scenario.ScenarioError` (a bad file) or ``ValueError``.
     """
     agents = getattr(args, "agents", None)
     if agents:
@@ -181,8 +181,8 @@ class OffscreenRenderer:
     def __init__(self, size: tuple[int, int] = DEFAULT_WINDOW) -> None:
         import pygame
 
-        from game.render.model import ViewState
-        from game.render.renderer import Renderer
+        from esper_arbiter.game.render.model import ViewState
+        from esper_arbiter.game.render.renderer import Renderer
 
         pygame.font.init()
         self.surface: pygame.Surface = pygame.Surface(size)
@@ -197,7 +197,7 @@ class OffscreenRenderer:
             self._session = session
         status = None
         if session.service is not None:
-            from game.render.model import StatusPoller
+            from esper_arbiter.game.render.model import StatusPoller
 
             status = StatusPoller(session.service, 0.0).get()
         return self.renderer.render(self.surface, session, self.view, status, pulse=pulse)
@@ -226,7 +226,7 @@ def play_headless(
     size: tuple[int, int] = DEFAULT_WINDOW,
     realtime: bool = False,
 ) -> tuple[HeadlessReport, list[Path]]:
-    """:func:`game.headless.run_headless` plus offscreen screenshots.
+    """:func:`esper_arbiter.game.headless.run_headless` plus offscreen screenshots.
 
     Writes the same decision log and summary line; returns the report and the PNG files saved.
     """
@@ -319,7 +319,7 @@ class _NoWindow(Exception):
 
 
 def display_problem_or_none() -> str | None:
-    from game.app import display_problem
+    from esper_arbiter.game.app import display_problem
 
     return display_problem()
 
@@ -330,7 +330,7 @@ def _window(
 ) -> int:
     import pygame
 
-    from game.app import run_window
+    from esper_arbiter.game.app import run_window
 
     dummy = os.environ.get("SDL_VIDEODRIVER", "").lower() in ("dummy", "offscreen")
     try:

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components.agent import ArbiterEvent, ArbiterMetrics
-from game.world import GameSession
+from esper_arbiter.components.agent import ArbiterEvent, ArbiterMetrics
+from esper_arbiter.game.world import GameSession
 
 log = logging.getLogger("hello_companion.headless")
 

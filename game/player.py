@@ -15,7 +15,7 @@ import math
 
 import esper
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ActionStep,
     Attack,
     MoveTo,
@@ -24,12 +24,12 @@ from components.actions import (
     Revive,
     TakeCover,
 )
-from components.agent import Intent, IntentStatus, Mode
-from components.world import Ammo, Health, InCover, Orders, Position
-from game.scenario import AutopilotOrder
-from game.sim import SimContext, issue
-from game.state import Dead, Downed, Enemy, Motion, PlayerInput
-from systems.planning.pathfinding import step_distances
+from esper_arbiter.components.agent import Intent, IntentStatus, Mode
+from esper_arbiter.components.world import Ammo, Health, InCover, Orders, Position
+from esper_arbiter.game.scenario import AutopilotOrder
+from esper_arbiter.game.sim import SimContext, issue
+from esper_arbiter.game.state import Dead, Downed, Enemy, Motion, PlayerInput
+from esper_arbiter.systems.planning.pathfinding import step_distances
 
 Tile = tuple[int, int]
 

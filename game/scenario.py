@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 Tile = tuple[int, int]
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import esper
 
-from components.actions import ActionStep
-from components.agent import Agent, Intent, IntentStatus, Mode
-from components.snapshot import GridView
-from components.world import (
+from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.components.agent import Agent, Intent, IntentStatus, Mode
+from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.components.world import (
     Ammo,
     GameClock,
     Health,
@@ -30,10 +30,10 @@ from components.world import (
     SmokeCloud,
     Team,
 )
-from game.events import GameEventLog
-from game.state import Combatant, Dead, Downed, Motion, Suppressed
-from systems.planning.pathfinding import line_of_sight
-from systems.planning.rules import Rules
+from esper_arbiter.game.events import GameEventLog
+from esper_arbiter.game.state import Combatant, Dead, Downed, Motion, Suppressed
+from esper_arbiter.systems.planning.pathfinding import line_of_sight
+from esper_arbiter.systems.planning.rules import Rules
 
 Tile = tuple[int, int]
 

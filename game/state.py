@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from systems.planning.behavior_tree import Node
+from esper_arbiter.systems.planning.behavior_tree import Node
 
 Tile = tuple[int, int]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import esper
 
-from components.world import Position, SmokeCloud
-from game.sim import SimContext
-from game.state import Downed, Suppressed
+from esper_arbiter.components.world import Position, SmokeCloud
+from esper_arbiter.game.sim import SimContext
+from esper_arbiter.game.state import Downed, Suppressed
 
 VITALS_PRIORITY = 40
 """Last: after the ActionSystem (50) applied this frame's moves and shots."""

@@ -23,8 +23,15 @@ from types import TracebackType
 
 import esper
 
-from components.agent import Agent, ArbiterEvent, ArbiterMetrics, ArbiterState, Intent, Mode
-from components.world import (
+from esper_arbiter.components.agent import (
+    Agent,
+    ArbiterEvent,
+    ArbiterMetrics,
+    ArbiterState,
+    Intent,
+    Mode,
+)
+from esper_arbiter.components.world import (
     Ammo,
     Cooldowns,
     GameClock,
@@ -37,18 +44,18 @@ from components.world import (
     Position,
     Team,
 )
-from game.actions import ACTION_PRIORITY, ActionSystem
-from game.enemy_ai import ENEMY_AI_PRIORITY, EnemyAISystem
-from game.events import GameEventLog
-from game.player import PLAYER_PRIORITY, PlayerSystem
-from game.scenario import ORDERS, Scenario, UnitSpec
-from game.sim import RoundResult, SimContext
-from game.state import Activity, Combatant, Dead, Enemy, Motion, PlayerInput
-from game.vitals import VITALS_PRIORITY, VitalsSystem
-from systems.llm.api import PlanService
-from systems.planning.arbiter import ArbiterConfig
-from systems.planning.companion_tree import enemy_tree
-from systems.plugin import ArbiterPlugin, install
+from esper_arbiter.game.actions import ACTION_PRIORITY, ActionSystem
+from esper_arbiter.game.enemy_ai import ENEMY_AI_PRIORITY, EnemyAISystem
+from esper_arbiter.game.events import GameEventLog
+from esper_arbiter.game.player import PLAYER_PRIORITY, PlayerSystem
+from esper_arbiter.game.scenario import ORDERS, Scenario, UnitSpec
+from esper_arbiter.game.sim import RoundResult, SimContext
+from esper_arbiter.game.state import Activity, Combatant, Dead, Enemy, Motion, PlayerInput
+from esper_arbiter.game.vitals import VITALS_PRIORITY, VitalsSystem
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.companion_tree import enemy_tree
+from esper_arbiter.systems.plugin import ArbiterPlugin, install
 
 log = logging.getLogger("hello_companion")
 
@@ -83,7 +90,7 @@ class GameSession:
         self.service = service
         self.own_service = own_service
         self.events = GameEventLog()
-        """Shots, hits, smoke, downed, revived ... (see :mod:`game.events`)."""
+        """Shots, hits, smoke, downed, revived ... (see :mod:`esper_arbiter.game.events`)."""
         self.arbiter_events: deque[tuple[int, ArbiterEvent]] = deque(maxlen=4096)
         """Recent (entity, event) pairs from the arbiter: decisions, mode changes, requests."""
         self.frames = 0

@@ -7,12 +7,25 @@ from collections.abc import Callable
 
 import esper
 
-from components.agent import Agent, ArbiterEvent, ArbiterState, Intent, IntentStatus, Perception
-from components.llm import FailureKind, LlmTask, PlanFailure, PlanProposal, PlanRequest
-from components.world import Orders
-from systems.llm.api import PlanService
-from systems.perception import game_time
-from systems.planning.arbiter import Arbiter
+from esper_arbiter.components.agent import (
+    Agent,
+    ArbiterEvent,
+    ArbiterState,
+    Intent,
+    IntentStatus,
+    Perception,
+)
+from esper_arbiter.components.llm import (
+    FailureKind,
+    LlmTask,
+    PlanFailure,
+    PlanProposal,
+    PlanRequest,
+)
+from esper_arbiter.components.world import Orders
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.perception import game_time
+from esper_arbiter.systems.planning.arbiter import Arbiter
 
 log = logging.getLogger("esper_arbiter.arbiter")
 

@@ -10,8 +10,8 @@ import logging
 
 import esper
 
-from components.llm import FailureKind, LlmTask, PlanFailure, PlanProposal
-from systems.perception import game_time
+from esper_arbiter.components.llm import FailureKind, LlmTask, PlanFailure, PlanProposal
+from esper_arbiter.systems.perception import game_time
 
 log = logging.getLogger("esper_arbiter.llm_poll")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import esper
 
-from components.agent import Agent, ArbiterState, Intent, Perception, PerceptionFrame
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from components.world import (
+from esper_arbiter.components.agent import Agent, ArbiterState, Intent, Perception, PerceptionFrame
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.world import (
     Ammo,
     Cooldowns,
     GameClock,

@@ -1,7 +1,7 @@
 """One call that installs the arbiter into the current esper world, in the right order.
 
     import esper
-    from systems.plugin import install
+    from esper_arbiter.systems.plugin import install
 
     plugin = install(service=None)        # GOAP + behaviour tree only
     ...
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import esper
 
-from components.agent import ArbiterState
-from systems.arbiter_system import ArbiterSystem, EventSink
-from systems.llm.api import PlanService
-from systems.llm_poll import LlmPollSystem
-from systems.perception import PerceptionSystem
-from systems.planning.arbiter import Arbiter, ArbiterConfig
-from systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.components.agent import ArbiterState
+from esper_arbiter.systems.arbiter_system import ArbiterSystem, EventSink
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm_poll import LlmPollSystem
+from esper_arbiter.systems.perception import PerceptionSystem
+from esper_arbiter.systems.planning.arbiter import Arbiter, ArbiterConfig
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 log = logging.getLogger("esper_arbiter")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pygame
 
-from game.render.theme import RGB
+from esper_arbiter.game.render.theme import RGB
 
 
 class Fonts:

@@ -1,4 +1,4 @@
-"""HUD panels drawn from a :class:`~game.render.model.HudModel`.
+"""HUD panels drawn from a :class:`~esper_arbiter.game.render.model.HudModel`.
 
 Top bar (round, time, state), the selected agent (mode, time in each mode, metrics), its plan
 (active step highlighted, rejected steps with their reason), the LLM status, the request
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pygame
 
-from game.render import theme
-from game.render.fonts import Fonts
-from game.render.layout import Layout
-from game.render.model import (
+from esper_arbiter.game.render import theme
+from esper_arbiter.game.render.fonts import Fonts
+from esper_arbiter.game.render.layout import Layout
+from esper_arbiter.game.render.model import (
     AgentPanel,
     HudModel,
     LlmPanel,
@@ -21,7 +21,7 @@ from game.render.model import (
     TimelineModel,
     TopBar,
 )
-from game.render.theme import RGB
+from esper_arbiter.game.render.theme import RGB
 
 HEADER_H = 22
 INNER = 8

@@ -1,4 +1,4 @@
-"""The frame model: what one frame shows, as plain data computed from components.
+"""The frame model: what one frame shows, as plain data computed from esper_arbiter.components.
 
 :func:`build_frame` reads a :class:`~game.world.GameSession`'s components and logs (never
 calling game logic) and returns a :class:`FrameModel`: the scene (units, smoke, shots, floating
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import esper
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ActionStep,
     Approach,
     Attack,
@@ -33,17 +33,17 @@ from components.actions import (
     ThrowSmoke,
     describe_step,
 )
-from components.agent import Agent, ArbiterState, Intent, IntentStatus, Mode
-from components.llm import LlmTask
-from components.snapshot import GridView
-from components.world import Ammo, Health, InCover, MapGrid, Position, SmokeCloud
-from game.render import theme
-from game.render.theme import RGB
-from game.state import Activity, Dead, Downed, Motion, PlayerInput, Suppressed
-from game.world import GameSession
-from systems.llm.api import PlanService, ServiceStatus
-from systems.llm.timeline import concurrency_pct
-from systems.planning.pathfinding import find_path, line_of_sight
+from esper_arbiter.components.agent import Agent, ArbiterState, Intent, IntentStatus, Mode
+from esper_arbiter.components.llm import LlmTask
+from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.components.world import Ammo, Health, InCover, MapGrid, Position, SmokeCloud
+from esper_arbiter.game.render import theme
+from esper_arbiter.game.render.theme import RGB
+from esper_arbiter.game.state import Activity, Dead, Downed, Motion, PlayerInput, Suppressed
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import PlanService, ServiceStatus
+from esper_arbiter.systems.llm.timeline import concurrency_pct
+from esper_arbiter.systems.planning.pathfinding import find_path, line_of_sight
 
 Point = tuple[float, float]
 Tile = tuple[int, int]
@@ -737,7 +737,7 @@ def _agent_panel(
     memory: RenderMemory,
     now: float,
 ) -> AgentPanel:
-    from components.world import Orders
+    from esper_arbiter.components.world import Orders
 
     hp = esper.try_component(ent, Health)
     ammo = esper.try_component(ent, Ammo)

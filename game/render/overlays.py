@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 import pygame
 
-from game.render import theme
-from game.render.fonts import Fonts
-from game.render.layout import Layout, bar_offset, ring_radius
-from game.render.model import AgentPlan, PlanMark, SceneModel, UnitModel
-from game.render.theme import RGB
+from esper_arbiter.game.render import theme
+from esper_arbiter.game.render.fonts import Fonts
+from esper_arbiter.game.render.layout import Layout, bar_offset, ring_radius
+from esper_arbiter.game.render.model import AgentPlan, PlanMark, SceneModel, UnitModel
+from esper_arbiter.game.render.theme import RGB
 
 Pixel = tuple[int, int]
 

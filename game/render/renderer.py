@@ -12,15 +12,15 @@ import time
 
 import pygame
 
-from game.render import theme
-from game.render.fonts import Fonts
-from game.render.hud import HudPainter
-from game.render.layout import Layout, compute_layout
-from game.render.model import FrameModel, RenderMemory, ViewState, build_frame
-from game.render.overlays import OverlayPainter
-from game.render.world import WorldPainter
-from game.world import GameSession
-from systems.llm.api import ServiceStatus
+from esper_arbiter.game.render import theme
+from esper_arbiter.game.render.fonts import Fonts
+from esper_arbiter.game.render.hud import HudPainter
+from esper_arbiter.game.render.layout import Layout, compute_layout
+from esper_arbiter.game.render.model import FrameModel, RenderMemory, ViewState, build_frame
+from esper_arbiter.game.render.overlays import OverlayPainter
+from esper_arbiter.game.render.world import WorldPainter
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import ServiceStatus
 
 
 class Renderer:

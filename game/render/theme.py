@@ -8,7 +8,7 @@ the event log): GOAP blue, LLM green, behaviour tree amber.
 
 from __future__ import annotations
 
-from components.agent import Mode
+from esper_arbiter.components.agent import Mode
 
 RGB = tuple[int, int, int]
 

@@ -11,11 +11,11 @@ import math
 
 import pygame
 
-from game.render import theme
-from game.render.fonts import Fonts
-from game.render.layout import Layout, bar_height, bar_offset, body_radius
-from game.render.model import SceneModel, UnitModel
-from game.render.theme import RGB
+from esper_arbiter.game.render import theme
+from esper_arbiter.game.render.fonts import Fonts
+from esper_arbiter.game.render.layout import Layout, bar_height, bar_offset, body_radius
+from esper_arbiter.game.render.model import SceneModel, UnitModel
+from esper_arbiter.game.render.theme import RGB
 
 SMOKE_LEVELS = 8
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from components.llm import PlanRequest, PlanTicket
+from esper_arbiter.components.llm import PlanRequest, PlanTicket
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,14 +39,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-from components.actions import ActionStep
-from components.llm import FailureKind, PlanRequest
-from components.snapshot import WorldSnapshot
-from systems.llm import prompt as single_prompt
-from systems.llm.stream_parser import ElementError, JsonArrayStreamParser, ParsedElement
-from systems.planning.rules import DEFAULT_RULES, Rules
-from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
-from systems.planning.validation import PlanValidation, validate_plan
+from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.components.llm import FailureKind, PlanRequest
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.llm import prompt as single_prompt
+from esper_arbiter.systems.llm.stream_parser import (
+    ElementError,
+    JsonArrayStreamParser,
+    ParsedElement,
+)
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from esper_arbiter.systems.planning.validation import PlanValidation, validate_plan
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from components.llm import FailureKind, PlanFailure, PlanOutcome
+from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanOutcome
 
 
 class ClockedTicket:

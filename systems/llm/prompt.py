@@ -15,10 +15,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from components.snapshot import UnitView, WorldSnapshot
-from systems.planning.pathfinding import line_of_sight
-from systems.planning.rules import DEFAULT_RULES, Rules
-from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.planning.pathfinding import line_of_sight
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
 
 MAX_COVER_LISTED = 10
 """Cover tiles listed in the prompt (nearest first); the rest are counted."""

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from components.actions import PlanIntent
-from components.llm import (
+from esper_arbiter.components.actions import PlanIntent
+from esper_arbiter.components.llm import (
     FailureKind,
     PlanFailure,
     PlanOutcome,
@@ -38,10 +38,10 @@ from components.llm import (
     PlanTicket,
     RequestTiming,
 )
-from components.snapshot import UnitView, WorldSnapshot
-from systems.llm.api import PlanService, RequestRecord, ServiceStatus
-from systems.llm.backends.base import Message
-from systems.llm.clocked import ClockedTicket
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.llm.api import PlanService, RequestRecord, ServiceStatus
+from esper_arbiter.systems.llm.backends.base import Message
+from esper_arbiter.systems.llm.clocked import ClockedTicket
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ MessageBuilder = Callable[[PlanRequest], Sequence[Message]]
 
 
 def _default_messages(request: PlanRequest) -> Sequence[Message]:
-    from systems.llm.service import default_messages
+    from esper_arbiter.systems.llm.service import default_messages
 
     return default_messages(request)
 

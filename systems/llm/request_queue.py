@@ -4,7 +4,7 @@ The game thread calls :meth:`RequestQueue.submit` (a few microseconds: one lock,
 pushes) and polls the returned :class:`QueueTicket`; workers in another thread (an asyncio
 loop, through :class:`AsyncQueueWaiter`, or plain threads through :meth:`RequestQueue.take`)
 take entries, run them and hand the outcome back with :meth:`RequestQueue.finish`.
-:class:`systems.llm.service.LlmPlanService` is the worker pool the game uses.
+:class:`esper_arbiter.systems.llm.service.LlmPlanService` is the worker pool the game uses.
 
 Ordering: higher ``priority`` first (any int; ``PRIORITY_HIGH`` = 10, ``PRIORITY_LOW`` = 0);
 within a priority the *newest* request first (LIFO), because the freshest snapshot matters
@@ -58,7 +58,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from components.llm import (
+from esper_arbiter.components.llm import (
     PRIORITY_LOW,
     FailureKind,
     PlanFailure,

@@ -13,8 +13,8 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from components.actions import PlanIntent
-from components.llm import (
+from esper_arbiter.components.actions import PlanIntent
+from esper_arbiter.components.llm import (
     FailureKind,
     PlanFailure,
     PlanOutcome,
@@ -22,11 +22,11 @@ from components.llm import (
     PlanRequest,
     RequestTiming,
 )
-from components.snapshot import UnitView, WorldSnapshot
-from systems.llm.api import RequestRecord, ServiceStatus
-from systems.llm.clocked import ClockedTicket
-from systems.planning.pathfinding import distance, line_of_sight, reachable
-from systems.planning.validation import validate_plan
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
+from esper_arbiter.systems.llm.clocked import ClockedTicket
+from esper_arbiter.systems.planning.pathfinding import distance, line_of_sight, reachable
+from esper_arbiter.systems.planning.validation import validate_plan
 
 BACKEND = "scripted"
 _KEEP_RECORDS = 32
@@ -40,7 +40,7 @@ class ScriptedPlanService:
     """
 
     game_clock = True
-    """Answers on game time (see :func:`systems.llm.api.paced_by_wall_clock`)."""
+    """Answers on game time (see :func:`esper_arbiter.systems.llm.api.paced_by_wall_clock`)."""
 
     def __init__(self, seed: int = 0, delay_s: float = 2.0, failure_every: int = 0) -> None:
         if delay_s < 0:

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from systems.llm.api import PlanService
-from systems.llm.backends.embedded_backend import (
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.backends.embedded_backend import (
     INSTALL_HINT,
     EmbeddedBackend,
     check_model_file,
@@ -34,17 +34,21 @@ from systems.llm.backends.embedded_backend import (
     default_threads,
     llama_cpp_available,
 )
-from systems.llm.backends.ollama_backend import (
+from esper_arbiter.systems.llm.backends.ollama_settings import (
     DEFAULT_MODEL,
-    OllamaBackend,
     OllamaProbe,
     not_pulled_message,
+    ollama_client_available,
     ollama_host,
-    pull_model,
 )
-from systems.llm.recording import RecordingPlanService, ReplayFormatError, ReplayPlanService
-from systems.llm.recording import load_recording as _load_recording
-from systems.llm.service import LlmPlanService, OfflinePlanService, ServiceConfig
+from esper_arbiter.systems.llm.backends.ollama_settings import INSTALL_HINT as OLLAMA_HINT
+from esper_arbiter.systems.llm.recording import (
+    RecordingPlanService,
+    ReplayFormatError,
+    ReplayPlanService,
+)
+from esper_arbiter.systems.llm.recording import load_recording as _load_recording
+from esper_arbiter.systems.llm.service import LlmPlanService, OfflinePlanService, ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +183,10 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
 def probe_ollama(model: str, host: str | None = None,
                  timeout_s: float = PROBE_TIMEOUT_S) -> OllamaProbe:
     """Quick, blocking check of an ollama server (startup only)."""
+    if not ollama_client_available():
+        return OllamaProbe(False, False, f"the ollama client is not installed ({OLLAMA_HINT})")
+    from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
+
     backend = OllamaBackend(model, host, connect_timeout_s=timeout_s)
 
     async def run() -> OllamaProbe:
@@ -205,6 +213,8 @@ def embedded_problem(model_path: Path | None) -> str:
 
 
 def _ollama_service(args: argparse.Namespace, config: ServiceConfig) -> LlmPlanService:
+    from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
+
     backend = OllamaBackend(args.model, seed=getattr(args, "seed", None))
     return LlmPlanService(backend, config)
 
@@ -237,6 +247,8 @@ def _maybe_pull(args: argparse.Namespace, host: str, lines: list[str]) -> Ollama
     probe = probe_ollama(args.model, host)
     if probe.reachable and not probe.model_present and getattr(args, "pull", False):
         lines.append(f"llm: pulling {args.model} from ollama at {host} ...")
+        from esper_arbiter.systems.llm.backends.ollama_backend import pull_model
+
         ok, reason = pull_model(args.model, host)
         lines.append(f"llm: pulled {args.model}" if ok else f"llm: pull failed: {reason}")
         probe = probe_ollama(args.model, host)
@@ -273,7 +285,7 @@ def _choose(args: argparse.Namespace) -> tuple[PlanService | None, list[str]]:
     if backend == "none":
         return None, ["llm: none (--backend none): GOAP and behaviour tree only"]
     if backend == "scripted":
-        from systems.llm.scripted import ScriptedPlanService
+        from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 
         delay = float(getattr(args, "llm_delay", 2.0))
         every = int(getattr(args, "llm_fail_every", 0))

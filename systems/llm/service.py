@@ -1,7 +1,7 @@
 """The background LLM planning service: a worker pool on an asyncio loop in its own thread.
 
 The game thread calls :meth:`LlmPlanService.submit`, which puts the request into a
-:class:`~systems.llm.request_queue.RequestQueue` and returns its
+:class:`~esper_arbiter.systems.llm.request_queue.RequestQueue` and returns its
 :class:`~systems.llm.request_queue.QueueTicket` in microseconds; the frame loop polls the
 ticket (an attribute read). Everything slow happens on the service's thread:
 
@@ -15,7 +15,7 @@ ticket (an attribute read). Everything slow happens on the service's thread:
   the stream. Agents whose element is missing, malformed or invalid are retried once on their
   own (a single request); the others keep their plans;
 - a single request builds the prompt and the snapshot's schema, the backend streams the reply,
-  which is parsed (:mod:`systems.llm.parsing`) and validated.
+  which is parsed (:mod:`esper_arbiter.systems.llm.parsing`) and validated.
 
 Each request has one total deadline, counted from submission (``request.deadline_s`` or
 ``LLM_TIMEOUT_MS``): enforced with :func:`asyncio.timeout_at` around a single backend call, and
@@ -71,8 +71,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.actions import PlanIntent
-from components.llm import (
+from esper_arbiter.components.actions import PlanIntent
+from esper_arbiter.components.llm import (
     DEFAULT_MAX_STEPS,
     FailureKind,
     PlanFailure,
@@ -80,10 +80,16 @@ from components.llm import (
     PlanReady,
     PlanRequest,
 )
-from systems.llm import prompt
-from systems.llm.api import ServiceStatus
-from systems.llm.backends.base import BackendError, BackendReply, JsonSchema, Message, PlanBackend
-from systems.llm.batching import (
+from esper_arbiter.systems.llm import prompt
+from esper_arbiter.systems.llm.api import ServiceStatus
+from esper_arbiter.systems.llm.backends.base import (
+    BackendError,
+    BackendReply,
+    JsonSchema,
+    Message,
+    PlanBackend,
+)
+from esper_arbiter.systems.llm.batching import (
     AdaptiveBatchSize,
     AgentPlan,
     AgentResult,
@@ -93,8 +99,8 @@ from systems.llm.batching import (
     PlanValidator,
     build_batch,
 )
-from systems.llm.parsing import parse_plan_reply
-from systems.llm.request_queue import (
+from esper_arbiter.systems.llm.parsing import parse_plan_reply
+from esper_arbiter.systems.llm.request_queue import (
     AsyncQueueWaiter,
     EntryState,
     QueueConfig,
@@ -104,10 +110,10 @@ from systems.llm.request_queue import (
     RequestQueue,
     outcome_label,
 )
-from systems.llm.timeline import RequestTimeline
-from systems.planning.rules import DEFAULT_RULES
-from systems.planning.tools import DEFAULT_REGISTRY
-from systems.planning.validation import validate_plan
+from esper_arbiter.systems.llm.timeline import RequestTimeline
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY
+from esper_arbiter.systems.planning.validation import validate_plan
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +266,7 @@ class _Batch:
 
 class LlmPlanService:
     """Serves :class:`~components.llm.PlanRequest` s from a :class:`PlanBackend` in the
-    background. Implements :class:`systems.llm.api.PlanService`.
+    background. Implements :class:`esper_arbiter.systems.llm.api.PlanService`.
 
     The backend's coroutines all run on the service's loop thread. ``messages``, ``schema``,
     ``batch`` and ``validator`` default to the prompt module, the tool registry, the batch

@@ -26,8 +26,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from systems.llm.api import RequestRecord
-from systems.llm.request_queue import QueueEntry, QueueEvent, outcome_label
+from esper_arbiter.systems.llm.api import RequestRecord
+from esper_arbiter.systems.llm.request_queue import QueueEntry, QueueEvent, outcome_label
 
 QUEUED = "queued"
 """``RequestRecord.outcome`` of a request that has not started yet."""

@@ -10,15 +10,15 @@ Modes (see DESIGN.md):
 
 The arbiter never talks to a model. It decides *when* one should be asked
 (:attr:`ArbiterState.pending_request`) and what to do with an outcome that arrived. It never
-imports esper: :class:`systems.arbiter_system.ArbiterSystem` feeds it components.
+imports esper: :class:`esper_arbiter.systems.arbiter_system.ArbiterSystem` feeds it components.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.actions import ActionStep, describe_step
-from components.agent import (
+from esper_arbiter.components.actions import ActionStep, describe_step
+from esper_arbiter.components.agent import (
     ArbiterEvent,
     ArbiterState,
     Intent,
@@ -27,7 +27,7 @@ from components.agent import (
     Perception,
     StepRejection,
 )
-from components.llm import (
+from esper_arbiter.components.llm import (
     DEFAULT_MAX_STEPS,
     PRIORITY_HIGH,
     PRIORITY_LOW,
@@ -35,13 +35,13 @@ from components.llm import (
     PlanFailure,
     PlanOutcome,
 )
-from components.snapshot import WorldSnapshot
-from systems.planning.behavior_tree import Node, tick_tree
-from systems.planning.companion_tree import default_companion_tree
-from systems.planning.goap import GoapBrain
-from systems.planning.rules import DEFAULT_RULES, Rules
-from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
-from systems.planning.validation import validate_step
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.planning.behavior_tree import Node, tick_tree
+from esper_arbiter.systems.planning.companion_tree import default_companion_tree
+from esper_arbiter.systems.planning.goap import GoapBrain
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = frozenset({FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED})
 """Outcomes that say "the question was withdrawn or not accepted" (e.g. background requests

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from components.actions import ActionStep
-from components.snapshot import WorldSnapshot
+from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.components.snapshot import WorldSnapshot
 
 
 class Status(str, Enum):

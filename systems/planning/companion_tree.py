@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from components.actions import ActionStep, Scan, Wait
-from systems.planning import pathfinding as pf
-from systems.planning.behavior_tree import (
+from esper_arbiter.components.actions import ActionStep, Scan, Wait
+from esper_arbiter.systems.planning import pathfinding as pf
+from esper_arbiter.systems.planning.behavior_tree import (
     Action,
     BtContext,
     Condition,
@@ -23,8 +23,8 @@ from systems.planning.behavior_tree import (
     Selector,
     Sequence,
 )
-from systems.planning.goap import Percept
-from systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.goap import Percept
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 _PERCEPT_KEY = "percept"
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ActionStep,
     Approach,
     Attack,
@@ -43,9 +43,9 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.snapshot import UnitView, WorldSnapshot
-from systems.planning import pathfinding as pf
-from systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.planning import pathfinding as pf
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 log = logging.getLogger(__name__)
 

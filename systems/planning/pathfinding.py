@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from components.snapshot import GridView
+from esper_arbiter.components.snapshot import GridView
 
 Tile = tuple[int, int]
 

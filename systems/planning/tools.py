@@ -8,7 +8,7 @@ name, an argument or a rule:
 * the prompt's tool list (:meth:`ToolRegistry.prompt_tool_list`),
 * the JSON schema handed to the model for structured output, narrowed to the live snapshot
   (:meth:`ToolRegistry.step_schema`, :meth:`ToolRegistry.plan_schema`),
-* the validator (``systems.planning.validation``), which interprets the same checks.
+* the validator (``esper_arbiter.systems.planning.validation``), which interprets the same checks.
 
 A tool registered in one place therefore appears in all three.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ActionStep,
     Approach,
     Attack,
@@ -49,9 +49,9 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.snapshot import UnitView, WorldSnapshot
-from systems.planning.pathfinding import step_distances
-from systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.planning.pathfinding import step_distances
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 Tile = tuple[int, int]
 

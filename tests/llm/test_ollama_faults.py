@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from components.actions import Attack, MoveTo, Scan
-from components.llm import FailureKind, PlanFailure, PlanReady, PlanRequest
-from systems.llm.backends.ollama_backend import OllamaBackend, not_pulled_message
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.components.actions import Attack, MoveTo, Scan
+from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanReady, PlanRequest
+from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend, not_pulled_message
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 from tests.fixtures.fake_ollama import ChatScript, FakeOllama, closed_port_host
 from tests.fixtures.frame_loop import run_frames
 from tests.planning.snapshots import RIVAL_ID, hello_snapshot, with_enemy
@@ -136,7 +136,8 @@ def test_missing_model_says_how_to_pull_it(server: FakeOllama) -> None:
         online, reason = service.probe_blocking(timeout=2.0)
         assert not online
         assert reason == not_pulled_message("qwen3:8b")
-        assert "`ollama pull qwen3:8b`" in reason and "run_demo.py --pull" in reason
+        assert "`ollama pull qwen3:8b`" in reason
+        assert "run_demo.py" not in reason  # a host's players never see our demo's name
         outcome = service.plan_blocking(request(), timeout=5.0)
         assert isinstance(outcome, PlanFailure)
         assert outcome.kind is FailureKind.MODEL_MISSING

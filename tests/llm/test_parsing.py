@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systems.llm.parsing import TIERS, parse_plan_reply
+from esper_arbiter.systems.llm.parsing import TIERS, parse_plan_reply
 
 STEPS: list[dict[str, Any]] = [
     {"act": "MoveTo", "x": 7, "y": 0},

@@ -8,17 +8,17 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.actions import ACTION_TYPES
-from components.snapshot import GridView
-from systems.llm.prompt import (
+from esper_arbiter.components.actions import ACTION_TYPES
+from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.systems.llm.prompt import (
     build_messages,
     example_steps,
     render_snapshot,
     system_prompt,
     wall_runs,
 )
-from systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
-from systems.planning.validation import validate_plan
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from esper_arbiter.systems.planning.validation import validate_plan
 from tests.planning.snapshots import (
     COMPANION_ID,
     ENEMY_IDS,

@@ -10,18 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from components.actions import describe_step
-from components.llm import FailureKind, PlanFailure, PlanOutcome, PlanReady, PlanRequest
-from systems.llm.api import PlanService
-from systems.llm.backends.fake_backend import FakeBackend, FakeReply
-from systems.llm.recording import (
+from esper_arbiter.components.actions import describe_step
+from esper_arbiter.components.llm import (
+    FailureKind,
+    PlanFailure,
+    PlanOutcome,
+    PlanReady,
+    PlanRequest,
+)
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeReply
+from esper_arbiter.systems.llm.recording import (
     RecordingPlanService,
     ReplayFormatError,
     ReplayPlanService,
     load_recording,
     snapshot_digest,
 )
-from systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 from tests.planning.snapshots import RIVAL_ID, hello_snapshot, with_enemy
 
 REPLIES = [
@@ -205,7 +211,7 @@ def test_malformed_recordings_name_file_and_line(tmp_path: Path, content: str,
 
 def test_headless_demo_round_replays_to_the_same_log(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from game.cli import main
+    from esper_arbiter.game.cli import main
 
     path = tmp_path / "demo.jsonl"
     common = ["--headless", "--seconds", "30", "--seed", "4"]

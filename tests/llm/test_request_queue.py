@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from components.actions import PlanIntent, Wait
-from components.llm import (
+from esper_arbiter.components.actions import PlanIntent, Wait
+from esper_arbiter.components.llm import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
     FailureKind,
@@ -23,8 +23,8 @@ from components.llm import (
     PlanReady,
     PlanRequest,
 )
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from systems.llm.request_queue import (
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.systems.llm.request_queue import (
     AsyncQueueWaiter,
     EntryState,
     QueueConfig,

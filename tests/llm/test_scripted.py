@@ -3,8 +3,8 @@ actually received."""
 
 from __future__ import annotations
 
-from components import FailureKind, PlanFailure, PlanReady, PlanRequest
-from systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.components import FailureKind, PlanFailure, PlanReady, PlanRequest
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 from tests.planning.snapshots import hello_snapshot
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from components.llm import FailureKind, PlanFailure, PlanRequest
-from systems.llm import selection
-from systems.llm.api import PlanService
-from systems.llm.backends.embedded_backend import EmbeddedBackend
-from systems.llm.backends.ollama_backend import OllamaBackend, not_pulled_message
-from systems.llm.recording import RecordingPlanService, ReplayPlanService
-from systems.llm.scripted import ScriptedPlanService
-from systems.llm.service import LlmPlanService, OfflinePlanService
+from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanRequest
+from esper_arbiter.systems.llm import selection
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
+from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend, not_pulled_message
+from esper_arbiter.systems.llm.recording import RecordingPlanService, ReplayPlanService
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.systems.llm.service import LlmPlanService, OfflinePlanService
 from tests.fixtures.fake_ollama import FakeOllama, closed_port_host
 from tests.planning.snapshots import hello_snapshot
 
@@ -127,7 +127,7 @@ def test_nothing_available_is_offline_with_reason_and_remedy(
     service, lines = build(built)
     assert lines == [
         f"LLM offline: no ollama at {no_ollama} and llama-cpp-python is not installed "
-        "(pip install -e '.[embedded]'); running on GOAP + behaviour tree"
+        "(pip install 'esper-arbiter[embedded]'); running on GOAP + behaviour tree"
     ]
     assert isinstance(service, OfflinePlanService)
     assert service.available is False  # the arbiter never asks it (tests/systems)

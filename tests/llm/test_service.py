@@ -12,11 +12,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from components.actions import Reload, Scan
-from components.llm import FailureKind, PlanFailure, PlanOutcome, PlanReady, PlanRequest
-from systems.llm.backends.base import BackendError
-from systems.llm.backends.fake_backend import FakeBackend, FakeReply
-from systems.llm.service import (
+from esper_arbiter.components.actions import Reload, Scan
+from esper_arbiter.components.llm import (
+    FailureKind,
+    PlanFailure,
+    PlanOutcome,
+    PlanReady,
+    PlanRequest,
+)
+from esper_arbiter.systems.llm.backends.base import BackendError
+from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeReply
+from esper_arbiter.systems.llm.service import (
     ENV_BATCH_LATENCY_TARGET_MS,
     ENV_DISABLE_BACKGROUND,
     ENV_MAX_BATCH_SIZE,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from systems.llm.stream_parser import (
+from esper_arbiter.systems.llm.stream_parser import (
     ElementError,
     JsonArrayStreamParser,
     ParsedElement,

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from components.actions import PlanIntent, Wait
-from components.llm import PRIORITY_HIGH, PRIORITY_LOW, PlanReady, PlanRequest
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from systems.llm.request_queue import QueueConfig, RequestQueue
-from systems.llm.timeline import RequestTimeline, concurrency_pct
+from esper_arbiter.components.actions import PlanIntent, Wait
+from esper_arbiter.components.llm import PRIORITY_HIGH, PRIORITY_LOW, PlanReady, PlanRequest
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.systems.llm.request_queue import QueueConfig, RequestQueue
+from esper_arbiter.systems.llm.timeline import RequestTimeline, concurrency_pct
 
 SNAP = WorldSnapshot(
     t=0.0,

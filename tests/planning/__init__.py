@@ -1,4 +1,4 @@
-"""Tests of systems.planning: pathfinding, GOAP and the behaviour trees.
+"""Tests of esper_arbiter.systems.planning: pathfinding, GOAP and the behaviour trees.
 
 ``hello_snapshot`` builds the hello_companion situation directly from components (no game
 import), so planner tests do not depend on the scenario loader.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     Approach,
     Attack,
     CoverFire,
@@ -23,9 +23,9 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.snapshot import GridView, UnitView, WorldSnapshot
-from systems.planning.pathfinding import distance, reachable
-from systems.planning.rules import DEFAULT_RULES as R
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.systems.planning.pathfinding import distance, reachable
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES as R
 
 WIDTH, HEIGHT = 20, 10
 WALL: frozenset[tuple[int, int]] = frozenset((6, y) for y in range(1, 9))

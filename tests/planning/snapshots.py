@@ -12,7 +12,7 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any
 
-from components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
 
 PLAYER_ID = 1
 COMPANION_ID = 2

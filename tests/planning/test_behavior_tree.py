@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     ActionStep,
     Approach,
     Attack,
@@ -17,9 +17,9 @@ from components.actions import (
     TakeCover,
     Wait,
 )
-from components.snapshot import WorldSnapshot
-from systems.planning import pathfinding as pf
-from systems.planning.behavior_tree import (
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.planning import pathfinding as pf
+from esper_arbiter.systems.planning.behavior_tree import (
     Action,
     BtContext,
     Condition,
@@ -29,9 +29,9 @@ from systems.planning.behavior_tree import (
     Status,
     tick_tree,
 )
-from systems.planning.companion_tree import default_companion_tree, enemy_tree
-from systems.planning.rules import DEFAULT_RULES
-from systems.planning.validation import validate_step
+from esper_arbiter.systems.planning.companion_tree import default_companion_tree, enemy_tree
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES
+from esper_arbiter.systems.planning.validation import validate_step
 from tests.planning import (
     COMPANION_ID,
     PLAYER_ID,

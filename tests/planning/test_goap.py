@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     Approach,
     Attack,
     CoverFire,
@@ -19,9 +19,9 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.snapshot import UnitView, WorldSnapshot
-from systems.planning import pathfinding as pf
-from systems.planning.goap import (
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.planning import pathfinding as pf
+from esper_arbiter.systems.planning.goap import (
     Fact,
     GoapAction,
     GoapBrain,
@@ -31,8 +31,8 @@ from systems.planning.goap import (
     companion_goals,
     describe_facts,
 )
-from systems.planning.rules import DEFAULT_RULES
-from systems.planning.validation import validate_step
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES
+from esper_arbiter.systems.planning.validation import validate_step
 from tests.planning import (
     COMPANION_ID,
     COVER,

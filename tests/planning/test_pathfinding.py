@@ -9,8 +9,8 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.snapshot import GridView
-from systems.planning import pathfinding as pf
+from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.systems.planning import pathfinding as pf
 from tests.planning import WALL, hello_grid
 
 Tile = tuple[int, int]

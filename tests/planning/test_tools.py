@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.actions import ACTION_TYPES, MoveTo, step_to_dict
-from components.snapshot import GridView
-from systems.llm.prompt import build_messages, system_prompt
-from systems.planning.pathfinding import step_distances
-from systems.planning.tools import (
+from esper_arbiter.components.actions import ACTION_TYPES, MoveTo, step_to_dict
+from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.systems.llm.prompt import build_messages, system_prompt
+from esper_arbiter.systems.planning.pathfinding import step_distances
+from esper_arbiter.systems.planning.tools import (
     DEFAULT_REGISTRY,
     MAX_TILE_BRANCHES,
     ArgKind,
@@ -28,7 +28,7 @@ from systems.planning.tools import (
     ToolRegistry,
     ToolSpec,
 )
-from systems.planning.validation import ValidationCode, validate_plan
+from esper_arbiter.systems.planning.validation import ValidationCode, validate_plan
 from tests.planning.snapshots import (
     COMPANION_ID,
     COVER,

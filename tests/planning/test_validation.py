@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.actions import (
+from esper_arbiter.components.actions import (
     Approach,
     Attack,
     CoverFire,
@@ -25,11 +25,11 @@ from components.actions import (
     ThrowSmoke,
     Wait,
 )
-from components.snapshot import GridView, WorldSnapshot
-from systems.planning.pathfinding import find_path
-from systems.planning.rules import DEFAULT_RULES
-from systems.planning.tools import DEFAULT_REGISTRY
-from systems.planning.validation import (
+from esper_arbiter.components.snapshot import GridView, WorldSnapshot
+from esper_arbiter.systems.planning.pathfinding import find_path
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES
+from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY
+from esper_arbiter.systems.planning.validation import (
     MAX_CHECKED_STEPS,
     PlanValidation,
     StepError,
@@ -423,7 +423,7 @@ def test_validate_step_sees_ammo_cooldowns_and_distance_now() -> None:
 
 
 def test_validate_step_knows_only_registered_tools() -> None:
-    from systems.planning.tools import ToolRegistry
+    from esper_arbiter.systems.planning.tools import ToolRegistry
 
     err = validate_step(Scan(), hello_snapshot(), ToolRegistry())
     assert err is not None and err.code is C.UNKNOWN_TOOL

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from components import (
+from esper_arbiter.components import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
     ArbiterState,
@@ -24,9 +24,9 @@ from components import (
     Wait,
     WorldSnapshot,
 )
-from components.actions import ActionStep
-from systems.planning.arbiter import Arbiter, ArbiterConfig
-from systems.planning.goap import GoapDecision
+from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.systems.planning.arbiter import Arbiter, ArbiterConfig
+from esper_arbiter.systems.planning.goap import GoapDecision
 
 WALL = frozenset((6, y) for y in range(1, 9))
 GRID = GridView(20, 10, WALL, frozenset({(5, 2), (7, 3)}))
@@ -254,7 +254,7 @@ def test_failed_step_advances_the_plan_with_its_reason() -> None:
 
 
 def test_metrics_add_up_over_a_squad() -> None:
-    from components import ArbiterMetrics
+    from esper_arbiter.components import ArbiterMetrics
 
     a, b = ArbiterMetrics(llm_requests=2, goap_actions=5), ArbiterMetrics(llm_requests=1)
     a.failures_by_kind["timeout"] = 1

@@ -1,4 +1,4 @@
-"""Model backends behind :class:`systems.llm.service.LlmPlanService`.
+"""Model backends behind :class:`esper_arbiter.systems.llm.service.LlmPlanService`.
 
 - :mod:`.base`: the :class:`PlanBackend` protocol, :class:`BackendReply`, :class:`BackendError`;
 - :mod:`.ollama_backend`: an ollama server through ``ollama.AsyncClient`` (structured output);
@@ -9,6 +9,6 @@ The ollama and embedded modules import their client libraries at import time (``
 ``httpx``) or lazily (``llama_cpp``), so import them directly where needed.
 """
 
-from systems.llm.backends.base import BackendError, BackendReply, PlanBackend
+from esper_arbiter.systems.llm.backends.base import BackendError, BackendReply, PlanBackend
 
 __all__ = ["BackendError", "BackendReply", "PlanBackend"]

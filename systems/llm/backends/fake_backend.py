@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from systems.llm.backends.base import BackendReply, ChunkCallback, JsonSchema, Message
+from esper_arbiter.systems.llm.backends.base import BackendReply, ChunkCallback, JsonSchema, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ ReplySource = Sequence[FakeReply | str] | Callable[[Sequence[Message]], FakeRepl
 
 
 class FakeBackend:
-    """Implements :class:`~systems.llm.backends.base.PlanBackend` from a script."""
+    """Implements :class:`~esper_arbiter.systems.llm.backends.base.PlanBackend` from a script."""
 
     def __init__(
         self,

@@ -25,57 +25,33 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 import httpx
 import ollama
 
-from components.llm import FailureKind
-from systems.llm.backends.base import (
+from esper_arbiter.components.llm import FailureKind
+from esper_arbiter.systems.llm.backends.base import (
     BackendError,
     BackendReply,
     ChunkCallback,
     JsonSchema,
     Message,
 )
+from esper_arbiter.systems.llm.backends.ollama_settings import (
+    DEFAULT_MODEL,
+    OllamaProbe,
+    not_pulled_message,
+    ollama_host,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1:11434"
-DEFAULT_MODEL = "qwen2.5:1.5b"
-
-
-def ollama_host(host: str | None = None) -> str:
-    """``host`` or ``OLLAMA_HOST`` or the default ``127.0.0.1:11434``."""
-    return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
-
-
-def not_pulled_message(model: str) -> str:
-    """The one wording for a missing model, used by the log, the HUD and failures."""
-    return f"model {model} is not pulled: run `ollama pull {model}` or `run_demo.py --pull`"
-
-
 def _normalise(model: str) -> str:
     return model if ":" in model else f"{model}:latest"
-
-
-@dataclass(frozen=True, slots=True)
-class OllamaProbe:
-    """What a quick check of the server found."""
-
-    reachable: bool
-    model_present: bool
-    reason: str = ""
-    models: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.reachable and self.model_present
 
 
 PullProgress = Callable[[str, int | None, int | None], None]
