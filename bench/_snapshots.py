@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 from types import MappingProxyType
 
-from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
 
 WIDTH, HEIGHT = 20, 10
 WALLS = frozenset((6, y) for y in range(1, 9))
 COVER = frozenset({(5, 2), (5, 5), (7, 3), (11, 4), (13, 7)})
 DOOR = (15, 8)
-ORDERS = (None, None, "follow", "hold", "attack", "extract")
+ORDERS = (None, None, "follow", "hold", "attack", "objective")
 
 
 def _tile(rng: random.Random, taken: set[tuple[int, int]], x_range: tuple[int, int]
@@ -53,12 +53,12 @@ def bench_snapshot(rng: random.Random, t: float = 0.0) -> WorldSnapshot:
     return WorldSnapshot(
         t=t,
         me=me,
-        player=player,
+        leader=player,
         enemies=tuple(enemies),
         allies=(),
         grid=GridView(WIDTH, HEIGHT, WALLS, COVER, smoke),
         pois=MappingProxyType({"breach_door": DOOR}),
-        objective="extract",
+        objective=ObjectiveView("breach_door", "reach", DOOR[0], DOOR[1]),
         orders=order,
         order_serial=0 if order is None else 1,
         ammo=rng.choice([30, 30, 12, 3, 0]),

@@ -24,14 +24,15 @@ from esper_arbiter.components import (
     ArbiterState,
     GameClock,
     Health,
+    Leader,
     MapGrid,
-    Player,
+    Objective,
     Position,
     Team,
 )
 from esper_arbiter.systems.perception import build_snapshot
-from esper_arbiter.systems.planning.goap import GoapBrain
 from esper_arbiter.systems.plugin import install
+from esper_arbiter.systems.presets.squad import squad_brain
 
 DT = 1.0 / 60.0
 
@@ -55,9 +56,9 @@ def populate(n: int) -> int:
     width, height = side * 2 + 20, side * 2 + 20
     walls = frozenset((width // 2, y) for y in range(2, height - 2))
     esper.create_entity(GameClock(0.0))
-    esper.create_entity(MapGrid(width, height, walls, frozenset(), {"breach_door": (width - 2, 1)},
-                                "extract"))
-    player = esper.create_entity(Player(), Position(1, 1), Health(100, 100), Team("blue"))
+    esper.create_entity(MapGrid(width, height, walls, frozenset(), {"exit": (width - 2, 1)},
+                                Objective("exit")))
+    player = esper.create_entity(Leader(), Position(1, 1), Health(100, 100), Team("blue"))
     for i in range(n):
         x, y = 2 + (i % side) * 2 % (width // 2 - 2), 2 + (i // side) * 2 % (height - 4)
         esper.create_entity(Agent(use_llm=False), Position(x, y), Health(80, 80), Team("blue"),
@@ -112,13 +113,13 @@ def goap_plan_costs() -> tuple[float, float]:
     esper.switch_world("bench-goap")
     esper.create_entity(GameClock(0.0))
     esper.create_entity(MapGrid(20, 10, frozenset((6, y) for y in range(1, 9)),
-                                frozenset({(5, 2), (7, 3)}), {"breach_door": (15, 8)}, "extract"))
-    esper.create_entity(Player(), Position(2, 2), Health(100, 100), Team("blue"))
+                                frozenset({(5, 2), (7, 3)}), {"exit": (15, 8)}, Objective("exit")))
+    esper.create_entity(Leader(), Position(2, 2), Health(100, 100), Team("blue"))
     me = esper.create_entity(Position(2, 3), Health(80, 80), Team("blue"), Ammo(30, 30))
     esper.create_entity(Position(12, 2), Health(60, 60), Team("red"))
     snap = build_snapshot(me, 0.0)
     assert snap is not None
-    brain = GoapBrain()
+    brain = squad_brain()
 
     def cold() -> None:
         brain.planner.clear_cache()

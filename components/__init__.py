@@ -5,6 +5,7 @@ Nothing here imports the rest of the project, esper or pygame.
 
 from esper_arbiter.components.actions import (
     ACTION_TYPES,
+    SQUAD_STEPS,
     ActionStep,
     Approach,
     Attack,
@@ -16,6 +17,7 @@ from esper_arbiter.components.actions import (
     Retreat,
     Revive,
     Scan,
+    Step,
     TakeCover,
     ThrowSmoke,
     Wait,
@@ -34,6 +36,7 @@ from esper_arbiter.components.agent import (
     Perception,
     StepRejection,
 )
+from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions, Relation
 from esper_arbiter.components.llm import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
@@ -47,30 +50,33 @@ from esper_arbiter.components.llm import (
     PlanTicket,
     RequestTiming,
 )
-from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
 from esper_arbiter.components.world import (
     Ammo,
     Cooldowns,
     GameClock,
     Health,
     InCover,
+    Leader,
     MapGrid,
     Morale,
     Name,
+    Objective,
+    ObjectiveKind,
     Orders,
-    Player,
     Position,
     SmokeCloud,
     Team,
 )
 
 __all__ = [
-    "ACTION_TYPES", "PRIORITY_HIGH", "PRIORITY_LOW", "ActionStep", "Agent", "Ammo", "Approach",
-    "ArbiterEvent", "ArbiterMetrics", "ArbiterState", "Attack", "Cooldowns", "CoverFire",
-    "FailureKind", "GameClock", "GridView", "Heal", "Health", "InCover", "Intent",
-    "IntentStatus", "LlmTask", "MapGrid", "Mode", "Morale", "MoveTo", "Name", "Orders",
+    "ACTION_TYPES", "DEFAULT_FACTIONS", "PRIORITY_HIGH", "PRIORITY_LOW", "SQUAD_STEPS",
+    "ActionStep", "Agent", "Ammo", "Approach", "ArbiterEvent", "ArbiterMetrics", "ArbiterState",
+    "Attack", "Cooldowns", "CoverFire", "Factions", "FailureKind", "GameClock", "GridView",
+    "Heal", "Health", "InCover", "Intent", "IntentStatus", "Leader", "LlmTask", "MapGrid", "Mode",
+    "Morale", "MoveTo", "Name", "Objective", "ObjectiveKind", "ObjectiveView", "Orders",
     "Perception", "PlanFailure", "PlanIntent", "PlanOutcome", "PlanProposal", "PlanReady",
-    "PlanRequest", "PlanTicket", "Player", "Position", "Reload", "RequestTiming", "Retreat",
-    "Revive", "Scan", "SmokeCloud", "StepRejection", "TakeCover", "Team", "ThrowSmoke",
+    "PlanRequest", "PlanTicket", "Position", "Relation", "Reload", "RequestTiming", "Retreat",
+    "Revive", "Scan", "SmokeCloud", "Step", "StepRejection", "TakeCover", "Team", "ThrowSmoke",
     "UnitView", "Wait", "WorldSnapshot", "describe_step", "step_from_dict", "step_to_dict",
 ]

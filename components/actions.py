@@ -1,9 +1,13 @@
 """The action vocabulary: what an agent can be asked to do, as plain data.
 
-An :data:`ActionStep` is a tagged union of small frozen dataclasses. Each one serialises
-to a JSON object whose ``act`` field names the tool (``{"act": "MoveTo", "x": 3, "y": 2}``)
-and comes back with :func:`step_from_dict`. The *rules* for each tool (bounds, legal
-targets, cooldowns) live in ``systems.planning.tools``; this module is only the shapes.
+Every step is a small frozen dataclass deriving from :class:`Step`, whose ``act`` class
+attribute names the tool. Each serialises to a JSON object with an ``act`` field
+(``{"act": "MoveTo", "x": 3, "y": 2}``) and comes back with :func:`step_from_dict`. The set is
+open: a host defines its own step the same way (``class Hack(Step): act = "Hack"; terminal:
+int``), and it is registered by name when the class is created. The twelve steps below are the
+squad-tactics preset's vocabulary. The *rules* for each tool (bounds, legal targets,
+cooldowns) live in the domain's tool registry (``systems.planning.tools``); this module is only
+the shapes.
 """
 
 from __future__ import annotations
@@ -12,9 +16,37 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
+ACTION_TYPES: dict[str, type[Step]] = {}
+"""Every step class by its ``act`` name (filled as step classes are defined)."""
+
 
 @dataclass(frozen=True, slots=True)
-class MoveTo:
+class Step:
+    """Base of every action step. Subclasses are frozen dataclasses that set ``act``."""
+
+    act: ClassVar[str] = ""
+
+    def __init_subclass__(cls) -> None:
+        # No super() call: dataclass(slots=True) rebuilds the class, which breaks the implicit
+        # __class__ cell, and object.__init_subclass__ does nothing. The rebuilt class is
+        # registered again under the same qualified name, replacing the first one.
+        name = cls.__dict__.get("act")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"{cls.__qualname__}: a Step needs act = '<ToolName>' (an identifier)")
+        old = ACTION_TYPES.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (
+            cls.__module__, cls.__qualname__
+        ):
+            raise TypeError(f"step name {name!r} is taken by {old.__module__}.{old.__qualname__}")
+        ACTION_TYPES[name] = cls
+
+
+ActionStep: TypeAlias = Step
+"""Any step (the preset's or a host's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MoveTo(Step):
     """Walk to tile (x, y) along a path that respects walls."""
 
     act: ClassVar[str] = "MoveTo"
@@ -23,7 +55,7 @@ class MoveTo:
 
 
 @dataclass(frozen=True, slots=True)
-class Approach:
+class Approach(Step):
     """Close in on entity ``target_id`` until it is within firing range and in sight."""
 
     act: ClassVar[str] = "Approach"
@@ -31,7 +63,7 @@ class Approach:
 
 
 @dataclass(frozen=True, slots=True)
-class Retreat:
+class Retreat(Step):
     """Fall back to tile (x, y), away from danger (moves like MoveTo, but is never interrupted
     to return fire)."""
 
@@ -41,7 +73,7 @@ class Retreat:
 
 
 @dataclass(frozen=True, slots=True)
-class TakeCover:
+class TakeCover(Step):
     """Move to the cover tile (x, y) and crouch there: incoming damage is halved."""
 
     act: ClassVar[str] = "TakeCover"
@@ -50,7 +82,7 @@ class TakeCover:
 
 
 @dataclass(frozen=True, slots=True)
-class Attack:
+class Attack(Step):
     """Fire a burst at hostile ``target_id`` (needs line of sight and ammo)."""
 
     act: ClassVar[str] = "Attack"
@@ -58,7 +90,7 @@ class Attack:
 
 
 @dataclass(frozen=True, slots=True)
-class CoverFire:
+class CoverFire(Step):
     """Suppress hostile ``target_id`` for ``seconds``: slower, less accurate shots that pin it."""
 
     act: ClassVar[str] = "CoverFire"
@@ -67,7 +99,7 @@ class CoverFire:
 
 
 @dataclass(frozen=True, slots=True)
-class ThrowSmoke:
+class ThrowSmoke(Step):
     """Throw a smoke grenade at tile (x, y); the cloud blocks line of sight for a while."""
 
     act: ClassVar[str] = "ThrowSmoke"
@@ -76,14 +108,14 @@ class ThrowSmoke:
 
 
 @dataclass(frozen=True, slots=True)
-class Reload:
+class Reload(Step):
     """Refill the magazine (takes a moment)."""
 
     act: ClassVar[str] = "Reload"
 
 
 @dataclass(frozen=True, slots=True)
-class Heal:
+class Heal(Step):
     """Use a medkit on ``target_id`` (self or an adjacent ally)."""
 
     act: ClassVar[str] = "Heal"
@@ -91,7 +123,7 @@ class Heal:
 
 
 @dataclass(frozen=True, slots=True)
-class Revive:
+class Revive(Step):
     """Get downed ally ``target_id`` back on their feet (must be adjacent)."""
 
     act: ClassVar[str] = "Revive"
@@ -99,42 +131,25 @@ class Revive:
 
 
 @dataclass(frozen=True, slots=True)
-class Scan:
+class Scan(Step):
     """Stop and look around; refreshes what the agent knows about hostiles."""
 
     act: ClassVar[str] = "Scan"
 
 
 @dataclass(frozen=True, slots=True)
-class Wait:
+class Wait(Step):
     """Hold position for ``seconds``."""
 
     act: ClassVar[str] = "Wait"
     seconds: float
 
 
-ActionStep: TypeAlias = (
-    MoveTo
-    | Approach
-    | Retreat
-    | TakeCover
-    | Attack
-    | CoverFire
-    | ThrowSmoke
-    | Reload
-    | Heal
-    | Revive
-    | Scan
-    | Wait
+SQUAD_STEPS: tuple[type[Step], ...] = (
+    MoveTo, Approach, Retreat, TakeCover, Attack, CoverFire,
+    ThrowSmoke, Reload, Heal, Revive, Scan, Wait,
 )
-
-ACTION_TYPES: dict[str, type[ActionStep]] = {
-    cls.act: cls
-    for cls in (
-        MoveTo, Approach, Retreat, TakeCover, Attack, CoverFire,
-        ThrowSmoke, Reload, Heal, Revive, Scan, Wait,
-    )
-}
+"""The squad-tactics preset's twelve steps, in tool order."""
 
 
 def step_to_dict(step: ActionStep) -> dict[str, Any]:
@@ -152,7 +167,7 @@ def step_from_dict(data: dict[str, Any]) -> ActionStep:
     through ``esper_arbiter.systems.planning.validation`` instead, which reports problems as values.
     """
     act = data.get("act")
-    cls = ACTION_TYPES.get(act) if isinstance(act, str) else None
+    cls: type[Step] | None = ACTION_TYPES.get(act) if isinstance(act, str) else None
     if cls is None:
         raise ValueError(f"unknown action {act!r}")
     names = {f.name for f in dataclasses.fields(cls)}

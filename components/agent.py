@@ -18,7 +18,8 @@ class Agent:
     ``use_llm=False`` keeps an agent on GOAP/BT only (cheap crowd NPCs).
     """
 
-    role: str = "companion"
+    role: str = ""
+    """Free text for the host and the HUD (e.g. "medic"); the engine does not read it."""
     use_llm: bool = True
 
 
@@ -140,6 +141,12 @@ class ArbiterMetrics:
     mode_transitions: int = 0
     llm_requests: int = 0
     llm_successes: int = 0
+    """Plans written by a model (source ``llm``, or a ``replay`` of one) that were accepted."""
+    plans_by_source: dict[str, int] = field(default_factory=dict)
+    """Every accepted plan by where it came from: ``llm``, ``replay``, ``scripted``,
+    ``fallback``. Only the first two are model successes."""
+    plans_discarded: int = 0
+    """Plans that arrived while the agent could not use them (downed): neither ok nor failed."""
     llm_failures: int = 0
     llm_cancelled: int = 0
     """Requests withdrawn (cancelled or superseded by a newer one): not model failures."""
@@ -147,11 +154,13 @@ class ArbiterMetrics:
     llm_steps_executed: int = 0
     llm_steps_skipped: int = 0
     bt_actions: int = 0
-    fallback_plans: int = 0
-    time_in_mode: dict[str, float] = field(
+    host_step_failures: int = 0
+    """GOAP/BT steps the host reported failed (each then rests; see ArbiterConfig.step_retry_s)."""
+    finished_mode_time: dict[str, float] = field(
         default_factory=lambda: {m.value: 0.0 for m in Mode}
     )
-    """Time in each *finished* stay; :meth:`ArbiterState.time_in_modes` adds the current one."""
+    """Time in each *finished* stay only. Hosts read :meth:`ArbiterState.time_in_modes`, which
+    adds the current stay."""
     failures_by_kind: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: ArbiterMetrics) -> None:
@@ -209,6 +218,8 @@ class ArbiterState:
     """Reason for an LLM request the arbiter wants submitted (cleared by the system)."""
     pending_priority: int = 0
     last_failure: str = ""
+    resting_steps: dict[ActionStep, tuple[float, float]] = field(default_factory=dict)
+    """Steps the host failed: step -> (game time it may be issued again, current backoff)."""
     metrics: ArbiterMetrics = field(default_factory=ArbiterMetrics)
     events: deque[ArbiterEvent] = field(default_factory=lambda: deque(maxlen=64))
     event_count: int = 0
@@ -220,7 +231,7 @@ class ArbiterState:
 
     def time_in_modes(self, now: float) -> dict[str, float]:
         """Seconds spent in each mode so far, including the current stay."""
-        out = dict(self.metrics.time_in_mode)
+        out = dict(self.metrics.finished_mode_time)
         out[self.mode.value] += max(0.0, now - self.mode_since)
         return out
 

@@ -80,6 +80,11 @@ class PlanRequest:
     deadline_s: float | None = None
     """Wall-clock budget for this request; ``None`` takes the service default (LLM_TIMEOUT_MS)."""
     max_steps: int = DEFAULT_MAX_STEPS
+    domain: object = None
+    """The host's :class:`~systems.domain.Domain` the plan is for (tools, rules, role text):
+    the service prompts, narrows the schema and validates with exactly this one. ``None``
+    means the squad-tactics preset. Typed ``object`` because components import nothing of the
+    systems; ``systems.domain.domain_of(request)`` reads it back."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,17 +54,39 @@ class GridView:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectiveView:
+    """The objective as an agent sees it: its label, kind, and the walkable tile it means (the
+    POI's tile, or the nearest walkable tile when the POI itself is a wall)."""
+
+    label: str
+    kind: str
+    x: int
+    y: int
+    radius: float = 1.5
+
+    @property
+    def pos(self) -> tuple[int, int]:
+        return (self.x, self.y)
+
+
+@dataclass(frozen=True, slots=True)
 class WorldSnapshot:
-    """What agent ``me`` perceives at game time ``t``."""
+    """What agent ``me`` perceives at game time ``t``.
+
+    ``enemies`` are units of hostile sides, ``allies`` units of ``me``'s own or allied sides
+    (the leader not included), ``neutrals`` units of neutral sides: never targets. ``leader``
+    is the unit the agent follows and protects, if its side has one.
+    """
 
     t: float
     me: UnitView
-    player: UnitView | None
+    leader: UnitView | None
     enemies: tuple[UnitView, ...]
     allies: tuple[UnitView, ...]
     grid: GridView
     pois: Mapping[str, tuple[int, int]] = field(default_factory=lambda: _EMPTY_POIS)
-    objective: str = ""
+    objective: ObjectiveView | None = None
+    neutrals: tuple[UnitView, ...] = ()
     orders: str | None = None
     order_serial: int = 0
     ammo: int = 0
@@ -75,17 +97,15 @@ class WorldSnapshot:
     """Seconds until each ability is ready (0 = ready)."""
 
     def unit(self, entity_id: int) -> UnitView | None:
-        """Find any known unit (me, player, ally or enemy) by entity id."""
+        """Find any known unit (me, leader, ally, enemy or neutral) by entity id."""
         if self.me.id == entity_id:
             return self.me
-        if self.player is not None and self.player.id == entity_id:
-            return self.player
-        for u in self.enemies:
-            if u.id == entity_id:
-                return u
-        for u in self.allies:
-            if u.id == entity_id:
-                return u
+        if self.leader is not None and self.leader.id == entity_id:
+            return self.leader
+        for group in (self.enemies, self.allies, self.neutrals):
+            for u in group:
+                if u.id == entity_id:
+                    return u
         return None
 
     def live_enemies(self) -> tuple[UnitView, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(slots=True)
@@ -29,7 +30,9 @@ class Health:
 
 @dataclass(slots=True)
 class Team:
-    """Side an entity fights for. Entities on different sides are hostile to each other.
+    """Side an entity belongs to. How two sides regard each other (hostile, neutral, allied)
+    comes from the domain's :class:`~components.factions.Factions`; by default every other
+    side is hostile.
 
     To switch sides, replace the component (``esper.add_component``) rather than assigning
     ``side``: perception caches the grouping until components are added or removed.
@@ -44,8 +47,9 @@ class Name:
 
 
 @dataclass(slots=True)
-class Player:
-    """Marks the human-controlled entity (the one companions protect and follow)."""
+class Leader:
+    """Marks the unit its side's agents follow and protect (a VIP, a squad leader; in
+    hello_companion, the human player). At most one per world; optional."""
 
 
 @dataclass(slots=True)
@@ -90,7 +94,9 @@ class SmokeCloud:
 
 @dataclass(slots=True)
 class Orders:
-    """The player's standing order to a companion: follow, hold, attack or extract.
+    """A standing order to an agent, as a word of the domain's order vocabulary (the squad
+    preset knows ``follow``, ``hold``, ``attack`` and ``objective``; a host may rename or add
+    words when it builds its domain). Unknown words reach the prompt but mean nothing to GOAP.
 
     ``serial`` increases on every new order so systems can tell a repeat from a change.
     """
@@ -100,9 +106,35 @@ class Orders:
     serial: int = 0
 
 
+ObjectiveKind = Literal["reach", "hold"]
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """What the agents are there for, as data: a point of interest and what it means.
+
+    ``poi`` names a key of :attr:`MapGrid.pois`. ``kind`` says what counts: ``"reach"`` (get
+    there; with a :class:`Leader`, bring the leader along) or ``"hold"`` (get there and stay
+    within ``radius``). ``label`` is how the prompt and HUD name it (default: the POI name).
+    Whether reaching it ends the round is the host's business.
+    """
+
+    poi: str
+    kind: ObjectiveKind = "reach"
+    radius: float = 1.5
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("reach", "hold"):
+            raise ValueError(f"objective kind must be 'reach' or 'hold', got {self.kind!r}")
+        if not self.radius > 0:
+            raise ValueError(f"objective radius must be > 0, got {self.radius!r}")
+
+
 @dataclass(slots=True)
 class MapGrid:
-    """Bounds, walls, cover tiles and points of interest. One entity in the world carries it.
+    """Bounds, walls, cover tiles, points of interest and the objective. Exactly one entity in
+    the world carries it.
 
     ``version`` must be bumped by the host whenever walls or cover change, so cached
     paths and snapshots can be reused while it does not.
@@ -113,8 +145,12 @@ class MapGrid:
     walls: frozenset[tuple[int, int]] = frozenset()
     cover: frozenset[tuple[int, int]] = frozenset()
     pois: dict[str, tuple[int, int]] = field(default_factory=dict)
-    objective: str = ""
+    objective: Objective | None = None
     version: int = 0
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"MapGrid needs a positive size, got {self.width}x{self.height}")
 
     def in_bounds(self, x: int, y: int) -> bool:
         return 0 <= x < self.width and 0 <= y < self.height

@@ -50,16 +50,24 @@ def summary_line(outcome: str, t: float, totals: ArbiterMetrics) -> str:
     Requests that are neither ok nor failed were withdrawn (a newer order replaced them) or
     still unanswered when the round ended; they are shown when there are any.
     """
+    ok = sum(totals.plans_by_source.values())
     open_ = (
-        totals.llm_requests - totals.llm_successes - totals.llm_failures - totals.llm_cancelled
+        totals.llm_requests - ok - totals.llm_failures - totals.llm_cancelled
+        - totals.plans_discarded
     )
     extra = "".join(
-        f" {name} {n}" for name, n in (("cancelled", totals.llm_cancelled), ("pending", open_))
+        f" {name} {n}" for name, n in (("cancelled", totals.llm_cancelled),
+                                       ("discarded", totals.plans_discarded), ("pending", open_))
         if n > 0
     )
+    # Say where the plans came from unless a model wrote them all: a scripted or replayed
+    # plan is not a model success.
+    origins = {k: v for k, v in totals.plans_by_source.items() if v}
+    origin = "" if set(origins) <= {"llm"} else " (" + ", ".join(
+        f"{k} {v}" for k, v in sorted(origins.items())) + ")"
     return (
         f"outcome: {outcome} at t={t:.2f}s | transitions {totals.mode_transitions} | "
-        f"llm requests {totals.llm_requests} ok {totals.llm_successes} "
+        f"llm requests {totals.llm_requests} ok {ok}{origin} "
         f"failed {totals.llm_failures}{extra} | goap {totals.goap_actions} | "
         f"llm steps {totals.llm_steps_executed} | bt {totals.bt_actions}"
     )

@@ -36,15 +36,16 @@ from esper_arbiter.components.world import (
     Cooldowns,
     GameClock,
     Health,
+    Leader,
     MapGrid,
     Morale,
     Name,
     Orders,
-    Player,
     Position,
     Team,
 )
 from esper_arbiter.game.actions import ACTION_PRIORITY, ActionSystem
+from esper_arbiter.game.domain import companion_domain, extraction_objective
 from esper_arbiter.game.enemy_ai import ENEMY_AI_PRIORITY, EnemyAISystem
 from esper_arbiter.game.events import GameEventLog
 from esper_arbiter.game.player import PLAYER_PRIORITY, PlayerSystem
@@ -54,8 +55,8 @@ from esper_arbiter.game.state import Activity, Combatant, Dead, Enemy, Motion, P
 from esper_arbiter.game.vitals import VITALS_PRIORITY, VitalsSystem
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.planning.arbiter import ArbiterConfig
-from esper_arbiter.systems.planning.companion_tree import enemy_tree
 from esper_arbiter.systems.plugin import ArbiterPlugin, install
+from esper_arbiter.systems.presets.squad import enemy_tree
 
 log = logging.getLogger("hello_companion")
 
@@ -116,7 +117,7 @@ class GameSession:
     def _build(self, autopilot: bool, config: ArbiterConfig | None) -> None:
         sc, rules = self.scenario, self.rules
         self.player = self._spawn(sc.player)
-        esper.add_component(self.player, Player())
+        esper.add_component(self.player, Leader())
         esper.add_component(self.player, PlayerInput(autopilot=autopilot))
         esper.add_component(self.player, Intent(label="autopilot" if autopilot else "player"))
         companions = []
@@ -135,7 +136,7 @@ class GameSession:
         self.enemies: tuple[int, ...] = tuple(enemies)
         self.map = MapGrid(
             width=sc.width, height=sc.height, walls=sc.walls, cover=sc.cover,
-            pois=dict(sc.pois), objective=sc.objective,
+            pois=dict(sc.pois), objective=extraction_objective(sc.extraction_poi, sc.objective),
         )
         self.map_entity = esper.create_entity(self.map)
         self.clock = GameClock(0.0)
@@ -145,8 +146,9 @@ class GameSession:
             player=self.player, extraction_tile=sc.extraction_tile, bleed_out_s=sc.bleed_out_s,
             revive_hp_fraction=sc.revive_hp_fraction,
         )
+        self.domain = companion_domain(rules)
         self.plugin: ArbiterPlugin = install(
-            service=self.service, config=config, rules=rules, on_event=self._on_arbiter_event
+            domain=self.domain, service=self.service, config=config, on_event=self._on_arbiter_event
         )
         esper.add_processor(PlayerSystem(self.ctx, sc.autopilot_orders), PLAYER_PRIORITY)
         esper.add_processor(EnemyAISystem(self.ctx), ENEMY_AI_PRIORITY)

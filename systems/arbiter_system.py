@@ -24,7 +24,7 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.components.world import Orders
 from esper_arbiter.systems.llm.api import PlanService
-from esper_arbiter.systems.perception import game_time
+from esper_arbiter.systems.perception import MissingWorldPiece, game_time
 from esper_arbiter.systems.planning.arbiter import Arbiter
 
 log = logging.getLogger("esper_arbiter.arbiter")
@@ -74,16 +74,22 @@ class ArbiterSystem(esper.Processor):
             in_flight = esper.has_component(ent, LlmTask)
             use_llm = self.asks_model and agent.use_llm
             n_events = state.event_count
-            arbiter.update(
-                state,
-                perception,
-                intent,
-                proposal.outcome if proposal is not None else None,
-                order_serial=orders.serial if orders is not None else 0,
-                order=orders.order if orders is not None else None,
-                llm_enabled=use_llm,
-                llm_in_flight=in_flight,
-            )
+            try:
+                arbiter.update(
+                    state,
+                    perception,
+                    intent,
+                    proposal.outcome if proposal is not None else None,
+                    order_serial=orders.serial if orders is not None else 0,
+                    order=orders.order if orders is not None else None,
+                    llm_enabled=use_llm,
+                    llm_in_flight=in_flight,
+                )
+            except MissingWorldPiece as exc:
+                # A component went missing this frame; PerceptionSystem drops the agent (and
+                # says why) on the next one.
+                log.debug("agent %d skipped: %s", ent, exc)
+                continue
             if state.pending_request is not None and use_llm and service is not None:
                 if in_flight:
                     # An urgent request replaces the one in flight (its answer would be stale).
@@ -106,6 +112,7 @@ class ArbiterSystem(esper.Processor):
             reason=reason,
             submitted_at=perception.t,
             max_steps=self.arbiter.config.max_plan_steps,
+            domain=self.arbiter.domain,
         )
         try:
             ticket = service.submit(request)

@@ -1,18 +1,19 @@
 """One call that installs the arbiter into the current esper world, in the right order.
 
     import esper
-    from esper_arbiter.systems.plugin import install
+    import esper_arbiter as ea
 
-    plugin = install(service=None)        # GOAP + behaviour tree only
+    plugin = ea.install(domain=my_domain, service=None)   # GOAP + behaviour tree only
     ...
     esper.process()                       # Perception -> LlmPoll -> Arbiter -> your systems
 
 The host gives entities Position, Health, Team (and optionally Ammo, Cooldowns, Orders, Name,
-InCover, Player), puts one MapGrid and one GameClock in the world, marks AI entities with
+InCover, Leader), puts one MapGrid and one GameClock in the world, marks AI entities with
 ``Agent``, and carries out each agent's ``Intent`` (calling ``intent.finish()`` or
 ``intent.fail(reason)``). Host systems that act on Intent use a priority below
 :data:`ARBITER_PRIORITY`; systems that move the world before the AI looks use one above
-:data:`PERCEPTION_PRIORITY`.
+:data:`PERCEPTION_PRIORITY`. The one ``domain`` (default: the squad-tactics preset) reaches
+perception, the arbiter and every request the service answers.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from dataclasses import dataclass
 
 import esper
 
-from esper_arbiter.components.agent import ArbiterState
+from esper_arbiter.components.agent import Agent, ArbiterState
 from esper_arbiter.systems.arbiter_system import ArbiterSystem, EventSink
+from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm_poll import LlmPollSystem
 from esper_arbiter.systems.perception import PerceptionSystem
 from esper_arbiter.systems.planning.arbiter import Arbiter, ArbiterConfig
-from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 log = logging.getLogger("esper_arbiter")
 
@@ -46,14 +47,38 @@ class ArbiterPlugin:
     arbiter_system: ArbiterSystem
     arbiter: Arbiter
     service: PlanService | None
+    domain: Domain
+    last_refusal: str = ""
+    """Why the last :meth:`request_plan` returned False."""
 
-    def request_plan(self, entity: int, reason: str = "player asked") -> bool:
-        """Ask for an urgent LLM plan for ``entity`` at the next frame. False if impossible."""
+    def why_no_plan(self, entity: int) -> str | None:
+        """Why a model plan cannot be requested for ``entity`` now, or None when it can."""
         if self.service is None:
+            return "no model service is installed (install(service=...))"
+        if not self.arbiter_system.asks_model:
+            return f"the {self.service.backend_name} service cannot answer (it is offline)"
+        agent = esper.try_component(entity, Agent)
+        if agent is None:
+            return f"entity {entity} is not an Agent"
+        if not agent.use_llm:
+            return f"entity {entity} has Agent(use_llm=False)"
+        if esper.try_component(entity, ArbiterState) is None:
+            return f"entity {entity} has not been perceived yet (it lacks a component, or " \
+                   "esper.process() has not run since it became an Agent)"
+        return None
+
+    def request_plan(self, entity: int, reason: str = "asked by the host") -> bool:
+        """Ask for an urgent model plan for ``entity`` at the next frame.
+
+        Returns False, with the reason in :attr:`last_refusal` and the log, when nothing would
+        be sent (see :meth:`why_no_plan`); then nothing is left pending.
+        """
+        why = self.why_no_plan(entity)
+        if why is not None:
+            self.last_refusal = why
+            log.info("request_plan(%d) refused: %s", entity, why)
             return False
-        state = esper.try_component(entity, ArbiterState)
-        if state is None:
-            return False
+        state = esper.component_for_entity(entity, ArbiterState)
         self.arbiter.request_now(state, reason)
         return True
 
@@ -64,23 +89,29 @@ class ArbiterPlugin:
 
 
 def install(
+    *,
+    domain: Domain | None = None,
     service: PlanService | None = None,
     config: ArbiterConfig | None = None,
-    rules: Rules = DEFAULT_RULES,
     on_event: EventSink | None = None,
 ) -> ArbiterPlugin:
     """Add PerceptionSystem, LlmPollSystem and ArbiterSystem to the current esper world.
 
+    ``domain`` is the host's :class:`~systems.domain.Domain` (tools, GOAP brain, fallback
+    tree, rules, role text, orders, factions); ``None`` takes the squad-tactics preset.
     ``service`` is any :class:`systems.llm.api.PlanService` (ollama, embedded, scripted,
     replay) or ``None`` for GOAP + behaviour tree only. ``on_event(entity, event)`` receives
     every decision, mode change, request and outcome as it happens.
     """
+    if domain is not None and not isinstance(domain, Domain):
+        raise TypeError(f"install(domain=...) takes a Domain, got {type(domain).__name__}")
+    dom = domain if domain is not None else default_domain()
     arbiter = Arbiter(
+        dom,
         config=config,
-        rules=rules,
         backend_name=service.backend_name if service is not None else "",
     )
-    perception = PerceptionSystem()
+    perception = PerceptionSystem(dom.factions)
     poll = LlmPollSystem()
     system = ArbiterSystem(arbiter, service, on_event)
     esper.add_processor(perception, priority=PERCEPTION_PRIORITY)
@@ -88,4 +119,4 @@ def install(
     esper.add_processor(system, priority=ARBITER_PRIORITY)
     log.debug("arbiter installed in world %r (service=%s)", esper.current_world,
               service.backend_name if service is not None else None)
-    return ArbiterPlugin(perception, poll, system, arbiter, service)
+    return ArbiterPlugin(perception, poll, system, arbiter, service, dom)

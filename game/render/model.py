@@ -749,11 +749,13 @@ def _agent_panel(
              for mode in Mode]
     metrics = [
         ("mode changes", str(m.mode_transitions)),
-        ("LLM requests", f"{m.llm_requests}  ok {m.llm_successes}  failed {m.llm_failures}"),
+        ("LLM requests", f"{m.llm_requests}  ok {sum(m.plans_by_source.values())}  "
+                         f"failed {m.llm_failures}"),
         ("GOAP actions", str(m.goap_actions)),
         ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"),
         ("BT actions", str(m.bt_actions)),
-        ("fallback plans", str(m.fallback_plans)),
+        ("plans by origin", ", ".join(f"{k} {v}" for k, v in sorted(m.plans_by_source.items()))
+         or "-"),
     ]
     in_flight = ""
     if task is not None:

@@ -42,14 +42,15 @@ from typing import Any, Literal, Protocol, TypeVar
 from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.components.llm import FailureKind, PlanRequest
 from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.domain import Domain, domain_of
 from esper_arbiter.systems.llm import prompt as single_prompt
 from esper_arbiter.systems.llm.stream_parser import (
     ElementError,
     JsonArrayStreamParser,
     ParsedElement,
 )
-from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from esper_arbiter.systems.planning.rules import Rules
+from esper_arbiter.systems.planning.tools import ToolRegistry
 from esper_arbiter.systems.planning.validation import PlanValidation, validate_plan
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,18 @@ def select_batch(items: Sequence[T], max_batch_size: int) -> list[T]:
 
     Which ones: highest priority first; within a priority the order given is kept as the
     preference (the request queue hands entries out newest first). When an agent appears
-    twice, its first (preferred) request is taken. ``max_batch_size < 1`` counts as 1.
+    twice, its first (preferred) request is taken. Only requests of the first one's domain
+    join it (one prompt describes one domain). ``max_batch_size < 1`` counts as 1.
     """
     limit = max(1, max_batch_size)
     ranked = sorted(enumerate(items), key=lambda p: (-p[1].request.priority, p[0]))
     chosen: dict[int, T] = {}
-    for _, item in ranked:
+    domain: object = None
+    for n, (_, item) in enumerate(ranked):
+        if n == 0:
+            domain = item.request.domain
+        elif item.request.domain is not domain:
+            continue
         agent = item.request.agent_id
         if agent not in chosen:
             chosen[agent] = item
@@ -177,33 +184,41 @@ def render_batch_user(
     else:
         common = set()
     id_list = ", ".join(f"#{a}" for a in ids)
-    out = [f"Plan for {len(members)} companions: {id_list}."]
+    out = [f"Plan for {len(members)} agents: {id_list}."]
     if shared:
         out.append("Shared situation:")
         out.extend(shared)
     for m, lines in zip(members, blocks, strict=True):
-        out.append(f"Companion #{m.agent_id}:")
+        out.append(f"Agent #{m.agent_id}:")
         own = [line for line in lines if line not in common]
         out.extend(own if own else ["(as shared)"])
     example = ", ".join(f'{{"agent_id": {a}, "steps": [...]}}' for a in ids)
     max_steps = max((m.request.max_steps for m in members), default=8)
     out.append(
-        f"Reply with a JSON array of {len(members)} objects, one per companion in this order: "
-        f"[{example}]. Each \"steps\" is that companion's own plan ({max_steps} steps at most)."
+        f"Reply with a JSON array of {len(members)} objects, one per agent in this order: "
+        f"[{example}]. Each \"steps\" is that agent's own plan ({max_steps} steps at most)."
     )
     return "\n".join(out)
+
+
+def batch_domain(members: Sequence[BatchMember]) -> Domain:
+    """The one domain every member's request was made for. Raises ``ValueError`` when they
+    differ (requests of two domains are never batched together)."""
+    domains = {id(domain_of(m.request)): domain_of(m.request) for m in members}
+    if len(domains) != 1:
+        raise ValueError("a batch mixes requests of different domains")
+    return next(iter(domains.values()))
 
 
 def build_batch(
     items: Sequence[HasRequest],
     *,
-    registry: ToolRegistry = DEFAULT_REGISTRY,
-    rules: Rules = DEFAULT_RULES,
     style: SchemaStyle = "prefixItems",
 ) -> BatchPrompt:
     """Messages and schema for ``items`` (all of them; pick with :func:`select_batch` first).
-    Members are sorted by agent id. Raises ``ValueError`` for no items or two items of one
-    agent (a programming error: the queue keeps one request per agent)."""
+    Members are sorted by agent id. Raises ``ValueError`` for no items, two items of one
+    agent (a programming error: the queue keeps one request per agent) or items of two
+    domains."""
     if not items:
         raise ValueError("a batch needs at least one request")
     members = tuple(
@@ -215,15 +230,16 @@ def build_batch(
     if len(set(ids)) != len(ids):
         raise ValueError(f"agents appear twice in one batch: {ids}")
     max_steps = max(m.request.max_steps for m in members)
+    domain = batch_domain(members)
     schema = build_batch_schema(
         [
-            (m.agent_id, registry.plan_schema(m.snapshot, m.request.max_steps, rules))
+            (m.agent_id, domain.tools.plan_schema(m.snapshot, m.request.max_steps, domain.rules))
             for m in members
         ],
         style,
     )
     messages = (
-        {"role": "system", "content": single_prompt.system_prompt(registry, max_steps, rules)},
+        {"role": "system", "content": single_prompt.system_prompt(domain, max_steps)},
         {"role": "user", "content": render_batch_user(members)},
     )
     return BatchPrompt(members=members, messages=messages, schema=schema, max_steps=max_steps)
@@ -312,15 +328,14 @@ class BatchReplyRouter:
         self,
         members: Sequence[BatchMember] | BatchPrompt,
         *,
-        registry: ToolRegistry = DEFAULT_REGISTRY,
-        rules: Rules = DEFAULT_RULES,
         validate: PlanValidator = validate_plan,
     ) -> None:
         ms = members.members if isinstance(members, BatchPrompt) else tuple(members)
         self._members = {m.agent_id: m for m in ms}
         self._pending: dict[int, BatchMember] = dict(self._members)
-        self._registry = registry
-        self._rules = rules
+        domain = batch_domain(ms)
+        self._registry = domain.tools
+        self._rules = domain.rules
         self._validate = validate
         self._parser = JsonArrayStreamParser()
         self._results: list[AgentResult] = []

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.pathfinding import line_of_sight
-from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
+from esper_arbiter.systems.planning.tools import ToolRegistry, ToolSpec
 
 MAX_COVER_LISTED = 10
 """Cover tiles listed in the prompt (nearest first); the rest are counted."""
@@ -29,25 +29,24 @@ _EXAMPLE_PREFERENCE = ("TakeCover", "Attack", "Wait")
 """Tools the prompt's example uses when registered; otherwise it picks tools by argument kind."""
 
 
-def system_prompt(registry: ToolRegistry = DEFAULT_REGISTRY, max_steps: int = 8,
-                  rules: Rules = DEFAULT_RULES) -> str:
-    """Rules of the game, the reply format, the registered tools and one example reply."""
-    example = json.dumps({"steps": example_steps(registry)}, separators=(",", ":"))
+def system_prompt(domain: Domain | None = None, max_steps: int = 8) -> str:
+    """The domain's role text, the reply format, its tools and one example reply."""
+    d = domain if domain is not None else default_domain()
+    example = json.dumps({"steps": example_steps(d.tools)}, separators=(",", ":"))
+    orders = "; ".join(f"{word}: {meaning}" for word, meaning in d.orders.items())
     return "\n".join((
-        "You plan actions for an AI companion in a top-down tile game.",
-        "Tiles are (x,y): x is the column, y the row. Walls block moving and shooting; "
-        "cover halves damage; smoke blocks sight.",
-        "Keep the player alive, follow the player's orders, then work toward the objective.",
+        d.role.strip(),
+        *((f"Orders you may be given: {orders}.",) if orders else ()),
         f"Reply with JSON only: an object with \"steps\", a list of 1 to {max_steps} steps "
         "done in order. Each step is {\"act\": tool name, plus that tool's arguments}.",
         "Use only the ids and tiles given in the situation.",
         "Tools:",
-        registry.prompt_tool_list(rules),
+        d.tools.prompt_tool_list(d.rules),
         f"Example reply: {example}",
     ))
 
 
-def example_steps(registry: ToolRegistry = DEFAULT_REGISTRY) -> list[dict[str, Any]]:
+def example_steps(registry: ToolRegistry) -> list[dict[str, Any]]:
     """Two or three example steps made only of registered tools and their example arguments."""
     chosen: list[ToolSpec] = []
     for name in _EXAMPLE_PREFERENCE:
@@ -72,14 +71,15 @@ def example_steps(registry: ToolRegistry = DEFAULT_REGISTRY) -> list[dict[str, A
 
 
 def render_snapshot(snapshot: WorldSnapshot) -> str:
-    """The situation as compact text: objective, time, orders, me, player, enemies, allies,
-    points of interest, walls as runs, cover, smoke. Dead enemies are left out; live ones say
-    whether they are in sight (Attack needs it; Approach first when hidden)."""
+    """The situation as compact text: objective, time, orders, me, leader, enemies, allies,
+    neutrals, points of interest, walls as runs, cover, smoke. Dead enemies are left out; live
+    ones say whether they are in sight (Attack needs it; Approach first when hidden)."""
     s = snapshot
     me = s.me
+    o = s.objective
+    objective = f"{o.kind} {o.label} at ({o.x},{o.y})" if o is not None else "none"
     lines = [
-        f"time {s.t:.1f}s. objective: {s.objective or 'none'}. "
-        f"orders: {s.orders or 'none'}.",
+        f"time {s.t:.1f}s. objective: {objective}. orders: {s.orders or 'none'}.",
         "me " + _unit(me, None)
         + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
         + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
@@ -87,7 +87,7 @@ def render_snapshot(snapshot: WorldSnapshot) -> str:
         + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
                                     for k, v in sorted(s.cooldowns.items())) or "none"),
     ]
-    lines.append("player " + (_unit(s.player, me) if s.player is not None else "none"))
+    lines.append("leader " + (_unit(s.leader, me) if s.leader is not None else "none"))
     enemies = sorted((e for e in s.enemies if e.hp > 0),
                      key=lambda u: (_dist(u.x, u.y, me), u.id))
     lines.append("enemies: " + ("; ".join(
@@ -95,6 +95,8 @@ def render_snapshot(snapshot: WorldSnapshot) -> str:
         for e in enemies
     ) or "none"))
     lines.append("allies: " + ("; ".join(_unit(a, me) for a in s.allies) or "none"))
+    if s.neutrals:
+        lines.append("neutrals (never targets): " + "; ".join(_unit(u, me) for u in s.neutrals))
     if s.pois:
         lines.append("places: " + "; ".join(f"{k} ({x},{y})" for k, (x, y) in s.pois.items()))
     g = s.grid
@@ -113,13 +115,13 @@ def render_snapshot(snapshot: WorldSnapshot) -> str:
     return "\n".join(lines)
 
 
-def build_messages(snapshot: WorldSnapshot, registry: ToolRegistry = DEFAULT_REGISTRY,
-                   max_steps: int = 8, rules: Rules = DEFAULT_RULES) -> list[dict[str, str]]:
+def build_messages(snapshot: WorldSnapshot, domain: Domain | None = None,
+                   max_steps: int = 8) -> list[dict[str, str]]:
     """Chat messages (system + user) for ollama's ``chat`` or llama.cpp's chat completion."""
     user = (render_snapshot(snapshot)
             + f"\nYou are #{snapshot.me.id}. Reply with the JSON plan ({max_steps} steps at most).")
     return [
-        {"role": "system", "content": system_prompt(registry, max_steps, rules)},
+        {"role": "system", "content": system_prompt(domain, max_steps)},
         {"role": "user", "content": user},
     ]
 
@@ -175,7 +177,7 @@ def _dist(x: int, y: int, me: UnitView) -> float:
 
 
 def _unit(u: UnitView, me: UnitView | None) -> str:
-    name = f" {u.name}" if u.name and u.name not in ("companion", "player") else ""
+    name = f" {u.name}" if u.name else ""
     text = f"#{u.id}{name} ({u.x},{u.y}) hp {u.hp:.0f}/{u.max_hp:.0f}"
     if u.hp <= 0:
         text += " DOWN"

@@ -63,15 +63,19 @@ def canonical_snapshot(snapshot: WorldSnapshot) -> dict[str, Any]:
     return {
         "t": round(snapshot.t, 6),
         "me": _unit(snapshot.me),
-        "player": _unit(snapshot.player),
+        "leader": _unit(snapshot.leader),
         "enemies": [_unit(u) for u in snapshot.enemies],
         "allies": [_unit(u) for u in snapshot.allies],
+        "neutrals": [_unit(u) for u in snapshot.neutrals],
         "grid": {
             "w": g.width, "h": g.height, "walls": sorted(g.walls), "cover": sorted(g.cover),
             "smoke": [[x, y, round(r, 6)] for x, y, r in g.smoke],
         },
         "pois": {k: list(v) for k, v in sorted(snapshot.pois.items())},
-        "objective": snapshot.objective,
+        "objective": None if snapshot.objective is None else [
+            snapshot.objective.label, snapshot.objective.kind, snapshot.objective.x,
+            snapshot.objective.y, round(snapshot.objective.radius, 6),
+        ],
         "orders": snapshot.orders,
         "order_serial": snapshot.order_serial,
         "ammo": [snapshot.ammo, snapshot.ammo_capacity, snapshot.ammo_reserve],

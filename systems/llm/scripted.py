@@ -23,10 +23,12 @@ from esper_arbiter.components.llm import (
     RequestTiming,
 )
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.systems.domain import Domain, default_domain, domain_of
 from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
 from esper_arbiter.systems.llm.clocked import ClockedTicket
 from esper_arbiter.systems.planning.pathfinding import distance, line_of_sight, reachable
 from esper_arbiter.systems.planning.validation import validate_plan
+from esper_arbiter.systems.presets.squad.facts import Fact
 
 BACKEND = "scripted"
 _KEEP_RECORDS = 32
@@ -120,8 +122,10 @@ class ScriptedPlanService:
         if self._failure_every and rid % self._failure_every == 0:
             kind = _INJECTED[(rid // self._failure_every - 1) % len(_INJECTED)]
             return PlanFailure(rid, kind, f"injected {kind.value} failure", BACKEND, timing=timing)
-        raw = canned_plan(request.snapshot)[: request.max_steps]
-        check = validate_plan(raw, request.snapshot, max_steps=request.max_steps)
+        domain = domain_of(request)
+        raw = canned_plan(request.snapshot, domain)[: request.max_steps]
+        check = validate_plan(raw, request.snapshot, domain.tools, domain.rules,
+                              max_steps=request.max_steps)
         if not check.ok:
             msg = "; ".join(e.message for e in check.errors)
             return PlanFailure(rid, FailureKind.INVALID_PLAN, msg, BACKEND, timing=timing)
@@ -129,26 +133,28 @@ class ScriptedPlanService:
         return PlanReady(rid, plan, BACKEND, "canned plans", timing)
 
 
-def canned_plan(snap: WorldSnapshot) -> list[dict[str, Any]]:
-    """A plausible multi-step plan for ``snap`` from fixed templates (raw dicts, unvalidated)."""
+def canned_plan(snap: WorldSnapshot, domain: Domain | None = None) -> list[dict[str, Any]]:
+    """A plausible multi-step plan for ``snap`` from fixed templates of the squad preset's
+    tools (raw dicts, unvalidated). Orders are read through the domain's order words, and
+    "go to the objective" walks to the snapshot's objective."""
     me = snap.me
     grid = snap.grid
     foes = [e for e in snap.enemies if e.hp > 0]
     seen = [e for e in foes if line_of_sight(grid, me.pos, e.pos)]
-    order = snap.orders
-    door = snap.pois.get("breach_door") or next(iter(snap.pois.values()), None)
-    if order == "extract" and door is not None:
-        return [{"act": "MoveTo", "x": door[0], "y": door[1]}, {"act": "Scan"}]
-    if order == "hold":
+    order = (domain if domain is not None else default_domain()).order_fact(snap.orders)
+    goal = snap.objective
+    if order == Fact.ORDER_OBJECTIVE and goal is not None:
+        return [{"act": "MoveTo", "x": goal.x, "y": goal.y}, {"act": "Scan"}]
+    if order == Fact.ORDER_HOLD:
         return [{"act": "Scan"}, {"act": "Wait", "seconds": 2.0}]
-    if snap.player is not None and snap.player.hp <= 0:
-        p = snap.player
+    if snap.leader is not None and snap.leader.hp <= 0:
+        p = snap.leader
         return [{"act": "MoveTo", "x": p.x, "y": p.y}, {"act": "Revive", "target_id": p.id}]
-    target = _nearest(me, seen) or (_nearest(me, foes) if order == "attack" else None)
+    target = _nearest(me, seen) or (_nearest(me, foes) if order == Fact.ORDER_ATTACK else None)
     if target is None:
         steps: list[dict[str, Any]] = [{"act": "Scan"}]
-        if snap.player is not None:
-            spot = _free_neighbour(snap, snap.player.pos)
+        if snap.leader is not None:
+            spot = _free_neighbour(snap, snap.leader.pos)
             if spot is not None:
                 steps.insert(0, {"act": "MoveTo", "x": spot[0], "y": spot[1]})
         return steps

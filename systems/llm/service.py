@@ -80,6 +80,7 @@ from esper_arbiter.components.llm import (
     PlanReady,
     PlanRequest,
 )
+from esper_arbiter.systems.domain import domain_of
 from esper_arbiter.systems.llm import prompt
 from esper_arbiter.systems.llm.api import ServiceStatus
 from esper_arbiter.systems.llm.backends.base import (
@@ -111,8 +112,6 @@ from esper_arbiter.systems.llm.request_queue import (
     outcome_label,
 )
 from esper_arbiter.systems.llm.timeline import RequestTimeline
-from esper_arbiter.systems.planning.rules import DEFAULT_RULES
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY
 from esper_arbiter.systems.planning.validation import validate_plan
 
 log = logging.getLogger(__name__)
@@ -323,7 +322,7 @@ class LlmPlanService:
         warm = getattr(backend, "warm_up", None)
         if self._config.warm_up and warm is not None:
             opening = [
-                {"role": "system", "content": prompt.system_prompt(max_steps=DEFAULT_MAX_STEPS)},
+                {"role": "system", "content": prompt.system_prompt(None, DEFAULT_MAX_STEPS)},
                 {"role": "user", "content": "Get ready."},
             ]
             self._loop.call_soon_threadsafe(self._spawn, warm(opening), "llm-warm-up")
@@ -644,8 +643,9 @@ class LlmPlanService:
                 f"{parsed.error} (tried: {', '.join(parsed.tried) or 'none'})", raw=reply.text)
         request = entry.request
         try:
-            result = self._validate(parsed.value, request.snapshot, DEFAULT_REGISTRY,
-                                    DEFAULT_RULES, request.max_steps)
+            domain = domain_of(request)
+            result = self._validate(parsed.value, request.snapshot, domain.tools,
+                                    domain.rules, request.max_steps)
         except Exception as exc:
             return self._failure(entry, FailureKind.CRASH,
                                  f"validator raised {type(exc).__name__}: {exc}", raw=reply.text)
@@ -967,10 +967,12 @@ class OfflinePlanService:
 
 def default_messages(request: PlanRequest) -> Sequence[Message]:
     """Chat messages from :mod:`systems.llm.prompt` (system rules + compact snapshot)."""
-    return prompt.build_messages(request.snapshot, max_steps=request.max_steps)
+    return prompt.build_messages(request.snapshot, domain_of(request), request.max_steps)
 
 
 def default_schema(request: PlanRequest) -> JsonSchema | None:
-    """The tool registry's plan schema narrowed to the request's snapshot."""
-    schema: JsonSchema = DEFAULT_REGISTRY.plan_schema(request.snapshot, request.max_steps)
+    """The request's domain's plan schema narrowed to the request's snapshot."""
+    domain = domain_of(request)
+    schema: JsonSchema = domain.tools.plan_schema(request.snapshot, request.max_steps,
+                                                  domain.rules)
     return schema

@@ -36,11 +36,8 @@ from esper_arbiter.components.llm import (
     PlanOutcome,
 )
 from esper_arbiter.components.snapshot import WorldSnapshot
-from esper_arbiter.systems.planning.behavior_tree import Node, tick_tree
-from esper_arbiter.systems.planning.companion_tree import default_companion_tree
-from esper_arbiter.systems.planning.goap import GoapBrain
-from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from esper_arbiter.systems.domain import Domain, default_domain
+from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = frozenset({FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED})
@@ -69,6 +66,10 @@ class ArbiterConfig:
     """GOAP/BT re-decide this often while a step runs (to react to threats)."""
     min_commit_s: float = 1.0
     """A running GOAP step is not replaced by a different kind of step before this."""
+    step_retry_s: float = 2.0
+    """After the host fails a GOAP/BT step, that exact step is not issued again for this long
+    (doubling while it keeps failing, up to ``step_retry_max_s``); GOAP plans around it."""
+    step_retry_max_s: float = 30.0
 
 
 class Arbiter:
@@ -76,18 +77,16 @@ class Arbiter:
 
     def __init__(
         self,
+        domain: Domain | None = None,
         config: ArbiterConfig | None = None,
-        rules: Rules = DEFAULT_RULES,
-        registry: ToolRegistry = DEFAULT_REGISTRY,
-        goap: GoapBrain | None = None,
-        bt: Node | None = None,
         backend_name: str = "",
     ) -> None:
+        self.domain = domain if domain is not None else default_domain()
         self.config = config or ArbiterConfig()
-        self.rules = rules
-        self.registry = registry
-        self.goap = goap or GoapBrain(rules)
-        self.bt = bt or default_companion_tree(rules)
+        self.rules = self.domain.rules
+        self.registry = self.domain.tools
+        self.goap = self.domain.brain
+        self.bt = self.domain.fallback
         self.backend_name = backend_name
 
     # -- the frame entry point ----------------------------------------------------------
@@ -112,7 +111,7 @@ class Arbiter:
         """
         t = perception.t
         if order_serial != state.last_order_serial:
-            self._on_order(state, t, order, llm_enabled)
+            self._on_order(state, intent, t, order, llm_enabled)
             state.last_order_serial = order_serial
         if outcome is not None:
             self._on_outcome(state, perception, intent, outcome)
@@ -137,11 +136,22 @@ class Arbiter:
 
     # -- inputs -------------------------------------------------------------------------
 
-    def _on_order(self, state: ArbiterState, t: float, order: str | None, llm: bool) -> None:
-        self._event(state, t, "order", f"player order: {order or 'none'}")
+    def _on_order(
+        self, state: ArbiterState, intent: Intent, t: float, order: str | None, llm: bool
+    ) -> None:
+        meaning = self.domain.order_meaning(order)
+        self._event(state, t, "order", f"order: {order or 'none'}"
+                    + (f" ({meaning})" if meaning else " (not an order word of this domain)"
+                       if order else ""))
         if state.mode is Mode.EXECUTING_LLM:
             self._transition(state, t, Mode.GOAP, f"plan dropped: new order {order!r}")
-        state.next_think_at = t  # GOAP/BT honour the order at once
+            state.plan = None
+        # The order pre-empts whatever step is running, even one of the same kind (a walk the
+        # old way): GOAP/BT decide afresh this frame.
+        if intent.status is IntentStatus.RUNNING:
+            intent.status = IntentStatus.IDLE
+        state.think_key = None
+        state.next_think_at = t
         if llm:
             state.pending_request = f"order: {order}"
             state.pending_priority = PRIORITY_HIGH
@@ -156,8 +166,10 @@ class Arbiter:
             self._count_failure(state, t, outcome.kind, outcome.message)
             return
         plan = outcome.plan
-        if plan.source == "fallback":
-            m.fallback_plans += 1
+        if perception.snapshot.me.hp <= 0:
+            m.plans_discarded += 1
+            self._event(state, t, "outcome", f"plan {plan.plan_id} discarded: agent is down")
+            return
         if not plan.steps:
             self._count_failure(state, t, FailureKind.INVALID_PLAN, f"plan {plan.plan_id} is empty")
             return
@@ -168,8 +180,10 @@ class Arbiter:
                 f"plan {plan.plan_id} stale on arrival: {stale.message}",
             )
             return
-        if plan.source != "fallback":
+        m.plans_by_source[plan.source] = m.plans_by_source.get(plan.source, 0) + 1
+        if plan.source in ("llm", "replay"):
             m.llm_successes += 1
+        if plan.source != "fallback":
             state.consecutive_llm_failures = 0
         origin = outcome.backend or self.backend_name
         if plan.source not in ("llm", origin):
@@ -293,11 +307,14 @@ class Arbiter:
 
     def _run_bt(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
         t = perception.t
+        if intent.status is IntentStatus.FAILED:
+            self._rest_failed_step(state, intent, t)
         if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
             return
         snap = perception.snapshot
+        resting = self._resting(state, t)
         if t >= state.bt_hold_until:
-            decision = self.goap.decide(snap)
+            decision = self.goap.decide(snap, avoid=resting)
             if decision is not None:
                 self._transition(state, t, Mode.GOAP, "GOAP can plan again")
                 state.think_key = situation(snap)
@@ -309,6 +326,12 @@ class Arbiter:
         _, step, _ = tick_tree(self.bt, snap)
         if step is None:
             return
+        if step in resting:
+            # The tree insists on a step the host just refused: idle until it may be retried.
+            intent.status = IntentStatus.IDLE
+            state.next_think_at = max(state.next_think_at, state.resting_steps[step][0])
+            state.think_key = None
+            return
         if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
             return
         state.metrics.bt_actions += 1
@@ -316,11 +339,13 @@ class Arbiter:
 
     def _run_goap(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
         t = perception.t
+        if intent.status is IntentStatus.FAILED:
+            self._rest_failed_step(state, intent, t)
         if intent.status is IntentStatus.RUNNING and t < state.next_think_at:
             return
         if self._unchanged(state, perception, intent):
             return
-        decision = self.goap.decide(perception.snapshot)
+        decision = self.goap.decide(perception.snapshot, avoid=self._resting(state, t))
         if decision is None:
             self._transition(state, t, Mode.BEHAVIOR_TREE, "GOAP has no plan")
             state.bt_hold_until = t
@@ -343,6 +368,36 @@ class Arbiter:
                 return
         state.metrics.goap_actions += 1
         self._issue(state, intent, step, t)
+
+    def _rest_failed_step(self, state: ArbiterState, intent: Intent, t: float) -> None:
+        """The host failed a GOAP/BT step: that step rests (backoff doubling while it keeps
+        failing), GOAP plans around it meanwhile, and the log says so once per failure."""
+        step = intent.step
+        intent.status = IntentStatus.IDLE
+        if step is None:
+            return
+        cfg = self.config
+        prev = state.resting_steps.get(step)
+        backoff = cfg.step_retry_s if prev is None else min(prev[1] * 2, cfg.step_retry_max_s)
+        state.resting_steps[step] = (t + backoff, backoff)
+        state.metrics.host_step_failures += 1
+        state.think_key = None
+        self._event(
+            state, t, "rejected",
+            f"{describe_step(step)} failed in game ({intent.reason or 'no reason given'}); "
+            f"not retried for {backoff:g}s",
+        )
+
+    @staticmethod
+    def _resting(state: ArbiterState, t: float) -> frozenset[ActionStep]:
+        """Steps that may not be issued now (expired entries are kept for the backoff until a
+        step rests long unused, so a step that fails again backs off further)."""
+        rest = state.resting_steps
+        if not rest:
+            return frozenset()
+        for step in [s for s, (until, b) in rest.items() if t >= until + 4 * b]:
+            del rest[step]
+        return frozenset(s for s, (until, _) in rest.items() if t < until)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -373,7 +428,7 @@ class Arbiter:
         )
 
     def request_now(self, state: ArbiterState, reason: str) -> None:
-        """Ask for an urgent plan at the next frame (e.g. the player pressed L)."""
+        """Ask for an urgent plan at the next frame (e.g. a player pressed a key)."""
         state.pending_request = reason
         state.pending_priority = PRIORITY_HIGH
         state.wake()
@@ -399,7 +454,7 @@ class Arbiter:
             return
         if old is not new:
             state.metrics.mode_transitions += 1
-            state.metrics.time_in_mode[old.value] += max(0.0, t - state.mode_since)
+            state.metrics.finished_mode_time[old.value] += max(0.0, t - state.mode_since)
         state.mode = new
         state.mode_since = t
         self._event(state, t, "transition", f"{old.value} -> {new.value} ({why})")
@@ -418,8 +473,8 @@ def situation(snap: WorldSnapshot) -> tuple[object, ...]:
     unit views, so comparing two of these is mostly identity checks."""
     ready = tuple(k for k, v in snap.cooldowns.items() if v <= 0.0)
     return (
-        snap.me, snap.player, snap.enemies, snap.allies, snap.grid, snap.orders, snap.ammo,
-        snap.ammo_reserve, snap.morale, ready, snap.pois, snap.objective,
+        snap.me, snap.leader, snap.enemies, snap.allies, snap.neutrals, snap.grid, snap.orders,
+        snap.ammo, snap.ammo_reserve, snap.morale, ready, snap.pois, snap.objective,
     )
 
 

@@ -10,7 +10,8 @@ name, an argument or a rule:
   (:meth:`ToolRegistry.step_schema`, :meth:`ToolRegistry.plan_schema`),
 * the validator (``esper_arbiter.systems.planning.validation``), which interprets the same checks.
 
-A tool registered in one place therefore appears in all three.
+A tool registered in one place therefore appears in all three. The squad-tactics preset's
+twelve tools are in ``systems.presets.squad.tools``; a host registers its own the same way.
 
 Schema narrowing. The schema only offers values that could be legal *in this snapshot*: tiles
 inside the map, and for tools that check it, walkable / reachable from the agent / cover tiles;
@@ -34,21 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from esper_arbiter.components.actions import (
-    ActionStep,
-    Approach,
-    Attack,
-    CoverFire,
-    Heal,
-    MoveTo,
-    Reload,
-    Retreat,
-    Revive,
-    Scan,
-    TakeCover,
-    ThrowSmoke,
-    Wait,
-)
+from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning.pathfinding import step_distances
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
@@ -72,7 +59,7 @@ class ArgKind(StrEnum):
     HOSTILE_ID = "hostile_id"
     """Entity id of an enemy in the snapshot."""
     ALLY_ID = "ally_id"
-    """Entity id of the agent itself, the player or an ally."""
+    """Entity id of the agent itself, the leader or an ally."""
     SECONDS = "seconds"
     """A duration; bounds come from :attr:`ArgSpec.bounds` applied to the :class:`Rules`."""
 
@@ -350,12 +337,12 @@ class _SchemaContext:
 
 
 def ally_units(snapshot: WorldSnapshot) -> tuple[UnitView, ...]:
-    """The agent itself, the player and the allies, in that order (no duplicates)."""
+    """The agent itself, the leader and the allies, in that order (no duplicates)."""
     out = [snapshot.me]
     seen = {snapshot.me.id}
-    if snapshot.player is not None and snapshot.player.id not in seen:
-        out.append(snapshot.player)
-        seen.add(snapshot.player.id)
+    if snapshot.leader is not None and snapshot.leader.id not in seen:
+        out.append(snapshot.leader)
+        seen.add(snapshot.leader.id)
     for u in snapshot.allies:
         if u.id not in seen:
             out.append(u)
@@ -479,61 +466,3 @@ def _group_tiles(tiles: list[Tile]) -> list[tuple[list[int], list[int]]]:
     if len(groups) > MAX_TILE_BRANCHES:
         return [(sorted(by_x), sorted({y for _, y in tiles}))]
     return [(xs, list(ys)) for ys, xs in groups.items()]
-
-
-# -- the default vocabulary ----------------------------------------------------------------
-
-
-def _x(example: int = 3) -> ArgSpec:
-    return ArgSpec("x", ArgKind.X, "tile column", example=example)
-
-
-def _y(example: int = 2) -> ArgSpec:
-    return ArgSpec("y", ArgKind.Y, "tile row", example=example)
-
-
-def _hostile() -> ArgSpec:
-    return ArgSpec("target_id", ArgKind.HOSTILE_ID, "enemy id", example=5)
-
-
-def _ally() -> ArgSpec:
-    return ArgSpec("target_id", ArgKind.ALLY_ID, "your id or an ally's id", example=1)
-
-
-_TILE_MOVE = frozenset({Check.WALKABLE, Check.REACHABLE})
-
-DEFAULT_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("MoveTo", "walk to a tile", MoveTo, (_x(), _y()), _TILE_MOVE, Effect.MOVE),
-    ToolSpec("Approach", "close in on an enemy until it is in range and in sight", Approach,
-             (_hostile(),), frozenset({Check.REACHABLE}), Effect.APPROACH),
-    ToolSpec("Retreat", "fall back to a tile without stopping to shoot", Retreat,
-             (_x(1), _y(2)), _TILE_MOVE, Effect.MOVE),
-    ToolSpec("TakeCover", "move to a cover tile and crouch (damage halved)", TakeCover,
-             (_x(5), _y(2)), _TILE_MOVE | {Check.COVER}, Effect.MOVE),
-    ToolSpec("Attack", "fire a burst at an enemy in sight", Attack, (_hostile(),),
-             frozenset({Check.AMMO, Check.LINE_OF_FIRE})),
-    ToolSpec("CoverFire", "suppress an enemy for some seconds", CoverFire,
-             (_hostile(), ArgSpec("seconds", ArgKind.SECONDS, "how long",
-                                  bounds=lambda r: (0.5, r.max_cover_fire), example=3)),
-             frozenset({Check.AMMO, Check.LINE_OF_FIRE})),
-    ToolSpec("ThrowSmoke", "throw smoke at a tile to block sight", ThrowSmoke,
-             (_x(9), _y(2)), frozenset({Check.IN_REACH, Check.COOLDOWN}),
-             reach=lambda r: r.smoke_range, cooldown="smoke",
-             cooldown_time=lambda r: r.smoke_cooldown),
-    ToolSpec("Reload", "refill the magazine", Reload, (), frozenset(), Effect.RELOAD),
-    ToolSpec("Heal", "use a medkit on yourself or an adjacent ally", Heal, (_ally(),),
-             frozenset({Check.IN_REACH, Check.COOLDOWN}),
-             reach=lambda r: r.heal_reach, cooldown="heal",
-             cooldown_time=lambda r: r.heal_cooldown),
-    ToolSpec("Revive", "get a downed adjacent ally back up", Revive, (_ally(),),
-             frozenset({Check.TARGET_DOWNED, Check.IN_REACH}),
-             reach=lambda r: r.revive_reach),
-    ToolSpec("Scan", "stop and look around for enemies", Scan),
-    ToolSpec("Wait", "hold position", Wait,
-             (ArgSpec("seconds", ArgKind.SECONDS, "how long",
-                      bounds=lambda r: (0.1, r.max_wait), example=2),)),
-)
-
-DEFAULT_REGISTRY = ToolRegistry(DEFAULT_TOOLS)
-"""All twelve tools of :mod:`components.actions`. Extend with :meth:`ToolRegistry.copy` and
-:meth:`ToolRegistry.register` rather than mutating this shared instance."""

@@ -47,7 +47,6 @@ from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning.pathfinding import line_of_sight, reachable
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 from esper_arbiter.systems.planning.tools import (
-    DEFAULT_REGISTRY,
     ArgKind,
     Check,
     Effect,
@@ -55,6 +54,7 @@ from esper_arbiter.systems.planning.tools import (
     ToolSpec,
     ally_units,
 )
+from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -427,8 +427,9 @@ def _target_issue(
     is_enemy = any(e is unit for e in snap.enemies)
     if hostile and not is_enemy:
         return ValidationCode.TARGET_NOT_HOSTILE, f"#{tid} is {_relation(unit, snap)}, not an enemy"
-    if not hostile and is_enemy:
-        return ValidationCode.TARGET_NOT_ALLY, f"#{tid} is an enemy, not you or an ally"
+    if not hostile and (is_enemy or any(u is unit for u in snap.neutrals)):
+        what = "an enemy" if is_enemy else f"neutral ({unit.team})"
+        return ValidationCode.TARGET_NOT_ALLY, f"#{tid} is {what}, not you or an ally"
     if Check.TARGET_DOWNED in checks:
         if unit.hp > 0:
             return (ValidationCode.TARGET_NOT_DOWNED,
@@ -504,8 +505,10 @@ def _coerce(v: object, kind: ArgKind) -> int | float | None:
 def _relation(unit: UnitView, snap: WorldSnapshot) -> str:
     if unit is snap.me or unit.id == snap.me.id:
         return "you"
-    if snap.player is not None and unit.id == snap.player.id:
-        return "the player"
+    if snap.leader is not None and unit.id == snap.leader.id:
+        return "your leader"
+    if any(u.id == unit.id for u in snap.neutrals):
+        return f"neutral ({unit.team})"
     return "an ally"
 
 

@@ -17,9 +17,9 @@ from esper_arbiter.components.world import (
     Cooldowns,
     GameClock,
     Health,
+    Leader,
     MapGrid,
     Name,
-    Player,
     Position,
     Team,
 )
@@ -60,7 +60,7 @@ class Arena:
         esper.create_entity(self.clock)
         self.events = GameEventLog()
         self.player = self.spawn("player", player_at, "blue", hp=100.0)
-        esper.add_component(self.player, Player())
+        esper.add_component(self.player, Leader())
         self.ctx = SimContext(
             rules=rules, rng=random.Random(seed), events=self.events, clock=self.clock,
             grid=self.map, player=self.player, extraction_tile=exit_at or (width - 1, 0),

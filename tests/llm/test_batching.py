@@ -10,7 +10,7 @@ import pytest
 
 from esper_arbiter.components.actions import Attack, MoveTo, TakeCover
 from esper_arbiter.components.llm import PRIORITY_HIGH, PRIORITY_LOW, FailureKind, PlanRequest
-from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
 from esper_arbiter.systems.llm import prompt
 from esper_arbiter.systems.llm.batching import (
     AdaptiveBatchSize,
@@ -23,8 +23,8 @@ from esper_arbiter.systems.llm.batching import (
     select_batch,
 )
 from esper_arbiter.systems.llm.request_queue import QueueConfig, RequestQueue
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY
 from esper_arbiter.systems.planning.validation import PlanValidation
+from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
 
 WALLS = frozenset((6, y) for y in range(1, 9))
 COVER = frozenset({(3, 5), (5, 2), (9, 4)})
@@ -38,12 +38,12 @@ def snap(me_id: int, x: int, y: int) -> WorldSnapshot:
     return WorldSnapshot(
         t=4.75,
         me=UnitView(me_id, x, y, 80, 80, "ally", name="companion"),
-        player=PLAYER,
+        leader=PLAYER,
         enemies=(RIVAL, GRUNT),
         allies=(),
         grid=GRID,
         pois={"breach_door": (15, 8)},
-        objective="extract",
+        objective=ObjectiveView("breach_door", "reach", 15, 8),
         ammo=30,
         ammo_capacity=30,
     )
@@ -136,14 +136,14 @@ def line_of(s: WorldSnapshot, prefix: str) -> str:
 def test_messages_reuse_the_single_agent_system_prompt_and_list_every_agent_once() -> None:
     batch = build_batch([item(1, 2, pos=(2, 3)), item(2, 4, pos=(3, 4))])
     system, user = batch.messages
-    assert system == {"role": "system", "content": prompt.system_prompt(DEFAULT_REGISTRY, 8)}
+    assert system == {"role": "system", "content": prompt.system_prompt(None, 8)}
     text = user["content"]
     assert user["role"] == "user"
-    assert "Companion #2:" in text and "Companion #4:" in text
-    assert text.index("Companion #2:") < text.index("Companion #4:")
+    assert "Agent #2:" in text and "Agent #4:" in text
+    assert text.index("Agent #2:") < text.index("Agent #4:")
     # lines shared by both snapshots (the map and walls) appear once, in the shared block
     map_line = line_of(snap(2, 2, 3), "map ")
-    assert text.count(map_line) == 1 and text.index(map_line) < text.index("Companion #2:")
+    assert text.count(map_line) == 1 and text.index(map_line) < text.index("Agent #2:")
     # each agent's own line is there
     for agent, pos in [(2, (2, 3)), (4, (3, 4))]:
         assert line_of(snap(agent, *pos), "me ") in text

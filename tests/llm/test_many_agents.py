@@ -68,7 +68,7 @@ def agents_in(messages: Sequence[Message]) -> tuple[int, ...]:
     """Which agents a prompt asks for (a batch names them all; a single prompt says 'You are
     #N')."""
     user = messages[-1]["content"]
-    batch = re.match(r"Plan for \d+ companions: ([^\n]*)", user)
+    batch = re.match(r"Plan for \d+ agents: ([^\n]*)", user)
     if batch is not None:
         return tuple(int(a) for a in re.findall(r"#(\d+)", batch.group(1)))
     single = re.search(r"You are #(\d+)\.", user)

@@ -17,8 +17,10 @@ from esper_arbiter.systems.llm.prompt import (
     system_prompt,
     wall_runs,
 )
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY, ToolRegistry
+from esper_arbiter.systems.planning.tools import ToolRegistry
 from esper_arbiter.systems.planning.validation import validate_plan
+from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
+from tests.planning import domain_with
 from tests.planning.snapshots import (
     COMPANION_ID,
     ENEMY_IDS,
@@ -42,14 +44,15 @@ def test_system_prompt_lists_every_registered_tool_and_the_reply_format() -> Non
 def test_the_example_reply_is_a_valid_plan_made_of_registered_tools() -> None:
     text = system_prompt()
     example = json.loads(text.split("Example reply: ", 1)[1].splitlines()[0])
-    assert [s["act"] for s in example["steps"]] == [s["act"] for s in example_steps()]
+    expected = [s["act"] for s in example_steps(DEFAULT_REGISTRY)]
+    assert [s["act"] for s in example["steps"]] == expected
     assert validate_plan(example, hello_snapshot()).ok
 
 
 def test_prompt_never_mentions_an_unregistered_tool() -> None:
     keep = {"MoveTo", "Attack", "Scan"}
     reg = ToolRegistry(s for s in DEFAULT_REGISTRY if s.name in keep)
-    text = "\n".join(m["content"] for m in build_messages(hello_snapshot(), reg))
+    text = "\n".join(m["content"] for m in build_messages(hello_snapshot(), domain_with(reg)))
     for name in ACTION_TYPES:
         assert (re.search(rf"\b{name}\b", text) is not None) == (name in keep), name
     # The example falls back to tools that exist.
@@ -67,10 +70,10 @@ def test_snapshot_mentions_every_live_enemy_and_omits_the_dead() -> None:
 def test_snapshot_has_objective_time_orders_me_player_places_walls_cover() -> None:
     snap = hello_snapshot(t=12.25, orders="hold", ammo=7, cooldowns={"smoke": 3.2, "heal": 0})
     text = render_snapshot(snap)
-    assert "time 12.2s. objective: extract. orders: hold." in text
-    assert f"me #{COMPANION_ID} (2,3) hp 80/80 ammo 7/30" in text
+    assert "time 12.2s. objective: reach breach_door at (15,8). orders: hold." in text
+    assert f"me #{COMPANION_ID} companion (2,3) hp 80/80 ammo 7/30" in text
     assert "smoke 4s" in text and "heal ready" in text
-    assert f"player #{PLAYER_ID} (2,2) hp 100/100 dist 1" in text
+    assert f"leader #{PLAYER_ID} player (2,2) hp 100/100 dist 1" in text
     assert "breach_door (15,8)" in text
     assert "map 20x10, walls: x=6 y=1..8" in text
     assert "cover: (5,2) (5,5) (7,3) (11,4) (13,7)" in text  # nearest first

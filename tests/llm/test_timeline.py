@@ -15,7 +15,7 @@ from esper_arbiter.systems.llm.timeline import RequestTimeline, concurrency_pct
 SNAP = WorldSnapshot(
     t=0.0,
     me=UnitView(1, 2, 3, 80, 80, "ally"),
-    player=None,
+    leader=None,
     enemies=(),
     allies=(),
     grid=GridView(20, 10, frozenset(), frozenset()),

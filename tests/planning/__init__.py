@@ -23,9 +23,17 @@ from esper_arbiter.components.actions import (
     ThrowSmoke,
     Wait,
 )
-from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
+from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.pathfinding import distance, reachable
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES as R
+from esper_arbiter.systems.planning.tools import ToolRegistry
+
+
+def domain_with(tools: ToolRegistry) -> Domain:
+    """The squad preset with ``tools`` as its vocabulary."""
+    return default_domain().replace(tools=tools)
+
 
 WIDTH, HEIGHT = 20, 10
 WALL: frozenset[tuple[int, int]] = frozenset((6, y) for y in range(1, 9))
@@ -65,7 +73,7 @@ def hello_snapshot(
     me: tuple[int, int] = (2, 3),
     me_hp: float = 80.0,
     me_in_cover: bool = False,
-    player: tuple[int, int] | None = (2, 2),
+    leader: tuple[int, int] | None = (2, 2),
     player_hp: float = 100.0,
     enemies: tuple[UnitView, ...] | None = None,
     ammo: int = 30,
@@ -78,16 +86,16 @@ def hello_snapshot(
 ) -> WorldSnapshot:
     """The hello_companion opening (player (2,2), companion (2,3), Rival (12,2) ...), with
     whatever the test changes."""
-    pl = None if player is None else unit(PLAYER_ID, *player, "player", player_hp, 100.0, "Player")
+    pl = None if leader is None else unit(PLAYER_ID, *leader, "player", player_hp, 100.0, "Player")
     return WorldSnapshot(
         t=t,
         me=unit(COMPANION_ID, *me, "player", me_hp, 80.0, "Companion", me_in_cover),
-        player=pl,
+        leader=pl,
         enemies=default_enemies() if enemies is None else enemies,
         allies=(),
         grid=hello_grid() if grid is None else grid,
         pois={"breach_door": DOOR},
-        objective=objective,
+        objective=ObjectiveView(objective, "reach", *DOOR) if objective else None,
         orders=orders,
         ammo=ammo,
         ammo_capacity=30,
@@ -99,9 +107,9 @@ def hello_snapshot(
 def enemy_view(snap: WorldSnapshot, enemy_id: int) -> WorldSnapshot:
     """The same world seen by hostile ``enemy_id``: its foes are the player and companion."""
     me = next(e for e in snap.enemies if e.id == enemy_id)
-    foes = tuple(u for u in (snap.player, snap.me) if u is not None)
+    foes = tuple(u for u in (snap.leader, snap.me) if u is not None)
     allies = tuple(e for e in snap.enemies if e.id != enemy_id)
-    return replace(snap, me=me, player=snap.player, enemies=foes, allies=allies, orders=None)
+    return replace(snap, me=me, leader=snap.leader, enemies=foes, allies=allies, orders=None)
 
 
 def legality_problem(step: object, snap: WorldSnapshot) -> str | None:
@@ -137,7 +145,7 @@ def legality_problem(step: object, snap: WorldSnapshot) -> str | None:
             return f"{step} out of throwing range"
         return None if snap.cooldown("smoke") <= 0 else f"{step} smoke not ready"
     if isinstance(step, Heal | Revive):
-        allies = [me, *snap.allies, *(() if snap.player is None else (snap.player,))]
+        allies = [me, *snap.allies, *(() if snap.leader is None else (snap.leader,))]
         tgt = next((u for u in allies if u.id == step.target_id), None)
         if tgt is None or tgt.team != me.team:
             return f"{step} target not an ally"

@@ -12,7 +12,7 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any
 
-from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
 
 PLAYER_ID = 1
 COMPANION_ID = 2
@@ -54,12 +54,12 @@ def hello_snapshot(**overrides: Any) -> WorldSnapshot:
     snap = WorldSnapshot(
         t=0.0,
         me=unit(COMPANION_ID, 2, 3, hp=80, team="blue", name="companion"),
-        player=unit(PLAYER_ID, 2, 2, hp=100, team="blue", name="player"),
+        leader=unit(PLAYER_ID, 2, 2, hp=100, team="blue", name="player"),
         enemies=hello_enemies(),
         allies=(),
         grid=hello_grid(),
         pois=MappingProxyType({"breach_door": DOOR}),
-        objective="extract",
+        objective=ObjectiveView("breach_door", "reach", 15, 8),
         orders=None,
         ammo=30,
         ammo_capacity=30,

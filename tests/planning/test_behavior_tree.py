@@ -29,9 +29,10 @@ from esper_arbiter.systems.planning.behavior_tree import (
     Status,
     tick_tree,
 )
-from esper_arbiter.systems.planning.companion_tree import default_companion_tree, enemy_tree
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES
 from esper_arbiter.systems.planning.validation import validate_step
+from esper_arbiter.systems.presets.squad import enemy_tree
+from esper_arbiter.systems.presets.squad import squad_tree as default_companion_tree
 from tests.planning import (
     COMPANION_ID,
     PLAYER_ID,
@@ -161,7 +162,7 @@ def test_companion_revives_an_adjacent_downed_player() -> None:
 
 
 def test_companion_walks_to_a_downed_player_it_can_reach() -> None:
-    step, _ = companion(hello_snapshot(player=(9, 5), player_hp=0))
+    step, _ = companion(hello_snapshot(leader=(9, 5), player_hp=0))
     assert isinstance(step, MoveTo)
     assert pf.distance((step.x, step.y), (9, 5)) <= DEFAULT_RULES.revive_reach
 

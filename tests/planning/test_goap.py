@@ -22,17 +22,22 @@ from esper_arbiter.components.actions import (
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.goap import (
-    Fact,
     GoapAction,
     GoapBrain,
     GoapDecision,
     GoapGoal,
     GoapPlanner,
-    companion_goals,
     describe_facts,
 )
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES
 from esper_arbiter.systems.planning.validation import validate_step
+from esper_arbiter.systems.presets.squad import FACT_NAMES, Fact, squad_brain
+from esper_arbiter.systems.presets.squad.brain import (
+    squad_actions,
+    squad_goals,
+    squad_grounders,
+    squad_reader,
+)
 from tests.planning import (
     COMPANION_ID,
     COVER,
@@ -48,12 +53,21 @@ from tests.planning import (
     unit,
 )
 
+
+def brain_with(goals: object = None) -> GoapBrain:  # type: ignore[type-arg]
+    """The squad brain with only ``goals``."""
+    return GoapBrain(squad_actions(), tuple(goals) if goals is not None else squad_goals(),  # type: ignore[call-overload]
+                     squad_grounders(), squad_reader())
+
+
+companion_goals = squad_goals
+
 F = Fact
 
 
 def decide(snap: WorldSnapshot, brain: GoapBrain | None = None) -> GoapDecision:
     """Decide and check the step is legal by our rules and by the plan validator."""
-    d = (brain or GoapBrain()).decide(snap)
+    d = (brain or squad_brain()).decide(snap)
     assert d is not None
     assert legality_problem(d.step, snap) is None, legality_problem(d.step, snap)
     assert validate_step(d.step, snap) is None, validate_step(d.step, snap)
@@ -126,31 +140,31 @@ def test_bad_definitions_are_rejected_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="duplicate"):
         GoapPlanner([GoapAction("x", {}, {A: True}), GoapAction("x", {}, {B: True})])
     with pytest.raises(ValueError, match="no grounder"):
-        GoapBrain(actions=[GoapAction("mystery", {}, {A: True})])
+        GoapBrain([GoapAction("mystery", {}, {A: True})], [], {}, squad_reader())
 
 
 def test_companion_has_at_least_eight_actions_and_the_named_goals() -> None:
-    brain = GoapBrain()
+    brain = squad_brain()
     assert len(brain.planner.actions) >= 8
     names = {g.name for g in companion_goals()}
-    assert {"survive", "revive_player", "protect_player", "follow_orders", "engage",
-            "extract", "stay_with_player"} <= names
+    assert {"survive", "revive_leader", "protect_leader", "follow_orders", "engage",
+            "reach_objective", "stay_with_leader"} <= names
 
 
 # -- facts read from a snapshot ------------------------------------------------------------
 
 
 def test_facts_of_the_opening_position() -> None:
-    facts = set(describe_facts(GoapBrain().facts(hello_snapshot())))
-    assert {"ENEMY_KNOWN", "HAS_AMMO", "NEAR_PLAYER", "SMOKE_READY", "HEAL_READY",
-            "EXTRACTION_KNOWN"} <= facts
+    facts = set(describe_facts(squad_brain().facts(hello_snapshot()), FACT_NAMES))
+    assert {"ENEMY_KNOWN", "HAS_AMMO", "NEAR_LEADER", "SMOKE_READY", "HEAL_READY",
+            "OBJECTIVE_KNOWN"} <= facts
     # The wall at x=6 hides every enemy from the companion at (2, 3).
     assert "ENEMY_VISIBLE" not in facts
-    assert "PLAYER_DOWNED" not in facts
+    assert "LEADER_DOWNED" not in facts
 
 
 def test_smoke_hides_an_enemy_that_would_be_in_sight() -> None:
-    brain = GoapBrain()
+    brain = squad_brain()
     seen = brain.facts(hello_snapshot(me=(8, 2)))
     assert seen & F.ENEMY_IN_RANGE
     smoked = hello_snapshot(me=(8, 2), grid=hello_grid(smoke=[(10, 2, 1.5)]),
@@ -201,14 +215,14 @@ def test_low_hp_without_cover_or_smoke_retreats_out_of_sight() -> None:
 
 def test_downed_player_next_to_me_is_revived() -> None:
     d = decide(hello_snapshot(player_hp=0))
-    assert d.goal == "revive_player"
+    assert d.goal == "revive_leader"
     assert d.step == Revive(target_id=PLAYER_ID)
 
 
 def test_downed_player_far_away_means_walk_there_then_revive() -> None:
-    snap = hello_snapshot(player=(9, 5), player_hp=0)
+    snap = hello_snapshot(leader=(9, 5), player_hp=0)
     d = decide(snap)
-    assert d.plan == ("move_to_player", "revive_player")
+    assert d.plan == ("move_to_leader", "revive_leader")
     assert isinstance(d.step, MoveTo)
     assert pf.distance((d.step.x, d.step.y), (9, 5)) <= DEFAULT_RULES.revive_reach
     path = pf.find_path(snap.grid, (2, 3), (d.step.x, d.step.y))
@@ -216,8 +230,8 @@ def test_downed_player_far_away_means_walk_there_then_revive() -> None:
 
 
 def test_extract_order_moves_toward_the_door() -> None:
-    d = decide(hello_snapshot(orders="extract"))
-    assert d.goal == "extract"
+    d = decide(hello_snapshot(orders="objective"))
+    assert d.goal == "reach_objective"
     assert d.step == MoveTo(x=DOOR[0], y=DOOR[1])
 
 
@@ -260,21 +274,21 @@ def test_follow_order_and_default_keep_the_companion_near_the_player() -> None:
     assert isinstance(d.step, MoveTo)
     assert pf.distance((d.step.x, d.step.y), (2, 2)) <= 1.5
     d = decide(hello_snapshot(me=(2, 8), enemies=()))
-    assert d.goal == "stay_with_player"
+    assert d.goal == "stay_with_leader"
 
 
 def test_exposed_player_gets_cover_fire_on_the_threat() -> None:
-    snap = hello_snapshot(me=(8, 5), player=(8, 3),
+    snap = hello_snapshot(me=(8, 5), leader=(8, 3),
                           enemies=(unit(RIVAL_ID, 12, 2, "hostile", 60, 60),))
     d = decide(snap)
-    assert d.goal == "protect_player"
+    assert d.goal == "protect_leader"
     assert d.step == CoverFire(target_id=RIVAL_ID, seconds=3.0)
 
 
 def test_escort_leads_toward_the_door_without_leaving_the_player() -> None:
     snap = hello_snapshot(enemies=())
     d = decide(snap)
-    assert d.goal == "escort_to_extraction"
+    assert d.goal == "escort_to_objective"
     assert isinstance(d.step, MoveTo)
     t = (d.step.x, d.step.y)
     assert pf.distance(t, (2, 2)) <= DEFAULT_RULES.follow_distance
@@ -283,7 +297,7 @@ def test_escort_leads_toward_the_door_without_leaving_the_player() -> None:
 
 
 def test_unchanged_state_is_a_cache_hit() -> None:
-    brain = GoapBrain()
+    brain = squad_brain()
     snap = hello_snapshot(me=(7, 3), ammo=0)
     first = brain.decide(snap)
     misses = brain.planner.misses
@@ -295,12 +309,12 @@ def test_unchanged_state_is_a_cache_hit() -> None:
 
 
 def test_nothing_plannable_returns_none() -> None:
-    assert GoapBrain().decide(hello_snapshot(me_hp=0)) is None
-    engage_only = GoapBrain(goals=[g for g in companion_goals() if g.name == "engage"])
+    assert squad_brain().decide(hello_snapshot(me_hp=0)) is None
+    engage_only = brain_with(goals=[g for g in companion_goals() if g.name == "engage"])
     assert engage_only.decide(hello_snapshot(enemies=())) is None
     # The player is sealed in a box: staying with them cannot be grounded.
     box = frozenset((x, y) for x in range(0, 5) for y in range(0, 5)) - {(2, 2)}
-    stay_only = GoapBrain(goals=[g for g in companion_goals() if g.name == "stay_with_player"])
+    stay_only = brain_with(goals=[g for g in companion_goals() if g.name == "stay_with_leader"])
     assert stay_only.decide(hello_snapshot(me=(9, 7), grid=hello_grid(walls=WALL | box))) is None
 
 
@@ -334,23 +348,23 @@ def situations(draw: st.DrawFn) -> WorldSnapshot:
         me=me,
         me_hp=draw(st.sampled_from([5.0, 20.0, 50.0, 80.0])),
         me_in_cover=draw(st.booleans()),
-        player=draw(st.sampled_from([None, pl, pl])),
+        leader=draw(st.sampled_from([None, pl, pl])),
         player_hp=draw(st.sampled_from([0.0, 30.0, 100.0])),
         enemies=enemies,
         ammo=draw(st.integers(0, 30)),
         reserve=draw(st.sampled_from([0, 90])),
-        orders=draw(st.sampled_from([None, "follow", "hold", "attack", "extract", "dance"])),
+        orders=draw(st.sampled_from([None, "follow", "hold", "attack", "objective", "dance"])),
         cooldowns={"smoke": draw(st.sampled_from([0.0, 3.0])),
                    "heal": draw(st.sampled_from([0.0, 3.0]))},
         grid=hello_grid(smoke=smoke, walls=walls, cover=cover - walls),
-        objective=draw(st.sampled_from(["extract", ""])),
+        objective=draw(st.sampled_from(["reach_objective", ""])),
     )
 
 
 @settings(max_examples=400, deadline=None)
 @given(situations())
 def test_every_grounded_step_is_legal(snap: WorldSnapshot) -> None:
-    d = GoapBrain().decide(snap)
+    d = squad_brain().decide(snap)
     if d is None:
         return
     assert legality_problem(d.step, snap) is None, (d, legality_problem(d.step, snap))
@@ -368,18 +382,18 @@ def test_cover_behind_walls_is_never_chosen() -> None:
 
 
 def test_plan_only_names_the_plan_decide_grounds() -> None:
-    brain = GoapBrain()
+    brain = squad_brain()
     snap = hello_snapshot(me=(7, 3), ammo=0)
     assert brain.plan_only(snap) == ("reload", "attack")
     d = brain.decide(snap)
     assert d is not None and d.plan == ("reload", "attack")
-    assert brain.plan_only(hello_snapshot(enemies=(), player=None, objective="")) == ("scan",)
+    assert brain.plan_only(hello_snapshot(enemies=(), leader=None, objective="")) == ("scan",)
 
 
 def test_goal_priority_can_be_a_function_of_the_snapshot() -> None:
     late = GoapGoal("hold_late", {F.HOLDING: True},
                     lambda state, snap: 200.0 if snap.t > 30 else 0.0)
-    brain = GoapBrain(goals=(*companion_goals(), late))
+    brain = brain_with(goals=(*companion_goals(), late))
     assert brain.decide(hello_snapshot(t=5.0)).goal != "hold_late"  # type: ignore[union-attr]
     d = brain.decide(hello_snapshot(t=31.0))
     assert d is not None and d.goal == "hold_late" and isinstance(d.step, Wait)

@@ -19,7 +19,6 @@ from esper_arbiter.components.snapshot import GridView
 from esper_arbiter.systems.llm.prompt import build_messages, system_prompt
 from esper_arbiter.systems.planning.pathfinding import step_distances
 from esper_arbiter.systems.planning.tools import (
-    DEFAULT_REGISTRY,
     MAX_TILE_BRANCHES,
     ArgKind,
     ArgSpec,
@@ -29,6 +28,8 @@ from esper_arbiter.systems.planning.tools import (
     ToolSpec,
 )
 from esper_arbiter.systems.planning.validation import ValidationCode, validate_plan
+from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
+from tests.planning import domain_with
 from tests.planning.snapshots import (
     COMPANION_ID,
     COVER,
@@ -210,7 +211,7 @@ def test_ragged_maps_fall_back_to_one_superset_branch() -> None:
     walls = frozenset((x, y) for x in range(30) for y in range(8)
                       if rng.random() < 0.2 and (x, y) != (1, 1))
     snap = hello_snapshot(grid=GridView(30, 8, walls, frozenset()),
-                          me=unit(COMPANION_ID, 1, 1, hp=80), player=None, enemies=())
+                          me=unit(COMPANION_ID, 1, 1, hp=80), leader=None, enemies=())
     legal = set(step_distances(snap.grid, (1, 1)))
     columns = {tuple(sorted(y for (x, y) in legal if x == c)) for c in range(30)}
     assert len(columns) > MAX_TILE_BRANCHES  # the exact form would need too many branches
@@ -265,8 +266,8 @@ def test_an_extra_tool_appears_in_prompt_schema_and_validator() -> None:
                           frozenset({Check.WALKABLE}), Effect.NONE))
     snap = hello_snapshot()
     assert "Mark(x, y): ping a tile for the player (tile not a wall)" in reg.prompt_tool_list()
-    assert "Mark(x, y)" in system_prompt(reg)
-    assert "Mark" in build_messages(snap, reg)[0]["content"]
+    assert "Mark(x, y)" in system_prompt(domain_with(reg))
+    assert "Mark" in build_messages(snap, domain_with(reg))[0]["content"]
     assert tiles_of(reg.step_schema(snap), "Mark") == {
         (x, y) for x in range(20) for y in range(10)} - WALLS
     ok = validate_plan({"steps": [{"act": "Mark", "x": 4, "y": 4}]}, snap, reg)
@@ -284,6 +285,6 @@ def test_a_tool_left_out_disappears_from_all_three() -> None:
     snap = hello_snapshot()
     assert "ThrowSmoke" not in reg.prompt_tool_list()
     assert "ThrowSmoke" not in json.dumps(reg.plan_schema(snap))
-    assert all("ThrowSmoke" not in m["content"] for m in build_messages(snap, reg))
+    assert all("ThrowSmoke" not in m["content"] for m in build_messages(snap, domain_with(reg)))
     result = validate_plan([{"act": "ThrowSmoke", "x": 9, "y": 2}], snap, reg)
     assert result.errors[0].code is ValidationCode.UNKNOWN_TOOL

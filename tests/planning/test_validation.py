@@ -28,7 +28,6 @@ from esper_arbiter.components.actions import (
 from esper_arbiter.components.snapshot import GridView, WorldSnapshot
 from esper_arbiter.systems.planning.pathfinding import find_path
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES
-from esper_arbiter.systems.planning.tools import DEFAULT_REGISTRY
 from esper_arbiter.systems.planning.validation import (
     MAX_CHECKED_STEPS,
     PlanValidation,
@@ -37,6 +36,7 @@ from esper_arbiter.systems.planning.validation import (
     validate_plan,
     validate_step,
 )
+from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
 from tests.planning.snapshots import (
     COMPANION_ID,
     COVER,
@@ -60,7 +60,7 @@ def sealed() -> WorldSnapshot:
 
 
 def far_player() -> WorldSnapshot:
-    return hello_snapshot(player=unit(PLAYER_ID, 10, 5, hp=60, max_hp=100))
+    return hello_snapshot(leader=unit(PLAYER_ID, 10, 5, hp=60, max_hp=100))
 
 
 def downed_buddy() -> WorldSnapshot:
@@ -107,7 +107,7 @@ CASES: list[tuple[str, object, Any, ValidationCode, str]] = [
     ("healing the downed", [{"act": "Heal", "target_id": 9}], downed_buddy, C.TARGET_DEAD,
      "#9 is down (hp 0): Revive, not Heal"),
     ("shooting the player", [{"act": "Attack", "target_id": PLAYER_ID}], hello_snapshot,
-     C.TARGET_NOT_HOSTILE, f"#{PLAYER_ID} is the player, not an enemy"),
+     C.TARGET_NOT_HOSTILE, f"#{PLAYER_ID} is your leader, not an enemy"),
     ("shooting oneself", [{"act": "CoverFire", "target_id": COMPANION_ID, "seconds": 2}],
      hello_snapshot, C.TARGET_NOT_HOSTILE, "is you, not an enemy"),
     ("healing an enemy", [{"act": "Heal", "target_id": RIVAL_ID}], hello_snapshot,
@@ -306,7 +306,7 @@ SNAPSHOTS = {
     "opening": hello_snapshot(),
     "rival dead, low ammo": with_enemy(hello_snapshot(ammo=0), RIVAL_ID, hp=0),
     "far player, smoke cooling": hello_snapshot(
-        player=unit(PLAYER_ID, 10, 5, hp=40, max_hp=100), cooldowns={"smoke": 3.0}),
+        leader=unit(PLAYER_ID, 10, 5, hp=40, max_hp=100), cooldowns={"smoke": 3.0}),
     "buddy down": hello_snapshot(allies=(unit(9, 3, 4, hp=0, max_hp=50),)),
     "sealed": sealed(),
 }

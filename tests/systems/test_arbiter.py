@@ -15,6 +15,7 @@ from esper_arbiter.components import (
     IntentStatus,
     Mode,
     MoveTo,
+    ObjectiveView,
     Perception,
     PlanFailure,
     PlanIntent,
@@ -25,6 +26,7 @@ from esper_arbiter.components import (
     WorldSnapshot,
 )
 from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.systems.domain import default_domain
 from esper_arbiter.systems.planning.arbiter import Arbiter, ArbiterConfig
 from esper_arbiter.systems.planning.goap import GoapDecision
 
@@ -38,8 +40,8 @@ GRUNT = UnitView(4, 14, 6, 40, 40, "red", name="Grunt")
 
 def snap(t: float = 0.0, **kw: object) -> WorldSnapshot:
     base = WorldSnapshot(
-        t=t, me=ME, player=PLAYER, enemies=(RIVAL, GRUNT), allies=(), grid=GRID,
-        objective="extract", ammo=30, ammo_capacity=30,
+        t=t, me=ME, leader=PLAYER, enemies=(RIVAL, GRUNT), allies=(), grid=GRID,
+        objective=ObjectiveView("breach_door", "reach", 15, 8), ammo=30, ammo_capacity=30,
     )
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -50,8 +52,8 @@ class StubGoap:
 
     step: ActionStep | None = field(default_factory=lambda: MoveTo(3, 2))
 
-    def decide(self, s: WorldSnapshot) -> GoapDecision | None:
-        if self.step is None:
+    def decide(self, s: WorldSnapshot, avoid: object = ()) -> GoapDecision | None:
+        if self.step is None or self.step in avoid:  # type: ignore[operator]
             return None
         return GoapDecision(
             goal="stay_with_player", action="follow", step=self.step, plan=("follow",)
@@ -59,7 +61,8 @@ class StubGoap:
 
 
 def make(goap: StubGoap | None = None, **cfg: float) -> Arbiter:
-    return Arbiter(ArbiterConfig(**cfg), goap=goap or StubGoap(), backend_name="scripted")  # type: ignore[arg-type]
+    domain = default_domain().replace(brain=goap or StubGoap())
+    return Arbiter(domain, ArbiterConfig(**cfg), backend_name="scripted")
 
 
 def tick(
@@ -103,7 +106,7 @@ def test_goap_to_llm_plan_and_back_advancing_only_on_completion() -> None:
     kinds = [e.text for e in state.events if e.kind == "transition"]
     assert kinds[0].startswith("GOAP -> ExecutingLLM (plan p-0007, 2 steps")
     assert kinds[1].startswith("ExecutingLLM -> GOAP")
-    assert m.time_in_mode["ExecutingLLM"] > 8.0
+    assert m.finished_mode_time["ExecutingLLM"] > 8.0
 
 
 def test_failures_are_counted_and_keep_the_mode() -> None:
@@ -124,7 +127,32 @@ def test_fallback_plan_is_never_an_llm_success() -> None:
     fallback = PlanReady(3, PlanIntent("p-0003", (Scan(),), "fallback"), "heuristic")
     tick(arb, state, intent, snap(0.0), fallback)
     assert state.mode is Mode.EXECUTING_LLM
-    assert state.metrics.llm_successes == 0 and state.metrics.fallback_plans == 1
+    assert state.metrics.llm_successes == 0
+    assert state.metrics.plans_by_source == {"fallback": 1}
+
+
+def test_plans_are_counted_by_origin_and_only_model_plans_are_llm_successes() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    for i, source in enumerate(("scripted", "llm", "replay", "scripted")):
+        plan = PlanReady(i, PlanIntent(f"p-{i}", (Scan(),), source), "x")  # type: ignore[arg-type]
+        tick(arb, state, intent, snap(float(i)), plan)
+    assert state.metrics.plans_by_source == {"scripted": 2, "llm": 1, "replay": 1}
+    assert state.metrics.llm_successes == 2
+
+
+def test_a_downed_agent_discards_a_plan_instead_of_counting_a_success() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    down = snap(0.0, me=replace(ME, hp=0.0))
+    tick(arb, state, intent, down, PlanReady(1, PlanIntent("p-1", (Scan(),)), "x"))
+    assert state.mode is Mode.GOAP and state.plan is None
+    assert state.metrics.llm_successes == 0 and state.metrics.plans_discarded == 1
+    assert state.metrics.llm_failures == 0
+
+
+def test_time_in_modes_includes_the_current_stay() -> None:
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    assert state.time_in_modes(12.5)["GOAP"] == 12.5
 
 
 def test_repeated_llm_failures_enter_bt_then_goap_takes_back() -> None:
@@ -259,10 +287,10 @@ def test_metrics_add_up_over_a_squad() -> None:
     a, b = ArbiterMetrics(llm_requests=2, goap_actions=5), ArbiterMetrics(llm_requests=1)
     a.failures_by_kind["timeout"] = 1
     b.failures_by_kind.update(timeout=2, parse=1)
-    b.time_in_mode["GOAP"] = 3.5
+    b.finished_mode_time["GOAP"] = 3.5
     total = ArbiterMetrics()
     total.add(a)
     total.add(b)
     assert (total.llm_requests, total.goap_actions) == (3, 5)
     assert total.failures_by_kind == {"timeout": 3, "parse": 1}
-    assert total.time_in_mode["GOAP"] == 3.5
+    assert total.finished_mode_time["GOAP"] == 3.5

@@ -1,8 +1,9 @@
-"""The behaviour trees of hello_companion: the companion's safety net and the hostile NPCs.
+"""The squad preset's behaviour trees: an agent's safety net, and a simple hostile NPC.
 
-Both are built only from the kernel's nodes (:mod:`systems.planning.behavior_tree`) and ground
-their steps with the same :class:`~systems.planning.goap.Percept` helpers GOAP uses, so every
-step they propose is legal against the snapshot they were ticked with (targets alive and
+Both are built only from the kernel's nodes (:mod:`systems.planning.behavior_tree`) and
+ground their steps with the same :class:`~systems.presets.squad.percept.Percept` helpers GOAP
+uses, so every step they propose is legal against the snapshot they were ticked with
+(targets alive and
 hostile, tiles walkable and reachable, ammo for shooting, cooldowns for smoke and heal).
 
 The trees are memoryless and reactive: each tick re-reads the snapshot from the top, so the
@@ -23,8 +24,8 @@ from esper_arbiter.systems.planning.behavior_tree import (
     Selector,
     Sequence,
 )
-from esper_arbiter.systems.planning.goap import Percept
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.presets.squad.percept import Percept
 
 _PERCEPT_KEY = "percept"
 
@@ -50,16 +51,16 @@ def _act(name: str, rules: Rules, make: Callable[[Percept], ActionStep | None]) 
     return Action(name, lambda ctx: make(percept(ctx, rules)))
 
 
-def _player_downed(p: Percept) -> bool:
-    return p.player is not None and p.player.hp <= 0
+def _leader_downed(p: Percept) -> bool:
+    return p.leader is not None and p.leader.hp <= 0
 
 
-def _player_reachable(p: Percept) -> bool:
-    return p.player is not None and p.can_get_next_to(p.player.pos)
+def _leader_reachable(p: Percept) -> bool:
+    return p.leader is not None and p.can_get_next_to(p.leader.pos)
 
 
-def _far_from_player(p: Percept) -> bool:
-    pl = p.player
+def _far_from_leader(p: Percept) -> bool:
+    pl = p.leader
     return pl is not None and pl.hp > 0 and pf.distance(p.pos, pl.pos) > p.rules.follow_distance
 
 
@@ -83,22 +84,23 @@ def _shoot_or_reload(rules: Rules) -> Node:
     ])
 
 
-def default_companion_tree(rules: Rules = DEFAULT_RULES) -> Node:
-    """The companion's fallback brain, most urgent branch first:
+def squad_tree(rules: Rules = DEFAULT_RULES) -> Node:
+    """A squad agent's fallback brain, most urgent branch first:
 
-    1. revive a downed player when a tile next to them is reachable (walk there first);
+    1. revive a downed leader when a tile next to them is reachable (walk there first);
     2. take cover when under fire or hurt in sight of an enemy (if reachable cover exists);
     3. return fire at the nearest enemy in sight and range (Reload when empty);
-    4. stay near the player (MoveTo a free tile beside them);
-    5. otherwise Scan when enemies are known but unseen, else Wait.
+    4. stay near the leader (MoveTo a free tile beside them);
+    5. head for the objective when there is one and no leader to stay with;
+    6. otherwise Scan when enemies are known but unseen, else Wait.
     """
-    return Selector("companion", [
-        Sequence("revive_player", [
-            _cond("player_downed", rules, _player_downed),
-            _cond("player_reachable", rules, _player_reachable),
+    return Selector("squad", [
+        Sequence("revive_leader", [
+            _cond("leader_downed", rules, _leader_downed),
+            _cond("leader_reachable", rules, _leader_reachable),
             Selector("revive_or_go", [
                 _act("revive", rules, Percept.revive_step),
-                _act("go_to_player", rules, Percept.move_next_to_player),
+                _act("go_to_leader", rules, Percept.move_next_to_leader),
             ]),
         ]),
         Sequence("take_cover", [
@@ -109,9 +111,13 @@ def default_companion_tree(rules: Rules = DEFAULT_RULES) -> Node:
             _cond("enemy_in_range", rules, lambda p: bool(p.in_range)),
             _shoot_or_reload(rules),
         ]),
-        Sequence("stay_near_player", [
-            _cond("far_from_player", rules, _far_from_player),
-            _act("move_to_player", rules, Percept.move_next_to_player),
+        Sequence("stay_near_leader", [
+            _cond("far_from_leader", rules, _far_from_leader),
+            _act("move_to_leader", rules, Percept.move_next_to_leader),
+        ]),
+        Sequence("head_for_objective", [
+            _cond("no_leader", rules, lambda p: p.leader is None),
+            _act("go_to_objective", rules, Percept.move_to_objective_step),
         ]),
         Selector("idle", [
             _act("scan", rules, _scan_if_enemies_unseen),
@@ -122,7 +128,7 @@ def default_companion_tree(rules: Rules = DEFAULT_RULES) -> Node:
 
 def enemy_tree(rules: Rules = DEFAULT_RULES) -> Node:
     """A hostile NPC's brain, ticked with a snapshot built for that NPC (its ``enemies`` are the
-    player and the companions):
+    units of sides hostile to it):
 
     1. take cover when hurt (low hp) and cover is reachable;
     2. shoot the nearest hostile in sight and range (Reload when empty);

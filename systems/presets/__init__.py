@@ -1,0 +1,1 @@
+"""Domains the library ships (see :class:`systems.domain.Domain`)."""
