@@ -18,7 +18,7 @@ PRIORITY_LOW = 0
 DEFAULT_MAX_STEPS = 8
 """Longest plan a request asks for unless it says otherwise."""
 PRIORITY_HIGH = 10
-"""Player orders, a plan invalidated mid-run. Any int is accepted; larger is more urgent."""
+"""Orders, a plan invalidated mid-run. Any int is accepted; larger is more urgent."""
 
 
 class FailureKind(str, Enum):

@@ -48,8 +48,8 @@ class Name:
 
 @dataclass(slots=True)
 class Leader:
-    """Marks the unit its side's agents follow and protect (a VIP, a squad leader; in
-    hello_companion, the human player). At most one per world; optional."""
+    """Marks the unit its side's agents follow and protect (a VIP, a squad leader, the unit a
+    human controls). At most one per side; optional."""
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ The game thread calls :meth:`LlmPlanService.submit`, which puts the request into
 ticket (an attribute read). Everything slow happens on the service's thread:
 
 - ``LLM_MAX_CONCURRENT_REQUESTS`` workers (asyncio tasks) take requests from the queue: the
-  most urgent priority first (the arbiter sends ``PRIORITY_HIGH`` for player orders and
+  most urgent priority first (the arbiter sends ``PRIORITY_HIGH`` for orders and
   invalidated plans, ``PRIORITY_LOW`` for periodic replans), newest first within a priority;
 - when two or more requests of one priority wait, a worker takes up to the adaptive batch size
   of them and plans them in **one prompt** (:mod:`systems.llm.batching`): agents sorted by id,

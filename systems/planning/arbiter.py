@@ -428,7 +428,7 @@ class Arbiter:
         )
 
     def request_now(self, state: ArbiterState, reason: str) -> None:
-        """Ask for an urgent plan at the next frame (e.g. a player pressed a key)."""
+        """Ask for an urgent plan at the next frame (e.g. a key the host bound)."""
         state.pending_request = reason
         state.pending_priority = PRIORITY_HIGH
         state.wake()

@@ -1,7 +1,7 @@
 """Tunable combat and movement rules shared by the planners, the validator and a host game.
 
-A host that plays by different numbers passes its own :class:`Rules`; ours are the defaults
-hello_companion uses.
+A host that plays by different numbers gives its domain its own :class:`Rules` (subclass it
+to add numbers of your own tools); these defaults are the squad-tactics preset's.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -77,3 +78,20 @@ def test_importing_the_package_needs_esper_only() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT)
     assert out.stdout.strip() == "", f"import esper_arbiter loaded {out.stdout.strip()}"
+
+
+DEMO_WORDS = re.compile(r"(?i:companion|\bplayers?\b|breach|run_demo)|\bextract(ion)?\b")
+"""hello_companion's words: its companion, its player, its breach door, its extract order and
+its launcher. The engine and the shipped preset know none of them (they say agent, leader,
+objective)."""
+
+
+def test_the_library_holds_no_word_of_hello_companion() -> None:
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in _sources("systems", "components")
+        if p.name != "selection.py"  # the demo's CLI flags; see test_factory for the library
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if DEMO_WORDS.search(line)
+    ]
+    assert not hits, "\n".join(hits)

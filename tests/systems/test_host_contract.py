@@ -1,0 +1,204 @@
+"""What a foreign host game hit when it dropped the plugin in, each as a test.
+
+Every test builds a small esper world from the public API only (``esper_arbiter``), the way a
+host would, and checks what that host would notice: steps it refuses are not re-issued every
+frame, orders take over at once, ``request_plan`` says why it cannot, agents that come and go
+or lack a component are handled with one clear message, and neutrals are never targets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+
+import esper
+import pytest
+
+import esper_arbiter as ea
+from esper_arbiter.systems.llm.scripted import ScriptedPlanService
+from esper_arbiter.systems.presets.squad import Fact, squad_domain
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def world() -> Iterator[str]:
+    name = f"host-{next(_names)}"
+    previous = esper.current_world
+    esper.switch_world(name)
+    yield name
+    esper.switch_world(previous)
+    esper.delete_world(name)
+
+
+def arena(objective: ea.Objective | None = None) -> ea.MapGrid:
+    grid = ea.MapGrid(24, 12, pois={"relay": (20, 6)}, objective=objective)
+    esper.create_entity(grid)
+    esper.create_entity(ea.GameClock(0.0))
+    return grid
+
+
+def step(dt: float = 1 / 30) -> float:
+    clock = esper.get_component(ea.GameClock)[0][1]
+    clock.t += dt
+    esper.process()
+    return clock.t
+
+
+def test_a_step_the_host_refuses_is_not_reissued_every_frame(world: str) -> None:
+    arena()
+    me = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                             ea.Team("blue"), ea.Ammo(30, 30))
+    esper.create_entity(ea.Position(6, 6), ea.Health(60, 60), ea.Team("red"))
+    events: list[ea.ArbiterEvent] = []
+    ea.install(on_event=lambda _e, ev: events.append(ev))
+    refused = 0
+    for _ in range(600):  # 20 s at 30 Hz, refusing every Attack ("hold fire")
+        step()
+        intent = esper.component_for_entity(me, ea.Intent)
+        if intent.status is ea.IntentStatus.RUNNING and isinstance(intent.step, ea.Attack):
+            intent.fail("hold fire")
+            refused += 1
+        elif intent.status is ea.IntentStatus.RUNNING:
+            intent.finish()
+    assert 0 < refused <= 12, f"refused Attack {refused} times in 20 s"
+    said = [e.text for e in events if "hold fire" in e.text]
+    assert len(said) == refused  # once per refusal, each naming the backoff
+    assert all("not retried for" in t for t in said)
+    assert esper.component_for_entity(me, ea.ArbiterState).metrics.goap_actions > refused
+
+
+def test_an_order_preempts_a_running_model_step_of_the_same_kind(world: str) -> None:
+    arena(ea.Objective("relay"))
+    me = esper.create_entity(ea.Agent(), ea.Position(2, 6), ea.Health(80, 80), ea.Team("blue"),
+                             ea.Orders())
+    domain = squad_domain(orders={"follow": Fact.ORDER_FOLLOW, "take": Fact.ORDER_OBJECTIVE})
+    ea.install(domain=domain, service=ScriptedPlanService(seed=1, delay_s=0.1))
+    intent = esper.component_for_entity
+    for _ in range(120):
+        step()
+        if esper.component_for_entity(me, ea.ArbiterState).mode is ea.Mode.EXECUTING_LLM:
+            break
+    state = esper.component_for_entity(me, ea.ArbiterState)
+    assert state.mode is ea.Mode.EXECUTING_LLM
+    before = intent(me, ea.Intent).serial
+    orders = esper.component_for_entity(me, ea.Orders)
+    orders.order, orders.serial = "take", orders.serial + 1
+    step()
+    now = intent(me, ea.Intent)
+    assert state.mode is ea.Mode.GOAP and state.plan is None
+    assert now.serial > before and now.label == "GOAP"
+    assert now.step == ea.MoveTo(20, 6)  # straight for the relay, not the old walk
+
+
+def test_request_plan_says_why_when_nothing_would_be_sent(world: str) -> None:
+    arena()
+    crowd = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 2), ea.Health(10, 10),
+                                ea.Team("blue"))
+    smart = esper.create_entity(ea.Agent(), ea.Position(3, 2), ea.Health(10, 10),
+                                ea.Team("blue"))
+    plugin = ea.install()
+    step()
+    assert plugin.request_plan(smart) is False and "no model service" in plugin.last_refusal
+    esper.remove_processor(type(plugin.perception))
+    esper.remove_processor(type(plugin.llm_poll))
+    esper.remove_processor(type(plugin.arbiter_system))
+    plugin = ea.install(service=ScriptedPlanService())
+    assert plugin.request_plan(crowd) is False and "use_llm=False" in plugin.last_refusal
+    state = esper.component_for_entity(crowd, ea.ArbiterState)
+    assert state.pending_request is None
+    assert plugin.request_plan(smart) is True
+
+
+def test_agents_that_move_between_entities_in_one_frame_are_followed(world: str) -> None:
+    arena()
+    a = esper.create_entity(ea.Agent(), ea.Position(2, 2), ea.Health(10, 10), ea.Team("blue"))
+    b = esper.create_entity(ea.Position(4, 2), ea.Health(10, 10), ea.Team("blue"))
+    ea.install()
+    step()
+    assert esper.has_component(a, ea.Perception)
+    esper.remove_component(a, ea.Agent)
+    esper.add_component(b, ea.Agent())  # same count of agents as before
+    step()
+    assert esper.has_component(b, ea.Perception) and esper.has_component(b, ea.Intent)
+    assert not esper.has_component(a, ea.Perception)
+
+
+def test_an_incomplete_agent_is_named_once_and_adopted_once_complete(
+    world: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    arena()
+    ent = esper.create_entity(ea.Agent(), ea.Health(10, 10), ea.Team("blue"))
+    ea.install()
+    with caplog.at_level(logging.WARNING, logger="esper_arbiter"):
+        for _ in range(30):
+            step()  # must not raise KeyError
+    said = [r.getMessage() for r in caplog.records if f"entity {ent}" in r.getMessage()]
+    assert len(said) == 1 and "Position" in said[0]
+    esper.add_component(ent, ea.Position(3, 3))
+    step()
+    step()
+    assert esper.component_for_entity(ent, ea.Intent).step is not None
+
+
+def test_no_map_or_clock_is_said_once_and_nothing_breaks(
+    world: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    esper.create_entity(ea.Agent(), ea.Position(2, 2), ea.Health(10, 10), ea.Team("blue"))
+    ea.install()
+    with caplog.at_level(logging.WARNING, logger="esper_arbiter"):
+        for _ in range(10):
+            esper.process()
+    text = [r.getMessage() for r in caplog.records]
+    assert sum("no MapGrid" in t for t in text) == 1
+    assert sum("no GameClock" in t for t in text) == 1
+
+
+def test_neutrals_are_never_offered_as_targets(world: str) -> None:
+    arena()
+    domain = squad_domain(factions=ea.Factions.of(neutral=["civilian"]))
+    me = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                             ea.Team("blue"), ea.Ammo(30, 30))
+    civ = esper.create_entity(ea.Position(5, 6), ea.Health(20, 20), ea.Team("civilian"))
+    foe = esper.create_entity(ea.Position(9, 6), ea.Health(60, 60), ea.Team("red"))
+    ea.install(domain=domain)
+    targets: set[int] = set()
+    for _ in range(300):
+        step()
+        intent = esper.component_for_entity(me, ea.Intent)
+        tid = getattr(intent.step, "target_id", None)
+        if tid is not None:
+            targets.add(tid)
+        if intent.status is ea.IntentStatus.RUNNING:
+            intent.finish()
+    assert civ not in targets and foe in targets
+    snap = esper.component_for_entity(me, ea.Perception).snapshot
+    assert [u.id for u in snap.neutrals] == [civ] and [u.id for u in snap.enemies] == [foe]
+    schema = domain.tools.plan_schema(snap, 4, domain.rules)
+    assert civ not in [
+        i for b in schema["properties"]["steps"]["items"]["anyOf"]
+        for i in b["properties"].get("target_id", {}).get("enum", [])
+        if b["properties"]["act"]["const"] in ("Attack", "CoverFire", "Approach")
+    ]
+
+
+def test_without_a_leader_or_orders_agents_head_for_the_objective(world: str) -> None:
+    arena(ea.Objective("relay"))
+    me = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                             ea.Team("blue"))
+    ea.install()
+    step()
+    assert esper.component_for_entity(me, ea.Intent).step == ea.MoveTo(20, 6)
+
+
+def test_time_in_modes_counts_a_round_that_never_changed_mode(world: str) -> None:
+    arena()
+    me = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                             ea.Team("blue"))
+    ea.install()
+    t = 0.0
+    for _ in range(90):
+        t = step()
+    state = esper.component_for_entity(me, ea.ArbiterState)
+    assert state.time_in_modes(t)["GOAP"] == pytest.approx(t, abs=0.05)
