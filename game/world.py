@@ -58,7 +58,7 @@ from esper_arbiter.systems.planning.arbiter import ArbiterConfig
 from esper_arbiter.systems.plugin import ArbiterPlugin, install
 from esper_arbiter.systems.presets.squad import enemy_tree
 
-log = logging.getLogger("hello_companion")
+log = logging.getLogger("esper_arbiter.game")
 
 EventListener = Callable[[int, ArbiterEvent], None]
 
