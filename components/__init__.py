@@ -50,6 +50,7 @@ from esper_arbiter.components.llm import (
     PlanTicket,
     RequestTiming,
 )
+from esper_arbiter.components.sensing import DEFAULT_SENSING, Sensing
 from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
 from esper_arbiter.components.world import (
     Ammo,
@@ -70,13 +71,13 @@ from esper_arbiter.components.world import (
 )
 
 __all__ = [
-    "ACTION_TYPES", "DEFAULT_FACTIONS", "PRIORITY_HIGH", "PRIORITY_LOW", "SQUAD_STEPS",
+    "ACTION_TYPES", "DEFAULT_FACTIONS", "DEFAULT_SENSING", "PRIORITY_HIGH", "PRIORITY_LOW", "SQUAD_STEPS",
     "ActionStep", "Agent", "Ammo", "Approach", "ArbiterEvent", "ArbiterMetrics", "ArbiterState",
     "Attack", "Cooldowns", "CoverFire", "Factions", "FailureKind", "GameClock", "GridView",
     "Heal", "Health", "InCover", "Intent", "IntentStatus", "Leader", "LlmTask", "MapGrid", "Mode",
     "Morale", "MoveTo", "Name", "Objective", "ObjectiveKind", "ObjectiveView", "Orders",
     "Perception", "PlanFailure", "PlanIntent", "PlanOutcome", "PlanProposal", "PlanReady",
     "PlanRequest", "PlanTicket", "Position", "Relation", "Reload", "RequestTiming", "Retreat",
-    "Revive", "Scan", "SmokeCloud", "Step", "StepRejection", "TakeCover", "Team", "ThrowSmoke",
+    "Revive", "Scan", "Sensing", "SmokeCloud", "Step", "StepRejection", "TakeCover", "Team", "ThrowSmoke",
     "UnitView", "Wait", "WorldSnapshot", "describe_step", "step_from_dict", "step_to_dict",
 ]

@@ -21,6 +21,8 @@ class Agent:
     role: str = ""
     """Free text for the host and the HUD (e.g. "medic"); the engine does not read it."""
     use_llm: bool = True
+    sense_radius: float | None = None
+    """Tiles this agent perceives; ``None`` takes the domain's :class:`Sensing` radius."""
 
 
 class SnapshotSource(Protocol):

@@ -413,18 +413,22 @@ def _join(path: str, key: str) -> str:
 
 def _connected(s: Scenario, a: Tile, b: Tile) -> bool:
     """4-connected flood fill (the pathfinder's reachability is 4-connected too)."""
-    seen = {a}
-    todo = deque([a])
+    return b in _reachable(s.width, s.height, s.walls, a)
+
+
+def _reachable(width: int, height: int, walls: frozenset[Tile] | set[Tile],
+               start: Tile) -> set[Tile]:
+    """Every tile 4-connected to ``start`` (one flood fill, shared by all the spawns)."""
+    seen = {start}
+    todo = deque([start])
     while todo:
         x, y = todo.popleft()
-        if (x, y) == b:
-            return True
         for nx, ny in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
             t = (nx, ny)
-            if 0 <= nx < s.width and 0 <= ny < s.height and t not in s.walls and t not in seen:
+            if 0 <= nx < width and 0 <= ny < height and t not in walls and t not in seen:
                 seen.add(t)
                 todo.append(t)
-    return False
+    return seen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -482,10 +486,15 @@ def build_stress_scenario(n: int, seed: int = 0, rules: Rules = DEFAULT_RULES) -
         extraction_poi="breach_door", player=player, companions=companions, enemies=enemies,
         rules=rules, source=f"<stress n={n} seed={seed}>",
     )
+    # One flood fill from the door; a spawn it misses gets a corridor along its row and the door
+    # row (rare), then the fill runs again.
+    reach = _reachable(width, height, walls, door)
     for u in (player, *companions, *enemies):
-        if not _connected(scenario, u.pos, door):
-            # Punch a corridor along the door row so every spawn connects (rare).
+        if u.pos not in reach:
             walls -= {(x, door[1]) for x in range(width)}
             walls -= {(x, u.y) for x in range(width)}
-            scenario = dataclasses.replace(scenario, walls=frozenset(walls))
+            reach = _reachable(width, height, walls, door)
+    if walls != scenario.walls:
+        scenario = dataclasses.replace(scenario, walls=frozenset(walls),
+                                       cover=frozenset(cover - walls))
     return scenario

@@ -11,7 +11,8 @@ schema generation, LLM service) knows no game. A :class:`Domain` tells it what t
 * ``role``: the first lines of the model's system prompt (who the agent is, what matters);
 * ``orders``: the order words an agent understands, each with what it means (for the prompt;
   the brain maps them to facts);
-* ``factions``: how sides regard each other (hostile, neutral, allied).
+* ``factions``: how sides regard each other (hostile, neutral, allied);
+* ``sensing``: how far agents perceive and how many units a snapshot lists.
 
 ``install(domain=...)`` hands the one object to every consumer: perception (factions), the
 arbiter (brain, tree, per-step validation), and every :class:`PlanRequest` it submits, so the
@@ -30,6 +31,7 @@ from typing import Any
 
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions
 from esper_arbiter.components.llm import PlanRequest
+from esper_arbiter.components.sensing import DEFAULT_SENSING, Sensing
 from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapBrain
 from esper_arbiter.systems.planning.rules import Rules
@@ -56,6 +58,8 @@ class Domain:
     role: str
     orders: Mapping[str, str] = field(default_factory=lambda: _NO_ORDERS)
     factions: Factions = DEFAULT_FACTIONS
+    sensing: Sensing = DEFAULT_SENSING
+    """How far and how many units a snapshot lists (keeps cost and prompt size bounded)."""
     order_facts: Mapping[str, int] = field(default_factory=lambda: _NO_ORDER_FACTS)
     """The fact bit each order word sets in the brain's state (for code that reasons about
     orders without a brain, such as the scripted backend)."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions
+from esper_arbiter.components.sensing import DEFAULT_SENSING, Sensing
 from esper_arbiter.systems.domain import Domain
 from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapAction, GoapGoal, Grounder
@@ -68,6 +69,7 @@ def squad_domain(
     orders: Mapping[str, int] = DEFAULT_ORDERS,
     order_meanings: Mapping[str, str] | None = None,
     factions: Factions = DEFAULT_FACTIONS,
+    sensing: Sensing = DEFAULT_SENSING,
     extra_tools: Sequence[ToolSpec] = (),
     extra_actions: Sequence[GoapAction] = (),
     extra_goals: Sequence[GoapGoal] = (),
@@ -97,7 +99,7 @@ def squad_domain(
     )
     return Domain(
         name=name, tools=tools, rules=rules, brain=brain, fallback=fallback(rules), role=role,
-        orders=meanings, factions=factions, order_facts=dict(orders),
+        orders=meanings, factions=factions, sensing=sensing, order_facts=dict(orders),
     )
 
 
