@@ -304,6 +304,8 @@ class LlmPlanService:
             limit, minimum=1, maximum=limit,
             latency_target_s=self._config.batch_latency_target_s,
         )
+        self._batch_limit = limit
+        self._warming_up = False
         self._lock = threading.Lock()
         self._stats = _Stats()
         self._closed = False
@@ -326,13 +328,32 @@ class LlmPlanService:
                 {"role": "system", "content": prompt.system_prompt(max_steps=DEFAULT_MAX_STEPS)},
                 {"role": "user", "content": "Get ready."},
             ]
-            self._loop.call_soon_threadsafe(self._spawn, warm(opening), "llm-warm-up")
+            self._warming_up = True
+            self._loop.call_soon_threadsafe(self._spawn, self._warm_up(warm(opening)),
+                                            "llm-warm-up")
 
     # ---------------------------------------------------------------- public API (game thread)
 
     @property
     def backend_name(self) -> str:
         return self._backend.name
+
+    available = True
+    """A model behind it may answer (when it is offline its requests fail and say why)."""
+    game_clock = False
+    """Answers on the wall clock: see :func:`esper_arbiter.systems.llm.api.paced_by_wall_clock`."""
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the backend loads its model and reads the system prompt (only with
+        ``ServiceConfig.warm_up`` and a backend that can warm up)."""
+        return self._warming_up
+
+    @property
+    def max_batch_size(self) -> int:
+        """Most requests planned in one prompt: the configured limit, lowered by the backend's
+        own ``max_batch_size`` if it declares one (the adaptive size moves below it)."""
+        return self._batch_limit
 
     @property
     def model(self) -> str:
@@ -507,6 +528,13 @@ class LlmPlanService:
         task = self._loop.create_task(coro, name=name)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+    async def _warm_up(self, warming: Any) -> None:
+        """Run the backend's warm-up; :attr:`warming_up` is True until it ends (either way)."""
+        try:
+            await warming
+        finally:
+            self._warming_up = False
 
     async def _sweep_expired(self) -> None:
         """Queued requests past their deadline end TIMEOUT even if nobody polls them."""
@@ -932,6 +960,9 @@ class OfflinePlanService:
 
     available = False
     """Never asked: the arbiter keeps agents on GOAP/BT instead of counting OFFLINE answers."""
+    game_clock = False
+    warming_up = False
+    max_batch_size = 1
 
     def __init__(self, reason: str, backend: str = "none") -> None:
         self._reason = reason
