@@ -37,6 +37,9 @@ class ServiceStatus:
     online: bool = True
     reason: str = ""
     """Why offline (or a warning such as a missing model), in words a user can act on."""
+    pacing: str = ""
+    """Set when the host's game clock outruns the wall clock a live model answers on, so plans
+    arrive late or never (see :mod:`esper_arbiter.systems.llm.pacing`); ``""`` otherwise."""
     in_flight: int = 0
     queue_depth: int = 0
     queue_depth_by_priority: dict[int, int] = field(default_factory=dict)
@@ -101,7 +104,8 @@ def paced_by_wall_clock(service: PlanService | None) -> bool:
     at real time (not faster) or its round ends before any plan can arrive.
 
     Services that resolve on game time (scripted, replay) have ``game_clock = True``; an
-    offline service has nothing to wait for.
+    offline service has nothing to wait for. A service that is not paced this way reports it
+    in ``status().pacing``.
     """
     if service is None or service.game_clock or not service.available:
         return False

@@ -36,7 +36,7 @@ choice is an offline service and its lines say why.
 
 A live model answers on the wall clock: a game loop that runs faster than real time gets its
 plans late or never. ``paced_by_wall_clock(choice.service)`` says whether the loop must run at
-real time.
+real time, and the service reports a loop that does not in ``status().pacing``.
 """
 
 from __future__ import annotations

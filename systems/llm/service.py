@@ -99,6 +99,7 @@ from esper_arbiter.systems.llm.batching import (
     PlanValidator,
     build_batch,
 )
+from esper_arbiter.systems.llm.pacing import PacingMonitor
 from esper_arbiter.systems.llm.parsing import parse_plan_reply
 from esper_arbiter.systems.llm.request_queue import (
     AsyncQueueWaiter,
@@ -296,6 +297,8 @@ class LlmPlanService:
         )
         self._queue.add_listener(self._timeline.observe)
         self._queue.add_listener(self._on_queue_event)
+        self._pacing = PacingMonitor()
+        self._queue.add_listener(self._count_plans_for_pacing)
         limit = max(1, self._config.max_batch_size)
         declared = getattr(backend, "max_batch_size", None)
         if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
@@ -341,7 +344,8 @@ class LlmPlanService:
     available = True
     """A model behind it may answer (when it is offline its requests fail and say why)."""
     game_clock = False
-    """Answers on the wall clock: see :func:`esper_arbiter.systems.llm.api.paced_by_wall_clock`."""
+    """Answers on the wall clock: see :attr:`ServiceStatus.pacing` and
+    :func:`esper_arbiter.systems.llm.api.paced_by_wall_clock`."""
 
     @property
     def warming_up(self) -> bool:
@@ -386,7 +390,9 @@ class LlmPlanService:
         model). Refused requests (background disabled, service closed) come back resolved."""
         with self._lock:
             self._stats.requests_total += 1
-        return self._queue.submit(request)
+        self._pacing.submitted(request.submitted_at)
+        ticket = self._queue.submit(request)
+        return _PacedTicket(self._queue, ticket.entry, self._pacing)
 
     def plan_blocking(self, request: PlanRequest, timeout: float | None = None) -> PlanOutcome:
         """Submit and WAIT for the outcome.
@@ -432,6 +438,7 @@ class LlmPlanService:
                 model=self._backend.model,
                 online=s.online,
                 reason=s.reason,
+                pacing=self._pacing.warning,
                 in_flight=in_flight,
                 queue_depth=depth,
                 queue_depth_by_priority=by_priority,
@@ -478,6 +485,11 @@ class LlmPlanService:
         self.close()
 
     # ---------------------------------------------------------------- statistics (any thread)
+
+    def _count_plans_for_pacing(self, event: QueueEvent, entry: QueueEntry) -> None:
+        """Queue listener: the pacing warning quotes how many plans arrived."""
+        if event is QueueEvent.RESOLVED and isinstance(entry.outcome, PlanReady):
+            self._pacing.answered()
 
     def _on_queue_event(self, event: QueueEvent, entry: QueueEntry) -> None:
         """Queue listener: count each terminal outcome once, for :meth:`status`."""
@@ -929,6 +941,23 @@ def _error_kind(error: BaseException, backend: str) -> tuple[FailureKind, str]:
 def _describe(error: BaseException) -> str:
     kind, message = _error_kind(error, "the")
     return f"{kind.value}: {message}"
+
+
+class _PacedTicket(QueueTicket):
+    """A :class:`QueueTicket` whose polls tell the service's :class:`PacingMonitor` the game
+    time while the request waits (one comparison per poll; see :mod:`systems.llm.pacing`)."""
+
+    __slots__ = ("_pacing",)
+
+    def __init__(self, queue: RequestQueue, entry: QueueEntry, pacing: PacingMonitor) -> None:
+        super().__init__(queue, entry)
+        self._pacing = pacing
+
+    def poll(self, now: float) -> PlanOutcome | None:
+        outcome = QueueTicket.poll(self, now)
+        if outcome is None and now >= self._pacing.next_check:
+            self._pacing.polled(now)
+        return outcome
 
 
 # --------------------------------------------------------------------------- offline service
