@@ -19,7 +19,13 @@ from esper_arbiter.game.frontend_cli import add_frontend_arguments, run_frontend
 from esper_arbiter.game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import PlanService
-from esper_arbiter.systems.llm.selection import add_llm_arguments, build_service
+from esper_arbiter.systems.llm.factory import ServiceConfigError
+from esper_arbiter.systems.llm.selection import (
+    add_llm_arguments,
+    build_service,
+    choose_service,
+    flag_error,
+)
 
 log = logging.getLogger("hello_companion")
 
@@ -147,10 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     try:
-        service, startup = build_service(args)
+        choice = choose_service(args)
+    except ServiceConfigError as exc:
+        sys.stderr.write(f"{PROG}: error: {flag_error(exc)}\n")
+        return EXIT_USAGE
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
+    service, startup = choice.service, list(choice.lines)
+    if choice.missing_model and not args.pull:
+        startup.append(f"llm: or rerun with --pull to fetch {choice.missing_model}")
     try:
         for line in startup:
             _write(line)

@@ -46,7 +46,7 @@ class ArbiterSystem(esper.Processor):
         self.on_event = on_event
         # A service that can never answer (no model installed or reachable) is not asked at
         # all: its OFFLINE answers would only count as failures and push agents into BT.
-        self.asks_model = service is not None and getattr(service, "available", True)
+        self.asks_model = service is not None and service.available
 
     def process(self, *args: object, **kwargs: object) -> None:
         arbiter = self.arbiter

@@ -8,7 +8,7 @@ fit behind it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from esper_arbiter.components.llm import PlanRequest, PlanTicket
 
@@ -37,6 +37,9 @@ class ServiceStatus:
     online: bool = True
     reason: str = ""
     """Why offline (or a warning such as a missing model), in words a user can act on."""
+    pacing: str = ""
+    """Set when the host's game clock outruns the wall clock a live model answers on, so plans
+    arrive late or never (see :mod:`esper_arbiter.systems.llm.pacing`); ``""`` otherwise."""
     in_flight: int = 0
     queue_depth: int = 0
     queue_depth_by_priority: dict[int, int] = field(default_factory=dict)
@@ -53,17 +56,39 @@ class ServiceStatus:
     """Monotonic 'now' the records are relative to."""
 
 
+@runtime_checkable
 class PlanService(Protocol):
     """Background planner. ``submit`` must return in well under a millisecond.
 
-    Two optional class attributes refine how the rest of the system treats a service:
-    ``game_clock = True`` when answers arrive on game time (scripted, replay: a headless run
-    need not pace itself, see :func:`paced_by_wall_clock`), and ``available = False`` when it
-    can never answer (no model at all: the arbiter then never asks it).
+    Besides submitting and reporting, a service says what it can do; the arbiter, the demo's
+    headless loop and a host read these members instead of guessing:
+
+    - ``available``: False when it can never answer (no model at all): the arbiter then never
+      asks it, so agents stay on GOAP/BT without counting failures;
+    - ``game_clock``: True when answers arrive on game time (scripted, replay), so a loop may
+      run faster than real time; False for a live model (see :func:`paced_by_wall_clock`);
+    - ``warming_up``: True while the model loads or reads its system prompt at start (requests
+      queue meanwhile);
+    - ``max_batch_size``: most requests answered by one model call (1: never batched).
+
+    Plain class attributes satisfy these members as well as properties do. The protocol is
+    ``runtime_checkable``: ``isinstance(obj, PlanService)`` checks that every member exists.
     """
 
     @property
     def backend_name(self) -> str: ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def game_clock(self) -> bool: ...
+
+    @property
+    def warming_up(self) -> bool: ...
+
+    @property
+    def max_batch_size(self) -> int: ...
 
     def submit(self, request: PlanRequest) -> PlanTicket: ...
 
@@ -75,12 +100,13 @@ class PlanService(Protocol):
 
 
 def paced_by_wall_clock(service: PlanService | None) -> bool:
-    """True when ``service`` answers on the wall clock (a live model), so a headless run must
-    pace game time to real time or the round ends before any plan can arrive.
+    """True when ``service`` answers on the wall clock (a live model), so a game loop must run
+    at real time (not faster) or its round ends before any plan can arrive.
 
-    Services that resolve on game time (scripted, replay) declare ``game_clock = True``; an
-    offline service has nothing to wait for.
+    Services that resolve on game time (scripted, replay) have ``game_clock = True``; an
+    offline service has nothing to wait for. A service that is not paced this way reports it
+    in ``status().pacing``.
     """
-    if service is None or getattr(service, "game_clock", False):
+    if service is None or service.game_clock or not service.available:
         return False
     return service.status().online

