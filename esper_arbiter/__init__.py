@@ -19,7 +19,8 @@ when they are used. All logging is under the ``esper_arbiter`` logger.
 from esper_arbiter.components import *  # noqa: F403
 from esper_arbiter.components import __all__ as _components_all
 from esper_arbiter.systems.domain import Domain, default_domain
-from esper_arbiter.systems.llm.api import PlanService, ServiceStatus
+from esper_arbiter.systems.llm.api import PlanService, ServiceStatus, paced_by_wall_clock
+from esper_arbiter.systems.llm.factory import ServiceChoice, ServiceConfigError, make_service
 from esper_arbiter.systems.perception import MissingWorldPiece, build_snapshot
 from esper_arbiter.systems.planning.arbiter import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import Node
@@ -64,6 +65,8 @@ __all__ = [
     "Percept",
     "PlanService",
     "Rules",
+    "ServiceChoice",
+    "ServiceConfigError",
     "ServiceStatus",
     "ToolRegistry",
     "ToolSpec",
@@ -71,5 +74,7 @@ __all__ = [
     "build_snapshot",
     "default_domain",
     "install",
+    "make_service",
+    "paced_by_wall_clock",
     "squad_domain",
 ]

@@ -16,16 +16,16 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from esper_arbiter.game.frontend_cli import add_frontend_arguments, run_frontend, scenario_from_args
-from esper_arbiter.game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
-from esper_arbiter.game.world import GameSession
-from esper_arbiter.systems.llm.api import PlanService
-from esper_arbiter.systems.llm.factory import ServiceConfigError
-from esper_arbiter.systems.llm.selection import (
+from esper_arbiter.game.llm_flags import (
     add_llm_arguments,
     build_service,
     choose_service,
     flag_error,
 )
+from esper_arbiter.game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.factory import ServiceConfigError
 
 log = logging.getLogger("hello_companion")
 

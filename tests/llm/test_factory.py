@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from esper_arbiter.components.llm import PlanReady, PlanRequest
-from esper_arbiter.systems.llm import factory, selection
+from esper_arbiter.game import llm_flags as selection
+from esper_arbiter.systems.llm import factory
 from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
 from esper_arbiter.systems.llm.factory import ServiceChoice, ServiceConfigError, make_service
 from esper_arbiter.systems.llm.recording import (

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanRequest
-from esper_arbiter.systems.llm import factory, selection
+from esper_arbiter.game import llm_flags as selection
+from esper_arbiter.systems.llm import factory
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
 from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend, not_pulled_message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -63,12 +64,24 @@ print("issued", issued)
 """
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without PYTHONPATH, so nothing of the source tree leaks in."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    # Build from a copy, so setuptools' build/ and egg-info never land in the work tree.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("esper_arbiter", "components", "systems", "game", "assets"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+        check=True, capture_output=True, text=True, env=_clean_env(),
     )
     (found,) = out.glob("esper_arbiter-*.whl")
     return found
@@ -81,7 +94,7 @@ def installed(wheel: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> 
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True,
-                   capture_output=True, text=True)
+                   capture_output=True, text=True, env=_clean_env())
     return py
 
 
@@ -104,7 +117,7 @@ def test_a_host_with_its_own_components_systems_and_game_modules(
     (host / "components" / "__init__.py").write_text(HOST_COMPONENTS)
     (host / "systems.py").write_text(HOST_SYSTEMS)
     (host / "game.py").write_text(textwrap.dedent(HOST_GAME))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = _clean_env()
     run = subprocess.run([str(installed), "game.py"], cwd=host, capture_output=True, text=True,
                          env=env, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -115,7 +128,7 @@ def test_a_host_with_its_own_components_systems_and_game_modules(
 def test_the_installed_demo_runs_from_the_console_script(installed: pathlib.Path,
                                                          tmp_path: pathlib.Path) -> None:
     script = installed.parent / "hello-companion"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = _clean_env()
     run = subprocess.run(
         [str(script), "--headless", "--seconds", "3", "--backend", "none"],
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
