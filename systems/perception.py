@@ -16,6 +16,7 @@ import esper
 
 from esper_arbiter.components.agent import Agent, ArbiterState, Intent, Perception, PerceptionFrame
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions, Relation
+from esper_arbiter.components.sensing import DEFAULT_SENSING, Sensing
 from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
 from esper_arbiter.components.world import (
     Ammo,
@@ -33,6 +34,7 @@ from esper_arbiter.components.world import (
     Team,
 )
 from esper_arbiter.systems.planning.pathfinding import nearest_walkable
+from esper_arbiter.systems.planning.spatial import CellIndex
 
 log = logging.getLogger("esper_arbiter.perception")
 
@@ -40,16 +42,17 @@ REQUIRED = (Position, Health, Team)
 """What every unit (and so every agent) must carry to be perceived."""
 
 _NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
-_CROWD = 32
-"""Above this many friends, a snapshot lists only the nearby ones."""
-_NEAR = 4
-_MAX_NEAR = 8
-_MAX_NEUTRALS = 8
-"""Neutral units a snapshot lists (nearest first): enough to keep out of their way."""
 _BUCKET_TTL_S = 0.25
-"""Crowd bucket grids are rebuilt this often (units move < 1 tile meanwhile)."""
-_RING = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1))
+"""Spatial indexes are rebuilt this often (units move < 1 tile meanwhile)."""
 _Raw = tuple[int, tuple[Position, Health, Team]]
+
+
+def _raw_pos(item: _Raw) -> Position:
+    return item[1][0]
+
+
+def _raw_key(item: _Raw) -> int:
+    return item[0]
 
 
 def game_time() -> float:
@@ -64,13 +67,12 @@ class FrameMemory:
     esper's query cache is), and unit views whose values did not change. Reusing the same
     objects lets the arbiter see "nothing changed" with identity comparisons."""
 
-    __slots__ = ("buckets", "hostiles", "sides", "views")
+    __slots__ = ("buckets", "sides", "views")
 
     def __init__(self) -> None:
-        self.buckets: dict[str, tuple[list[Any], float, dict[tuple[int, int], list[Any]]]] = {}
+        self.buckets: dict[str, tuple[list[Any], float, CellIndex[Any]]] = {}
         self.sides: list[Any] = []
         self.views: dict[int, UnitView] = {}
-        self.hostiles: dict[str, tuple[UnitView, ...]] = {}
 
 
 class FrameView:
@@ -82,21 +84,21 @@ class FrameView:
         grid_cache: dict[object, GridView],
         memory: FrameMemory | None = None,
         factions: Factions = DEFAULT_FACTIONS,
+        sensing: Sensing = DEFAULT_SENSING,
     ) -> None:
         self.t = t
         self.factions = factions
+        self.sensing = sensing
         self._objective: tuple[ObjectiveView | None] | None = None
         self._grid_cache = grid_cache
         memory = memory if memory is not None else FrameMemory()
         self._side_cache = memory.sides
         self._persist = memory.views
-        self._persist_hostiles = memory.hostiles
         self._grid: GridView | None = None
         self._map: MapGrid | None = None
         self._sides: dict[str, list[_Raw]] | None = None
         self._leader_ids: dict[str, int] = {}
         self._views: dict[int, UnitView] = {}
-        self._hostile_to: dict[str, tuple[UnitView, ...]] = {}
         self._buckets = memory.buckets
 
     # -- shared parts -------------------------------------------------------------------
@@ -226,78 +228,50 @@ class FrameView:
         rel = self.factions.relation
         return [s for s in self._index() if s != side and rel(side, s) is relation]
 
+    def _cells(self, side: str) -> CellIndex[_Raw]:
+        """The spatial index of ``side``'s units, rebuilt when the side's membership changes
+        or every ``_BUCKET_TTL_S`` (positions are read live at query time)."""
+        group = self._index().get(side, [])
+        built = self._buckets.get(side)
+        if built is None or built[0] is not group or self.t - built[1] >= _BUCKET_TTL_S:
+            built = (group, self.t, CellIndex(group, _raw_pos, _raw_key))
+            self._buckets[side] = built
+        return built[2]
+
+    def nearest(
+        self, me: UnitView, relation: Relation, k: int, radius: float,
+        skip: frozenset[int] = frozenset(),
+    ) -> list[UnitView]:
+        """Up to ``k`` units of sides in ``relation`` to ``me``'s (ALLIED includes its own
+        side), within ``radius`` tiles, nearest first; ``skip`` leaves entity ids out."""
+        sides = self._sides_with(me.team, relation)
+        if relation is Relation.ALLIED:
+            sides.append(me.team)
+        if not sides or k <= 0:
+            return []
+        found: list[tuple[float, int, _Raw]] = []
+        for side in sides:
+            for d2, item in self._cells(side).nearest(me.x, me.y, radius, k, skip):
+                found.append((d2, item[0], item))
+        found.sort(key=lambda f: (f[0], f[1]))
+        view = self._view
+        return [view(e, p, h, t) for _, _, (e, (p, h, t)) in found[:k]]
+
     def hostiles_of(self, side: str) -> tuple[UnitView, ...]:
-        """Every unit on a side hostile to ``side`` (shared by all agents of ``side`` this
-        frame)."""
-        found = self._hostile_to.get(side)
-        if found is None:
-            view = self._view
-            index = self._index()
-            found = tuple(
-                view(e, p, h, t)
-                for s in self._sides_with(side, Relation.HOSTILE)
-                for e, (p, h, t) in index[s]
-            )
-            before = self._persist_hostiles.get(side)
-            if before is not None and len(before) == len(found) and all(
-                a is b for a, b in zip(before, found, strict=True)
-            ):
-                found = before  # nothing changed: keep the identical tuple
-            else:
-                self._persist_hostiles[side] = found
-            self._hostile_to[side] = found
-        return found
+        """Every unit on a side hostile to ``side``, however far (for tools and tests;
+        snapshots list only the nearest, see :meth:`snapshot_for`)."""
+        view, index = self._view, self._index()
+        return tuple(
+            view(e, p, h, t)
+            for s in self._sides_with(side, Relation.HOSTILE)
+            for e, (p, h, t) in index[s]
+        )
 
-    def neutrals_near(self, me: UnitView) -> tuple[UnitView, ...]:
-        """The nearest units of sides neutral to ``me``'s (at most ``_MAX_NEUTRALS``)."""
-        index = self._index()
-        sides = self._sides_with(me.team, Relation.NEUTRAL)
-        if not sides:
-            return ()
-        view = self._view
-        mx, my = me.x, me.y
-        near = sorted(
-            ((p.x - mx) ** 2 + (p.y - my) ** 2, e, p, h, t)
-            for s in sides for e, (p, h, t) in index[s]
-        )[:_MAX_NEUTRALS]
-        return tuple(view(e, p, h, t) for _, e, p, h, t in near)
-
-    def friends_near(self, me: UnitView) -> list[UnitView]:
-        """Units on ``me``'s side and allied sides: all of them in small teams; in crowds, at
-        most ``_MAX_NEAR`` within about ``2 * _NEAR`` tiles (from a bucket grid rebuilt every
-        ``_BUCKET_TTL_S``), so snapshots and prompts stay local and cheap. The views
-        themselves are always current."""
-        index = self._index()
-        allied = self._sides_with(me.team, Relation.ALLIED)
-        group = index.get(me.team, [])
-        if allied:
-            group = [*group, *(item for s in allied for item in index[s])]
-        view = self._view
-        if len(group) <= _CROWD:
-            return [view(e, p, h, t) for e, (p, h, t) in group]
-        built = self._buckets.get(me.team)
-        if built is None or (built[0] is not group and not allied) or (
-            self.t - built[1] >= _BUCKET_TTL_S
-        ):
-            buckets: dict[tuple[int, int], list[_Raw]] = {}
-            for item in group:
-                pos = item[1][0]
-                key = (int(pos.x) // _NEAR, int(pos.y) // _NEAR)
-                b = buckets.get(key)
-                if b is None:
-                    buckets[key] = [item]
-                else:
-                    b.append(item)
-            built = self._buckets[me.team] = (group, self.t, buckets)
-        buckets = built[2]
-        bx, by = me.x // _NEAR, me.y // _NEAR
-        near: list[UnitView] = []
-        for dx, dy in _RING:  # own bucket first, so the cap keeps the closest
-            for e, (p, h, t) in buckets.get((bx + dx, by + dy), ()):
-                near.append(view(e, p, h, t))
-                if len(near) >= _MAX_NEAR:
-                    return near
-        return near
+    @staticmethod
+    def _current_target(entity: int) -> int | None:
+        intent = esper.try_component(entity, Intent)
+        target = getattr(intent.step, "target_id", None) if intent is not None else None
+        return target if isinstance(target, int) else None
 
     # -- one agent ----------------------------------------------------------------------
 
@@ -309,7 +283,18 @@ class FrameView:
             raise MissingWorldPiece(missing_components(entity))
         leader = self.leader_of(me.team)
         lid = leader.id if leader is not None else -1
-        allies = tuple(u for u in self.friends_near(me) if u.id != entity and u.id != lid)
+        sense = self.sensing
+        agent = esper.try_component(entity, Agent)
+        radius = sense.radius if agent is None or agent.sense_radius is None \
+            else agent.sense_radius
+        enemies = self.nearest(me, Relation.HOSTILE, sense.max_enemies, radius)
+        target = self._current_target(entity)
+        if target is not None and all(u.id != target for u in enemies):
+            tv = self.unit(target)
+            if tv is not None and tv.hp > 0 and self.factions.hostile(me.team, tv.team):
+                enemies.append(tv)  # the one it is fighting stays in view, however far
+        allies = tuple(self.nearest(me, Relation.ALLIED, sense.max_allies, radius,
+                                    frozenset((entity, lid))))
         m = self.map
         ammo = esper.try_component(entity, Ammo)
         morale = esper.try_component(entity, Morale)
@@ -324,12 +309,12 @@ class FrameView:
             t=self.t,
             me=me,
             leader=leader if leader is not None and leader.id != entity else None,
-            enemies=self.hostiles_of(me.team),
+            enemies=tuple(enemies),
             allies=allies,
             grid=self.grid,
             pois=MappingProxyType(m.pois),
             objective=self.objective,
-            neutrals=self.neutrals_near(me),
+            neutrals=tuple(self.nearest(me, Relation.NEUTRAL, sense.max_neutrals, radius)),
             orders=orders.order if orders is not None else None,
             order_serial=orders.serial if orders is not None else 0,
             ammo=ammo.rounds if ammo is not None else 0,
@@ -368,8 +353,10 @@ class PerceptionSystem(esper.Processor):
     it); with no :class:`GameClock` time stands still at 0 (one warning).
     """
 
-    def __init__(self, factions: Factions = DEFAULT_FACTIONS) -> None:
+    def __init__(self, factions: Factions = DEFAULT_FACTIONS,
+                 sensing: Sensing = DEFAULT_SENSING) -> None:
         self.factions = factions
+        self.sensing = sensing
         self._grid_cache: dict[object, GridView] = {}
         self._memory = FrameMemory()
         self.frame: FrameView | None = None
@@ -382,7 +369,8 @@ class PerceptionSystem(esper.Processor):
             self._warn_once("clock", "no GameClock in the world: game time stands still at 0 "
                             "(add esper.create_entity(GameClock()) and advance its t)")
         t = game_time()
-        frame = self.frame = FrameView(t, self._grid_cache, self._memory, self.factions)
+        frame = self.frame = FrameView(t, self._grid_cache, self._memory, self.factions,
+                                       self.sensing)
         self.shared.advance(t, frame)
         agents = esper.get_component(Agent)
         complete = esper.get_components(Agent, *REQUIRED)
@@ -437,8 +425,10 @@ def build_snapshot(entity: int, now: float | None = None) -> WorldSnapshot | Non
     system = esper.get_processor(PerceptionSystem)
     frame = system.frame if isinstance(system, PerceptionSystem) else None
     if frame is None or frame.t != t:
-        factions = system.factions if isinstance(system, PerceptionSystem) else DEFAULT_FACTIONS
-        frame = FrameView(t, {}, factions=factions)
+        if isinstance(system, PerceptionSystem):
+            frame = FrameView(t, {}, factions=system.factions, sensing=system.sensing)
+        else:
+            frame = FrameView(t, {})
     try:
         return frame.snapshot_for(entity)
     except MissingWorldPiece:

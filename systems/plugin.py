@@ -111,7 +111,7 @@ def install(
         config=config,
         backend_name=service.backend_name if service is not None else "",
     )
-    perception = PerceptionSystem(dom.factions)
+    perception = PerceptionSystem(dom.factions, dom.sensing)
     poll = LlmPollSystem()
     system = ArbiterSystem(arbiter, service, on_event)
     esper.add_processor(perception, priority=PERCEPTION_PRIORITY)

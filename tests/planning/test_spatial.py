@@ -1,0 +1,47 @@
+"""The spatial index answers exactly what a full scan would, whatever the layout."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from esper_arbiter.components.world import Position
+from esper_arbiter.systems.planning.spatial import CellIndex
+
+coord = st.floats(min_value=-5, max_value=150, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pts=st.lists(st.tuples(coord, coord), max_size=300),
+    x=coord, y=coord,
+    radius=st.floats(min_value=0.5, max_value=120),
+    k=st.integers(0, 12),
+    cell=st.sampled_from([1, 2, 4, 8, 16]),
+)
+def test_nearest_matches_a_full_scan(
+    pts: list[tuple[float, float]], x: float, y: float, radius: float, k: int, cell: int
+) -> None:
+    idx = CellIndex([Position(*p) for p in pts], lambda p: p, cell=cell)
+
+    def d2(p: tuple[float, float]) -> float:
+        return (p[0] - x) ** 2 + (p[1] - y) ** 2
+
+    got = [d for d, _ in idx.nearest(x, y, radius, k)]
+    want = sorted(d2(p) for p in pts if d2(p) <= radius * radius)[:k]
+    assert got == want
+
+
+def test_skip_leaves_items_out_without_using_up_k() -> None:
+    pts = [Position(float(i), 0.0) for i in range(10)]
+    idx = CellIndex(pts, lambda p: p, key=lambda p: int(p.x))
+    near = idx.nearest(0.0, 0.0, 50.0, 3, skip={0, 1})
+    assert [p.x for _, p in near] == [2.0, 3.0, 4.0]
+
+
+def test_distances_use_live_positions() -> None:
+    a, b = Position(0.0, 0.0), Position(3.0, 0.0)
+    idx = CellIndex([a, b], lambda p: p)
+    a.x = 10.0  # moved after the index was built
+    assert [p for _, p in idx.nearest(3.0, 0.0, 5.0, 1)] == [b]
+    assert [p for _, p in idx.nearest(9.0, 0.0, 5.0, 1)] == [a]
