@@ -1,0 +1,1 @@
+"""Example host games written against esper_arbiter's public API only."""

@@ -1,0 +1,3 @@
+from examples.heist.run import main
+
+raise SystemExit(main())
