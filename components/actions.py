@@ -33,11 +33,9 @@ class Step:
         name = cls.__dict__.get("act")
         if not isinstance(name, str) or not name.isidentifier():
             raise TypeError(f"{cls.__qualname__}: a Step needs act = '<ToolName>' (an identifier)")
-        old = ACTION_TYPES.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (
-            cls.__module__, cls.__qualname__
-        ):
-            raise TypeError(f"step name {name!r} is taken by {old.__module__}.{old.__qualname__}")
+        # The latest class defined under a name decodes it in step_from_dict; a domain's own
+        # tools (ToolRegistry.build_step) always build their own class, so two plugins may
+        # each define a step of the same name.
         ACTION_TYPES[name] = cls
 
 

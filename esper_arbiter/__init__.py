@@ -18,7 +18,7 @@ when they are used. All logging is under the ``esper_arbiter`` logger.
 
 from esper_arbiter.components import *  # noqa: F403
 from esper_arbiter.components import __all__ as _components_all
-from esper_arbiter.systems.domain import Domain, default_domain
+from esper_arbiter.systems.domain import Domain, default_domain, domain_of
 from esper_arbiter.systems.llm.api import PlanService, ServiceStatus, paced_by_wall_clock
 from esper_arbiter.systems.llm.factory import ServiceChoice, ServiceConfigError, make_service
 from esper_arbiter.systems.perception import MissingWorldPiece, build_snapshot
@@ -73,6 +73,7 @@ __all__ = [
     "__version__",
     "build_snapshot",
     "default_domain",
+    "domain_of",
     "install",
     "make_service",
     "paced_by_wall_clock",

@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions
 from esper_arbiter.components.llm import PlanRequest
@@ -36,6 +36,10 @@ from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapBrain
 from esper_arbiter.systems.planning.rules import Rules
 from esper_arbiter.systems.planning.tools import ToolRegistry
+
+if TYPE_CHECKING:
+    from esper_arbiter.components.snapshot import WorldSnapshot
+    from esper_arbiter.systems.planning.validation import PlanValidation
 
 _NO_ORDERS: Mapping[str, str] = MappingProxyType({})
 _NO_ORDER_FACTS: Mapping[str, int] = MappingProxyType({})
@@ -83,6 +87,14 @@ class Domain:
     def replace(self, **changes: Any) -> Domain:
         """A copy with some fields changed (``domain.replace(factions=...)``)."""
         return dataclasses.replace(self, **changes)
+
+    def validate(self, plan: object, snapshot: WorldSnapshot, max_steps: int = 8) -> PlanValidation:
+        """Check a plan (parsed JSON: ``{"steps": [...]}`` or a list of step objects) against
+        ``snapshot`` with this domain's tools and rules, step by step, the way the LLM service
+        does: a third-party :class:`PlanService` calls this before answering with a plan."""
+        from esper_arbiter.systems.planning.validation import validate_plan
+
+        return validate_plan(plan, snapshot, self.tools, self.rules, max_steps)
 
     def order_meaning(self, order: str | None) -> str | None:
         """What an order word means in this domain, or ``None`` for an unknown word."""

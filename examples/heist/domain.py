@@ -22,11 +22,7 @@ fire still takes cover first."""
 
 @dataclass(frozen=True, slots=True)
 class HackTerminal(ea.Step):
-    """Walk to the terminal at (x, y) and hack it; the vault door opens when it is done.
-
-    Named ``HackTerminal``, not ``Hack``: step names are one registry per process, and the
-    library's own test suite already defines a ``Hack``.
-    """
+    """Walk to the terminal at (x, y) and hack it; the vault door opens when it is done."""
 
     act: ClassVar[str] = "HackTerminal"
     x: int
@@ -45,10 +41,8 @@ HACK_TOOL = ea.ToolSpec(
 )
 
 VAULT_HACKED = ea.HOST_FACT_BASE
-"""The GOAP fact the hack action makes true. The preset's snapshot reader never sets a host's
-bits, so from the brain's point of view it is always false: the goal switches itself off by
-its priority (below) once the host has removed the terminal from the map's points of interest.
-"""
+"""The GOAP fact the hack action makes true, read from the snapshot by :func:`heist_facts`:
+the host removes the terminal from the map's points of interest once it is hacked."""
 
 HEIST_ROLE = (
     "You plan actions for a member of a bank-robbery crew in a top-down tile game.\n"
@@ -60,11 +54,14 @@ HEIST_ROLE = (
 )
 
 
+def heist_facts(p: ea.Percept) -> int:
+    """The heist's own facts in a snapshot: the vault is hacked once its terminal is gone."""
+    return VAULT_HACKED if "terminal" not in p.snapshot.pois else 0
+
+
 def _hack_priority(_state: int, snapshot: ea.WorldSnapshot) -> float:
-    """Hack while the terminal is on the map and we are crew; not at all afterwards."""
-    if snapshot.me.team != CREW or "terminal" not in snapshot.pois:
-        return 0.0
-    return HACK_PRIORITY
+    """Only the crew hacks (the goal is satisfied, and so skipped, once the fact holds)."""
+    return HACK_PRIORITY if snapshot.me.team == CREW else 0.0
 
 
 def ground_hack(p: ea.Percept, _goal: str) -> ea.Step | None:
@@ -87,6 +84,7 @@ def heist_domain(rules: ea.Rules | None = None) -> ea.Domain:
         ],
         extra_goals=[ea.GoapGoal("hack_vault", {VAULT_HACKED: True}, priority=_hack_priority)],
         extra_grounders={"hack": ground_hack},
+        extra_facts=heist_facts,
         fact_names={VAULT_HACKED: "vault_hacked"},
         factions=ea.Factions.of(neutral=[CIVILIAN]),
     )

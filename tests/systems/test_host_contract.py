@@ -202,3 +202,28 @@ def test_time_in_modes_counts_a_round_that_never_changed_mode(world: str) -> Non
         t = step()
     state = esper.component_for_entity(me, ea.ArbiterState)
     assert state.time_in_modes(t)["GOAP"] == pytest.approx(t, abs=0.05)
+
+
+def test_a_hosts_own_fact_is_read_from_the_snapshot_and_satisfies_its_goal() -> None:
+    from tests.planning.snapshots import hello_snapshot
+
+    done = ea.HOST_FACT_BASE
+    goal = ea.GoapGoal("host_goal", {done: True}, priority=99.0)
+    act = ea.GoapAction("do_it", {done: False}, {done: True})
+    wants = squad_domain(extra_actions=[act], extra_goals=[goal],
+                         extra_grounders={"do_it": lambda p, g: ea.Scan()})
+    assert wants.brain.decide(hello_snapshot()).goal == "host_goal"
+    holds = squad_domain(extra_actions=[act], extra_goals=[goal],
+                         extra_grounders={"do_it": lambda p, g: ea.Scan()},
+                         extra_facts=lambda p: done)
+    assert holds.brain.facts(hello_snapshot()) & done
+    assert holds.brain.decide(hello_snapshot()).goal != "host_goal"
+
+
+def test_a_third_party_service_validates_with_the_domain() -> None:
+    from tests.planning.snapshots import hello_snapshot
+
+    domain = squad_domain()
+    assert domain.validate({"steps": [{"act": "Scan"}]}, hello_snapshot()).ok
+    bad = domain.validate([{"act": "Fly"}], hello_snapshot())
+    assert not bad.ok and "unknown tool 'Fly'" in bad.summary()

@@ -14,6 +14,7 @@ words, role text and factions::
         extra_actions=[GoapAction("hack", {...}, {HACKED: True})],
         extra_goals=[GoapGoal("hack_terminal", {HACKED: True}, 85.0)],
         extra_grounders={"hack": lambda p, goal: Hack(x=..., y=...)},
+        extra_facts=lambda p: HACKED if "terminal" not in p.snapshot.pois else 0,
         orders={"follow": Fact.ORDER_FOLLOW, "take": Fact.ORDER_OBJECTIVE},
         factions=Factions.of(neutral=["civilian"]),
     )
@@ -31,7 +32,7 @@ from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapAction, GoapGoal, Grounder
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 from esper_arbiter.systems.planning.tools import ToolSpec
-from esper_arbiter.systems.presets.squad.brain import squad_brain
+from esper_arbiter.systems.presets.squad.brain import FactReader, squad_brain
 from esper_arbiter.systems.presets.squad.facts import (
     DEFAULT_ORDERS,
     FACT_NAMES,
@@ -74,6 +75,7 @@ def squad_domain(
     extra_actions: Sequence[GoapAction] = (),
     extra_goals: Sequence[GoapGoal] = (),
     extra_grounders: Mapping[str, Grounder[Percept]] | None = None,
+    extra_facts: FactReader | None = None,
     fact_names: Mapping[int, str] | None = None,
     fallback: Callable[[Rules], Node] = squad_tree,
 ) -> Domain:
@@ -81,7 +83,8 @@ def squad_domain(
 
     ``orders`` maps each order word to the :class:`Fact` it sets; ``order_meanings`` words the
     prompt uses for them (defaults from :data:`ORDER_MEANINGS`; a word whose fact has no
-    meaning needs one here). ``fallback`` builds the behaviour tree from the rules.
+    meaning needs one here). ``extra_facts(percept)`` returns the host's own fact bits that
+    hold in a snapshot. ``fallback`` builds the behaviour tree from the rules.
     """
     tools = SQUAD_REGISTRY.copy()
     for spec in extra_tools:
@@ -95,7 +98,7 @@ def squad_domain(
         meanings[word] = text
     brain = squad_brain(
         rules, orders=orders, extra_actions=extra_actions, extra_goals=extra_goals,
-        extra_grounders=extra_grounders, fact_names=fact_names,
+        extra_grounders=extra_grounders, extra_facts=extra_facts, fact_names=fact_names,
     )
     return Domain(
         name=name, tools=tools, rules=rules, brain=brain, fallback=fallback(rules), role=role,
@@ -112,6 +115,7 @@ __all__ = [
     "SQUAD_ROLE",
     "SQUAD_TOOLS",
     "Fact",
+    "FactReader",
     "Percept",
     "enemy_tree",
     "extract_facts",

@@ -148,14 +148,24 @@ def squad_grounders() -> dict[str, Grounder[Percept]]:
     }
 
 
+FactReader = Callable[[Percept], int]
+"""A host's own facts: the bits (from ``HOST_FACT_BASE`` up) true in a percept's snapshot."""
+
+
 def squad_reader(
-    rules: Rules = DEFAULT_RULES, orders: Mapping[str, int] = DEFAULT_ORDERS
+    rules: Rules = DEFAULT_RULES,
+    orders: Mapping[str, int] = DEFAULT_ORDERS,
+    extra_facts: FactReader | None = None,
 ) -> Callable[[WorldSnapshot], tuple[Percept, int]]:
-    """Reads a snapshot into the preset's percept and fact state (the brain's ``read``)."""
+    """Reads a snapshot into the preset's percept and fact state (the brain's ``read``);
+    ``extra_facts`` adds a host's own bits."""
 
     def read(snapshot: WorldSnapshot) -> tuple[Percept, int]:
         p = Percept(snapshot, rules)
-        return p, extract_facts(p, orders)
+        state = extract_facts(p, orders)
+        if extra_facts is not None:
+            state |= extra_facts(p)
+        return p, state
 
     return read
 
@@ -167,12 +177,15 @@ def squad_brain(
     extra_actions: Sequence[GoapAction] = (),
     extra_goals: Sequence[GoapGoal] = (),
     extra_grounders: Mapping[str, Grounder[Percept]] | None = None,
+    extra_facts: FactReader | None = None,
     fact_names: Mapping[int, str] | None = None,
 ) -> GoapBrain[Percept]:
-    """The preset's brain, with a host's own actions, goals and grounders added.
+    """The preset's brain, with a host's own actions, goals, grounders and facts added.
 
     Extra goals rank with the preset's by priority; an extra action needs a grounder of the
-    same name in ``extra_grounders``. ``fact_names`` names a host's own fact bits.
+    same name in ``extra_grounders``; ``extra_facts(percept)`` returns the host's fact bits
+    that hold in a snapshot (how a goal such as "vault hacked" becomes satisfied).
+    ``fact_names`` names those bits for the HUD and logs.
     """
     grounders = squad_grounders()
     grounders.update(extra_grounders or {})
@@ -182,6 +195,6 @@ def squad_brain(
         (*squad_actions(), *extra_actions),
         (*squad_goals(), *extra_goals),
         grounders,
-        squad_reader(rules, orders),
+        squad_reader(rules, orders, extra_facts),
         fact_names=names,
     )
