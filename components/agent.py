@@ -151,7 +151,11 @@ class ArbiterMetrics:
     """Plans that arrived while the agent could not use them (downed): neither ok nor failed."""
     llm_failures: int = 0
     llm_cancelled: int = 0
-    """Requests withdrawn (cancelled or superseded by a newer one): not model failures."""
+    """Requests withdrawn (cancelled or superseded by a newer one) or refused: not model
+    failures."""
+    llm_expired: int = 0
+    """Requests whose deadline passed while they waited in the queue (the model never saw
+    them): not model failures either."""
     goap_actions: int = 0
     llm_steps_executed: int = 0
     llm_steps_skipped: int = 0

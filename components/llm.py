@@ -33,6 +33,9 @@ class FailureKind(str, Enum):
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     REFUSED = "refused"
+    EXPIRED = "expired"
+    """Its deadline passed while it waited in the queue: the model never saw it, so it is not a
+    model failure (counted apart; it never pushes an agent toward the behaviour tree)."""
     OFFLINE = "offline"
     CRASH = "crash"
 

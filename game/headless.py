@@ -53,10 +53,11 @@ def summary_line(outcome: str, t: float, totals: ArbiterMetrics) -> str:
     ok = sum(totals.plans_by_source.values())
     open_ = (
         totals.llm_requests - ok - totals.llm_failures - totals.llm_cancelled
-        - totals.plans_discarded
+        - totals.llm_expired - totals.plans_discarded
     )
     extra = "".join(
         f" {name} {n}" for name, n in (("cancelled", totals.llm_cancelled),
+                                       ("expired", totals.llm_expired),
                                        ("discarded", totals.plans_discarded), ("pending", open_))
         if n > 0
     )

@@ -667,7 +667,7 @@ class RequestQueue:
     # ----------------------------------------------------------------- maintenance
 
     def expire_due(self) -> int:
-        """Resolve every queued request past its deadline with TIMEOUT; returns how many."""
+        """Resolve every queued request past its deadline with EXPIRED; returns how many."""
         now = self.clock()
         pend = _Pending()
         n = 0
@@ -888,7 +888,7 @@ class RequestQueue:
             entry,
             self._failure(
                 entry,
-                FailureKind.TIMEOUT,
+                FailureKind.EXPIRED,
                 f"deadline passed after {waited:.2f}s in the queue; never ran",
             ),
             now,

@@ -40,9 +40,12 @@ from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.validation import validate_step
 
-_NOT_FAILURES = frozenset({FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED})
-"""Outcomes that say "the question was withdrawn or not accepted" (e.g. background requests
-switched off with DISABLE_BACKGROUND_LLM), not "the model failed"."""
+_NOT_FAILURES = frozenset({
+    FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED, FailureKind.EXPIRED,
+})
+"""Outcomes that say "the question was withdrawn, not accepted or never reached the model"
+(e.g. background requests switched off with DISABLE_BACKGROUND_LLM, or a request that waited
+past its deadline in a busy queue), not "the model failed"."""
 
 LABEL_WIDTH = 18
 
@@ -206,6 +209,10 @@ class Arbiter:
     def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str) -> None:
         m = state.metrics
         m.failures_by_kind[kind.value] = m.failures_by_kind.get(kind.value, 0) + 1
+        if kind is FailureKind.EXPIRED:
+            m.llm_expired += 1
+            self._event(state, t, "outcome", f"request {kind.value}: {msg}")
+            return
         if kind in _NOT_FAILURES:
             m.llm_cancelled += 1
             self._event(state, t, "outcome", f"request {kind.value}: {msg}")
@@ -245,6 +252,11 @@ class Arbiter:
 
     def _run_llm_plan(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
         if intent.status is IntentStatus.RUNNING:
+            # The steady-state fast path, as in GOAP: nothing to decide until the step ends or
+            # news arrives, apart from a periodic look (is the agent down?).
+            t = perception.t
+            if t >= state.next_think_at:
+                state.next_think_at = t + self._think_delay(state)
             return
         m = state.metrics
         if intent.status is IntentStatus.DONE:

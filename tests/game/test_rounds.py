@@ -28,7 +28,7 @@ DT = 1.0 / 20.0
 SUMMARY = re.compile(
     r"^outcome: (extracted|defeat|undecided) at t=\d+\.\d\ds \| transitions \d+ \| "
     r"llm requests \d+ ok \d+( \((llm|replay|scripted|fallback) \d+(, )?\)+)? failed \d+"
-    r"( cancelled \d+)?( discarded \d+)?( pending \d+)? \| "
+    r"( cancelled \d+)?( expired \d+)?( discarded \d+)?( pending \d+)? \| "
     r"goap \d+ \| llm steps \d+ \| bt \d+$"
 )
 DECISION = re.compile(r"^t=[ \d]{2}\d\.\d\ds \w+#\d+ (\[(GOAP|LLM \d+/\d+|BT)\] +\w+\(.*\)|"

@@ -279,13 +279,13 @@ def test_cancel_after_plan_keeps_the_plan() -> None:
 # ----------------------------------------------------------------------------- deadlines
 
 
-def test_request_expired_while_queued_times_out_without_running() -> None:
+def test_request_expired_while_queued_ends_expired_without_running() -> None:
     q, clock = make()
     t = q.submit(req(1, deadline_s=1.0))
     clock.t += 1.5
     assert q.try_take() is None
     out = t.poll(0.0)
-    assert isinstance(out, PlanFailure) and out.kind is FailureKind.TIMEOUT
+    assert isinstance(out, PlanFailure) and out.kind is FailureKind.EXPIRED
     assert "never ran" in out.message
     assert out.timing.started_at is None
     assert q.metrics().timeouts_in_queue == 1
@@ -297,7 +297,7 @@ def test_polling_expires_a_queued_request_when_no_worker_comes() -> None:
     clock.t += 1.0
     assert t.poll(0.0) is None
     clock.t += 1.0
-    assert kind_of(t.poll(0.0)) == "timeout"
+    assert kind_of(t.poll(0.0)) == "expired"
     assert q.depth() == 0
 
 
@@ -321,7 +321,7 @@ def test_take_skips_expired_entries_and_returns_the_next_live_one() -> None:
     clock.t += 2.0
     e = q.try_take()
     assert e is not None and e.request_id == ok.request_id
-    assert kind_of(late.poll(0.0)) == "timeout"
+    assert kind_of(late.poll(0.0)) == "expired"
 
 
 def test_remaining_is_counted_from_submission() -> None:
@@ -510,7 +510,7 @@ def test_wait_blocks_until_resolved_and_expires_a_queued_deadline() -> None:
     assert kind_of(t.wait(5.0)) == "plan"
     th.join(5.0)
     late = q.submit(req(2, deadline_s=0.05))
-    assert kind_of(late.wait(5.0)) == "timeout"  # nobody took it: the wait expires it
+    assert kind_of(late.wait(5.0)) == "expired"  # nobody took it: the wait expires it
 
 
 # ----------------------------------------------------------------------------- threads / asyncio
@@ -720,7 +720,7 @@ class QueueMachine(RuleBasedStateMachine):
     def _pop_model(self) -> _M | None:
         for r in self._queued():
             if self.clock.t >= r.deadline:
-                self._done(r, "timeout")
+                self._done(r, "expired")
                 continue
             return r
         return None
@@ -773,7 +773,7 @@ class QueueMachine(RuleBasedStateMachine):
                 if head.solo or len(expected) >= n:
                     break
                 if self.clock.t >= r.deadline:
-                    self._done(r, "timeout")
+                    self._done(r, "expired")
                     continue
                 if not mix and r.prio != head.prio:
                     break
@@ -861,7 +861,7 @@ class QueueMachine(RuleBasedStateMachine):
         due = [r for r in self._queued() if self.clock.t >= r.deadline]
         assert self.q.expire_due() == len(due)
         for r in due:
-            self._done(r, "timeout")
+            self._done(r, "expired")
 
     @rule(data=st.data())
     def poll(self, data: st.DataObject) -> None:
@@ -871,7 +871,7 @@ class QueueMachine(RuleBasedStateMachine):
         if r.state == "queued" and self.clock.t >= r.deadline:
             for x in self._queued():
                 if self.clock.t >= x.deadline:
-                    self._done(x, "timeout")
+                    self._done(x, "expired")
         r.ticket.poll(0.0)  # type: ignore[attr-defined]
 
     @precondition(lambda self: not self.closed)

@@ -140,7 +140,7 @@ def test_request_expires_while_queued() -> None:
         wait_until(lambda: service.status().in_flight == 1)
         waiting = service.submit(req(agent=2, deadline_s=0.3))
         run = run_frames(waiting, max_wall_s=3.0)
-        assert isinstance(run.outcome, PlanFailure) and run.outcome.kind is FailureKind.TIMEOUT
+        assert isinstance(run.outcome, PlanFailure) and run.outcome.kind is FailureKind.EXPIRED
         assert "in the queue; never ran" in run.outcome.message
         assert run.outcome.timing.started_at is None
         assert len(backend.calls) == 1

@@ -294,3 +294,13 @@ def test_metrics_add_up_over_a_squad() -> None:
     assert (total.llm_requests, total.goap_actions) == (3, 5)
     assert total.failures_by_kind == {"timeout": 3, "parse": 1}
     assert total.finished_mode_time["GOAP"] == 3.5
+
+
+def test_a_request_that_expired_in_the_queue_is_not_a_model_failure() -> None:
+    arb, state, intent = make(bt_after_failures=2), ArbiterState(), Intent()
+    for i in range(4):
+        expired = PlanFailure(i, FailureKind.EXPIRED, "deadline passed in the queue; never ran")
+        tick(arb, state, intent, snap(float(i)), expired)
+    assert state.mode is Mode.GOAP  # never pushed into the behaviour tree
+    assert state.metrics.llm_failures == 0 and state.metrics.llm_expired == 4
+    assert state.consecutive_llm_failures == 0

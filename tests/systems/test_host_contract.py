@@ -227,3 +227,38 @@ def test_a_third_party_service_validates_with_the_domain() -> None:
     assert domain.validate({"steps": [{"act": "Scan"}]}, hello_snapshot()).ok
     bad = domain.validate([{"act": "Fly"}], hello_snapshot())
     assert not bad.ok and "unknown tool 'Fly'" in bad.summary()
+
+
+def test_an_agent_carrying_out_a_model_step_costs_what_a_goap_step_costs(
+    world: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from esper_arbiter.systems.perception import FrameView
+
+    arena(ea.Objective("relay"))
+    me = esper.create_entity(ea.Agent(), ea.Position(2, 6), ea.Health(80, 80), ea.Team("blue"))
+    ea.install(service=ScriptedPlanService(seed=1, delay_s=0.1))
+    builds: list[int] = []
+    real = FrameView.snapshot_for
+
+    def counting(self: FrameView, entity: int) -> ea.WorldSnapshot:
+        builds.append(entity)
+        return real(self, entity)
+
+    monkeypatch.setattr(FrameView, "snapshot_for", counting)
+
+    def run_frames(n: int) -> int:
+        builds.clear()
+        for _ in range(n):
+            step()  # the step keeps running: the host never finishes it
+        return len(builds)
+
+    goap = run_frames(60)
+    state = esper.component_for_entity(me, ea.ArbiterState)
+    for _ in range(300):
+        if state.mode is ea.Mode.EXECUTING_LLM:
+            break
+        step()
+    assert state.mode is ea.Mode.EXECUTING_LLM
+    llm = run_frames(60)  # 2 s of a running model step
+    assert llm <= max(goap, 1) + 2, (goap, llm)
+    assert llm <= 8  # a look every ~0.5 s, not a snapshot every frame
