@@ -33,6 +33,8 @@ class FailureKind(str, Enum):
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     REFUSED = "refused"
+    TOO_LARGE = "too_large"
+    """The prompt cannot fit the model's context even trimmed; the model was never called."""
     EXPIRED = "expired"
     """Its deadline passed while it waited in the queue: the model never saw it, so it is not a
     model failure (counted apart; it never pushes an agent toward the behaviour tree)."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
@@ -24,6 +25,35 @@ MAX_COVER_LISTED = 10
 """Cover tiles listed in the prompt (nearest first); the rest are counted."""
 MAX_WALL_RUNS_LISTED = 24
 """Wall runs listed in the prompt; the rest are counted (big maps would not fit a 2k context)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptLimits:
+    """How much of a snapshot the situation text lists; the rest is counted ("+3 more").
+
+    Units and cover are listed nearest first, wall runs and places nearest first too, so a
+    trimmed prompt keeps what matters to the agent now. ``None`` means no limit."""
+
+    enemies: int | None = None
+    allies: int | None = None
+    neutrals: int | None = None
+    cover: int = MAX_COVER_LISTED
+    walls: int = MAX_WALL_RUNS_LISTED
+    places: int | None = None
+
+    def scaled(self, fraction: float) -> PromptLimits:
+        """Every limit times ``fraction`` (at least 1 of each kind of unit, 0 walls/cover)."""
+        def cut(n: int | None, base: int, floor: int) -> int:
+            return max(floor, int((base if n is None else n) * fraction))
+
+        return PromptLimits(
+            enemies=cut(self.enemies, 8, 1), allies=cut(self.allies, 8, 0),
+            neutrals=cut(self.neutrals, 8, 0), cover=cut(self.cover, MAX_COVER_LISTED, 0),
+            walls=cut(self.walls, MAX_WALL_RUNS_LISTED, 0), places=cut(self.places, 8, 1),
+        )
+
+
+FULL = PromptLimits()
 
 _EXAMPLE_PREFERENCE = ("TakeCover", "Attack", "Wait")
 """Tools the prompt's example uses when registered; otherwise it picks tools by argument kind."""
@@ -70,10 +100,11 @@ def example_steps(registry: ToolRegistry) -> list[dict[str, Any]]:
     return [{"act": s.name, **s.example_args()} for s in chosen]
 
 
-def render_snapshot(snapshot: WorldSnapshot) -> str:
+def render_snapshot(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> str:
     """The situation as compact text: objective, time, orders, me, leader, enemies, allies,
     neutrals, points of interest, walls as runs, cover, smoke. Dead enemies are left out; live
-    ones say whether they are in sight (Attack needs it; Approach first when hidden)."""
+    ones say whether they are in sight (Attack needs it; Approach first when hidden). Lists
+    are nearest first and cut to ``limits``, counting what was left out."""
     s = snapshot
     me = s.me
     o = s.objective
@@ -88,37 +119,52 @@ def render_snapshot(snapshot: WorldSnapshot) -> str:
                                     for k, v in sorted(s.cooldowns.items())) or "none"),
     ]
     lines.append("leader " + (_unit(s.leader, me) if s.leader is not None else "none"))
-    enemies = sorted((e for e in s.enemies if e.hp > 0),
-                     key=lambda u: (_dist(u.x, u.y, me), u.id))
-    lines.append("enemies: " + ("; ".join(
-        _unit(e, me) + (" in sight" if line_of_sight(s.grid, me.pos, e.pos) else " hidden")
-        for e in enemies
-    ) or "none"))
-    lines.append("allies: " + ("; ".join(_unit(a, me) for a in s.allies) or "none"))
+    enemies = _nearest((e for e in s.enemies if e.hp > 0), me)
+    lines.append("enemies: " + _listed(
+        [_unit(e, me) + (" in sight" if line_of_sight(s.grid, me.pos, e.pos) else " hidden")
+         for e in enemies[:limits.enemies]], len(enemies)))
+    allies = _nearest(s.allies, me)
+    lines.append("allies: " + _listed([_unit(a, me) for a in allies[:limits.allies]],
+                                      len(allies)))
     if s.neutrals:
-        lines.append("neutrals (never targets): " + "; ".join(_unit(u, me) for u in s.neutrals))
+        neutrals = _nearest(s.neutrals, me)
+        lines.append("neutrals (never targets): " + _listed(
+            [_unit(u, me) for u in neutrals[:limits.neutrals]], len(neutrals)))
     if s.pois:
-        lines.append("places: " + "; ".join(f"{k} ({x},{y})" for k, (x, y) in s.pois.items()))
+        places = sorted(s.pois.items(), key=lambda kv: (_dist(kv[1][0], kv[1][1], me), kv[0]))
+        lines.append("places: " + _listed(
+            [f"{k} ({x},{y})" for k, (x, y) in places[:limits.places]], len(places)))
     g = s.grid
     runs = wall_runs(g.walls)
-    walls = "; ".join(runs[:MAX_WALL_RUNS_LISTED]) or "none"
-    if len(runs) > MAX_WALL_RUNS_LISTED:
-        walls += f"; +{len(runs) - MAX_WALL_RUNS_LISTED} more"
+    walls = "; ".join(runs[:limits.walls]) or "none"
+    if len(runs) > limits.walls:
+        walls = (walls + "; " if limits.walls else "") + f"+{len(runs) - limits.walls} more"
     lines.append(f"map {g.width}x{g.height}, walls: {walls}")
     cover = sorted(g.cover, key=lambda t: (_dist(t[0], t[1], me), t))
-    text = " ".join(f"({x},{y})" for x, y in cover[:MAX_COVER_LISTED]) or "none"
-    if len(cover) > MAX_COVER_LISTED:
-        text += f" +{len(cover) - MAX_COVER_LISTED} more"
+    text = " ".join(f"({x},{y})" for x, y in cover[:limits.cover]) or "none"
+    if len(cover) > limits.cover:
+        text = (text + " " if limits.cover else "") + f"+{len(cover) - limits.cover} more"
     lines.append(f"cover: {text}")
     if g.smoke:
         lines.append("smoke: " + " ".join(f"({x},{y}) r{r:g}" for x, y, r in g.smoke))
     return "\n".join(lines)
 
 
+def _nearest(units: Iterable[UnitView], me: UnitView) -> list[UnitView]:
+    return sorted(units, key=lambda u: (_dist(u.x, u.y, me), u.id))
+
+
+def _listed(items: Sequence[str], total: int) -> str:
+    text = "; ".join(items)
+    if total > len(items):
+        text = (text + "; " if text else "") + f"+{total - len(items)} more"
+    return text or "none"
+
+
 def build_messages(snapshot: WorldSnapshot, domain: Domain | None = None,
-                   max_steps: int = 8) -> list[dict[str, str]]:
+                   max_steps: int = 8, limits: PromptLimits = FULL) -> list[dict[str, str]]:
     """Chat messages (system + user) for ollama's ``chat`` or llama.cpp's chat completion."""
-    user = (render_snapshot(snapshot)
+    user = (render_snapshot(snapshot, limits)
             + f"\nYou are #{snapshot.me.id}. Reply with the JSON plan ({max_steps} steps at most).")
     return [
         {"role": "system", "content": system_prompt(domain, max_steps)},

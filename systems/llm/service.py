@@ -100,6 +100,7 @@ from esper_arbiter.systems.llm.batching import (
     PlanValidator,
     build_batch,
 )
+from esper_arbiter.systems.llm.budget import ContextBudget, Fitted, batch_fits, fit_single
 from esper_arbiter.systems.llm.pacing import PacingMonitor
 from esper_arbiter.systems.llm.parsing import parse_plan_reply
 from esper_arbiter.systems.llm.request_queue import (
@@ -287,6 +288,8 @@ class LlmPlanService:
         self._backend = backend
         self._config = config or ServiceConfig.from_env()
         self._build_messages = messages or default_messages
+        self._fits_prompts = messages is None
+        """Default prompts are trimmed to the backend's context; custom ones are only checked."""
         self._build_schema = schema or default_schema
         self._build_batch = batch or build_batch
         self._validate: PlanValidator = validator or validate_plan
@@ -626,14 +629,31 @@ class LlmPlanService:
     async def _attempt(self, entry: QueueEntry) -> PlanOutcome:
         request = entry.request
         timing = entry.timing
+        window = self._context_budget()
+        messages: Sequence[Message] | None
+        fitted = Fitted(None, 0, 0.0)
         try:
             _yield_gil()
-            messages = list(self._build_messages(request))
+            if self._fits_prompts:
+                fitted = fit_single(request, window)
+                messages = fitted.messages
+            else:
+                messages = list(self._build_messages(request))
+                if window is not None and not batch_fits(messages, 1, window):
+                    fitted = Fitted(None, window.measure(messages), 0.0, (
+                        f"the custom prompt needs {window.measure(messages)} tokens; the "
+                        f"context holds {window.context} and the answer needs "
+                        f"{window.answer}"))
+                    messages = None
             schema = self._build_schema(request) if self._config.use_schema else None
             _yield_gil()
         except Exception as exc:
             return self._failure(entry, FailureKind.CRASH,
                                  f"building the prompt failed: {type(exc).__name__}: {exc}")
+        if messages is None:
+            log.warning("request %d of agent %d not sent to %s: %s", entry.request_id,
+                        request.agent_id, self._backend.name, fitted.problem)
+            return self._failure(entry, FailureKind.TOO_LARGE, fitted.problem)
         chunks: list[str] = []
 
         def on_chunk(text: str) -> None:
@@ -673,6 +693,14 @@ class LlmPlanService:
         outcome = self._judge(entry, reply)
         _yield_gil()
         return outcome
+
+    def _context_budget(self) -> ContextBudget | None:
+        """The backend's context budget, if it has one (an optional backend feature)."""
+        get = getattr(self._backend, "context_budget", None)
+        if get is None:
+            return None
+        budget = get()
+        return budget if isinstance(budget, ContextBudget) else None
 
     def _judge(self, entry: QueueEntry, reply: BackendReply) -> PlanOutcome:
         """Parse and validate a complete single reply."""

@@ -37,6 +37,7 @@ from esper_arbiter.systems.llm.backends.base import (
     JsonSchema,
     Message,
 )
+from esper_arbiter.systems.llm.budget import ContextBudget, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,18 @@ class EmbeddedBackend:
         )
         self._cancels: set[threading.Event] = set()
         self._closed = False
+
+    def context_budget(self) -> ContextBudget:
+        """The loaded model's window (``n_ctx``) and the answer's ``max_tokens``; counts with
+        the model's own tokenizer once it is loaded (read-only, safe beside generation)."""
+        llm = self._llm
+
+        def count(text: str) -> int:
+            if llm is None:
+                return estimate_tokens(text)
+            return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+        return ContextBudget(self.n_ctx, self.max_tokens, count)
 
     @property
     def name(self) -> str:

@@ -47,12 +47,16 @@ from esper_arbiter.systems.llm.backends.ollama_settings import (
     not_pulled_message,
     ollama_host,
 )
+from esper_arbiter.systems.llm.budget import ContextBudget
 
 log = logging.getLogger(__name__)
 
 def _normalise(model: str) -> str:
     return model if ":" in model else f"{model}:latest"
 
+
+OLLAMA_DEFAULT_CTX = 2048
+"""The context ollama gives a model when a request names none."""
 
 PullProgress = Callable[[str, int | None, int | None], None]
 """``(status, completed_bytes, total_bytes)`` for each streamed pull update."""
@@ -71,8 +75,11 @@ class OllamaBackend:
         seed: int | None = None,
         keep_alive: str | float | None = "10m",
         connect_timeout_s: float = 2.0,
+        num_ctx: int = 8192,
     ) -> None:
         self._model = model
+        self.num_ctx = num_ctx
+        """The largest context we ask ollama for; prompts are trimmed to fit it."""
         self._host = ollama_host(host)
         self.temperature = temperature
         self.num_predict = num_predict
@@ -104,11 +111,21 @@ class OllamaBackend:
             )
         return self._client
 
-    def _options(self, plans: int = 1) -> dict[str, Any]:
+    def context_budget(self) -> ContextBudget:
+        """Up to :attr:`num_ctx` tokens, ``num_predict`` of them per plan for the answer
+        (counted by estimate: ollama's tokenizer is not reachable from the client)."""
+        return ContextBudget(self.num_ctx, self.num_predict)
+
+    def _options(self, plans: int = 1, prompt_tokens: int = 0) -> dict[str, Any]:
         options: dict[str, Any] = {
             "temperature": self.temperature,
             "num_predict": self.num_predict * max(1, plans),
         }
+        need = prompt_tokens + options["num_predict"]
+        if need > OLLAMA_DEFAULT_CTX:
+            # ollama silently cuts a prompt longer than its context (2048 unless told), so ask
+            # for a window that holds this one: the next power of two, at most num_ctx.
+            options["num_ctx"] = min(self.num_ctx, 1 << (need - 1).bit_length())
         if self.seed is not None:
             options["seed"] = self.seed
         return options
@@ -131,7 +148,7 @@ class OllamaBackend:
                 messages=[dict(m) for m in messages],
                 stream=True,
                 format=dict(schema) if schema is not None else None,
-                options=self._options(plans),
+                options=self._options(plans, ContextBudget(0, 0).measure(messages)),
                 keep_alive=self.keep_alive,
             )
             try:
