@@ -2,8 +2,9 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-export SDL_VIDEODRIVER ?= dummy
-export SDL_AUDIODRIVER ?= dummy
+# No SDL driver is forced here: `make demo` must open a real window on a desktop. The test
+# suite (tests/conftest.py) and the `test` target pick SDL's dummy drivers for themselves.
+HEADLESS_SDL := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
 .PHONY: install test lint demo bench clean
 
@@ -21,13 +22,13 @@ lint: install
 	$(PY) -m mypy
 
 test: lint
-	$(PY) -m pytest -q
+	$(HEADLESS_SDL) $(PY) -m pytest -q
 
 demo: install
 	$(PY) run_demo.py $(ARGS)
 
 bench: install
-	for b in bench/*.py; do case $$b in bench/_*) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/*.py; do case $$b in bench/_*) continue;; esac; echo "== $$b"; $(HEADLESS_SDL) $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
