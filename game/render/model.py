@@ -830,11 +830,20 @@ def llm_panel(service: object | None, status: ServiceStatus | None) -> LlmPanel:
          else f"{status.last_tokens_per_s:.1f}"),
         ("requests", f"{status.requests_total}  ok {status.plans_ok}  failed {status.failures}"),
     ]
+    withdrawn = [(name, n) for name, n in (("cancelled", status.cancelled),
+                                           ("superseded", status.superseded),
+                                           ("refused", status.refused)) if n]
+    if withdrawn:  # neither ok nor failed: a newer request replaced them, or they were refused
+        rows.append(("withdrawn", "  ".join(f"{name} {n}" for name, n in withdrawn)))
+    if status.warming_up:
+        state, color = "WARMING UP", theme.WARN
+    elif status.online:
+        state, color = "ONLINE", theme.GOOD
+    else:
+        state, color = "OFFLINE", theme.BAD
     return LlmPanel(
         backend=status.backend, model=status.model or "-", online=status.online,
-        state="ONLINE" if status.online else "OFFLINE",
-        state_color=theme.GOOD if status.online else theme.BAD,
-        reason=status.reason, rows=rows,
+        state=state, state_color=color, reason=status.reason, rows=rows,
     )
 
 

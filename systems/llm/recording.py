@@ -39,7 +39,12 @@ from esper_arbiter.components.llm import (
     RequestTiming,
 )
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
-from esper_arbiter.systems.llm.api import PlanService, RequestRecord, ServiceStatus
+from esper_arbiter.systems.llm.api import (
+    WITHDRAWN_KINDS,
+    PlanService,
+    RequestRecord,
+    ServiceStatus,
+)
 from esper_arbiter.systems.llm.backends.base import Message
 from esper_arbiter.systems.llm.clocked import ClockedTicket
 
@@ -382,6 +387,7 @@ class ReplayPlanService:
         self._records: deque[RequestRecord] = deque(maxlen=64)
         self._ok = 0
         self._failed = 0
+        self._withdrawn: dict[FailureKind, int] = {}
 
     @property
     def backend_name(self) -> str:
@@ -429,7 +435,9 @@ class ReplayPlanService:
         """Count what the game received (a withdrawn request is neither ok nor failed)."""
         if isinstance(got, PlanReady):
             self._ok += 1
-        elif got.kind is not FailureKind.CANCELLED:
+        elif got.kind in WITHDRAWN_KINDS:
+            self._withdrawn[got.kind] = self._withdrawn.get(got.kind, 0) + 1
+        else:
             self._failed += 1
 
     def status(self) -> ServiceStatus:
@@ -442,6 +450,9 @@ class ReplayPlanService:
         return ServiceStatus(
             backend="replay", model=self._rec.model, online=True, reason=reason,
             requests_total=self._next_id - 1, plans_ok=self._ok, failures=self._failed,
+            cancelled=self._withdrawn.get(FailureKind.CANCELLED, 0),
+            superseded=self._withdrawn.get(FailureKind.SUPERSEDED, 0),
+            refused=self._withdrawn.get(FailureKind.REFUSED, 0),
             recent=tuple(self._records), now=time.monotonic(),
         )
 

@@ -54,6 +54,7 @@ class ScriptedPlanService:
         self._records: dict[int, RequestRecord] = {}
         self._ok = 0
         self._failed = 0
+        self._cancelled = 0
         self._now = 0.0  # latest game time a ticket was polled at
 
     @property
@@ -81,7 +82,9 @@ class ScriptedPlanService:
                 self._ok += 1
                 label = "plan"
             else:
-                if got.kind is not FailureKind.CANCELLED:
+                if got.kind is FailureKind.CANCELLED:
+                    self._cancelled += 1
+                else:
                     self._failed += 1
                 label = got.kind.value
             old = self._records.get(rid)
@@ -106,6 +109,7 @@ class ScriptedPlanService:
             requests_total=self._next_id - 1,
             plans_ok=self._ok,
             failures=self._failed,
+            cancelled=self._cancelled,
             recent=records,
             now=self._now,
         )
