@@ -13,9 +13,11 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from esper_arbiter.game.frontend_cli import add_frontend_arguments, run_frontend, scenario_from_args
+from esper_arbiter.game.interrupt import EXIT_INTERRUPTED, StopRequest, sigint_stops
 from esper_arbiter.game.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import PlanService
@@ -39,7 +41,11 @@ examples:
   run_demo.py --headless --seconds 60 --seed 1 --backend scripted
   run_demo.py --headless --backend scripted --llm-fail-every 2   # watch the fallbacks
   run_demo.py --headless --backend none          # GOAP and behaviour tree only
-  run_demo.py --headless --scenario my_map.json --log-level INFO"""
+  run_demo.py --headless --scenario my_map.json --log-level INFO
+
+--record RUN.jsonl keeps every round: R (restart) in the window records the next round to
+RUN.2.jsonl, then RUN.3.jsonl, ...; replay any of them with --replay. Ctrl-C ends the round
+with its outcome line (recordings closed) and exit status 130."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,7 +137,8 @@ def _write(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``run_demo.py`` with ``argv`` (default: the process's arguments). Returns the exit
-    code: 0 when a round was played (whatever its outcome), 2 on bad input."""
+    code: 0 when a round was played (whatever its outcome), 2 on bad input, 130 when Ctrl-C
+    stopped it (the outcome line is still printed, recordings closed, threads joined)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -147,6 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     try:
+        with sigint_stops() as stop:
+            return _start_and_play(args, scenario, stop)
+    except KeyboardInterrupt:
+        # Ctrl-C before the round started, or a second one during the shutdown; whatever was
+        # open has been closed on the way out (finally blocks), so no traceback.
+        sys.stdout.flush()
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def _start_and_play(args: argparse.Namespace, scenario: Scenario, stop: StopRequest) -> int:
+    """Build the LLM service, print the startup lines and play."""
+    try:
         service, startup = build_service(args)
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
@@ -154,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for line in startup:
             _write(line)
-        return _play(args, scenario, service)
+        return _play(args, scenario, service, stop)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, like other command-line tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -162,13 +182,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | None) -> int:
+def round_record_path(path: Path, round_number: int) -> Path:
+    """Where round ``round_number`` (1 = the first) of a ``--record PATH`` run is written:
+    ``run.jsonl``, then ``run.2.jsonl``, ``run.3.jsonl`` ... for each restart (R), so every
+    round is kept and each file replays on its own with ``--replay``."""
+    if round_number <= 1:
+        return path
+    suffix = path.suffix or ".jsonl"
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(f"{stem}.{round_number}{suffix}")
+
+
+def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | None,
+          stop: StopRequest | None = None) -> int:
     """Play in a window (or headless, with or without screenshots). R in the window restarts
-    with a fresh service, so a scripted or replayed round plays out the same again."""
+    with a fresh service, so a scripted or replayed round plays out the same again; with
+    ``--record`` each round goes to its own file (:func:`round_record_path`)."""
     first = [service]
+    rounds = [1]
+
+    def next_service() -> PlanService | None:
+        rounds[0] += 1
+        record: Path | None = getattr(args, "record", None)
+        if record is None:
+            return build_service(args)[0]
+        path = round_record_path(record, rounds[0])
+        svc = build_service(argparse.Namespace(**{**vars(args), "record": path}))[0]
+        _write(f"llm: round {rounds[0]}: recording every request to {path}")
+        return svc
 
     def make_session() -> GameSession:
-        svc = first.pop() if first else build_service(args)[0]
+        svc = first.pop() if first else next_service()
         try:
             return GameSession(scenario, seed=args.seed, service=svc, own_service=True)
         except BaseException:
@@ -176,6 +220,6 @@ def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | N
                 svc.close()  # no LLM thread outlives a failed start
             raise
 
-    code = run_frontend(args, make_session, _write)
+    code = run_frontend(args, make_session, _write, stop)
     sys.stdout.flush()
     return code
