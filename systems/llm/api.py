@@ -68,8 +68,12 @@ class ServiceStatus:
     concurrency_pct: float = 0.0
     """Share of busy time with two or more requests running, 0..100."""
     now: float = 0.0
-    """Monotonic 'now' the records are relative to (game seconds for a service on game time,
-    see :class:`PlanService`)."""
+    """Monotonic 'now' the records are relative to (on ``clock="game"``: the latest game time
+    the service has seen)."""
+    clock: str = "wall"
+    """What the records' times count: ``"wall"`` (monotonic seconds: a live model) or
+    ``"game"`` (game seconds: scripted and replayed services answer on game time), so the
+    HUD's timeline places the bars on the clock the requests really ran on."""
 
     @property
     def withdrawn(self) -> int:

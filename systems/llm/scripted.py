@@ -112,6 +112,7 @@ class ScriptedPlanService:
             cancelled=self._cancelled,
             recent=records,
             now=self._now,
+            clock="game",
         )
 
     def close(self) -> None:
