@@ -80,8 +80,11 @@ def installed(wheel: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> 
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
+    # Without PYTHONPATH: a source checkout on it (with its egg-info) would make pip think the
+    # package is already installed and skip the wheel.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True,
-                   capture_output=True, text=True)
+                   capture_output=True, text=True, env=env)
     return py
 
 
