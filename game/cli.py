@@ -154,32 +154,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     try:
-        with sigint_stops() as stop:
-            return _start_and_play(args, scenario, stop)
+        return _start_and_play(args, scenario)
     except KeyboardInterrupt:
-        # Ctrl-C before the round started, or a second one during the shutdown; whatever was
-        # open has been closed on the way out (finally blocks), so no traceback.
+        # Ctrl-C while the backend was being chosen (an ollama probe, a --pull), or a second
+        # one during the shutdown; what was open has been closed on the way out, no traceback.
         sys.stdout.flush()
         sys.stderr.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
 
 
-def _start_and_play(args: argparse.Namespace, scenario: Scenario, stop: StopRequest) -> int:
-    """Build the LLM service, print the startup lines and play."""
+def _start_and_play(args: argparse.Namespace, scenario: Scenario) -> int:
+    """Build the LLM service, print the startup lines and play; from the first line of the
+    round on, Ctrl-C ends the round cleanly (:func:`sigint_stops`)."""
     try:
         service, startup = build_service(args)
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
+    handed_over = False
     try:
         for line in startup:
             _write(line)
-        return _play(args, scenario, service, stop)
+        with sigint_stops() as stop:
+            handed_over = True  # the round's session owns (and closes) the service now
+            return _play(args, scenario, service, stop)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, like other command-line tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        if not handed_over and service is not None:
+            service.close()
 
 
 def round_record_path(path: Path, round_number: int) -> Path:
