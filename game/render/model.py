@@ -758,7 +758,8 @@ def _agent_panel(
              for mode in Mode]
     metrics = [
         ("mode changes", str(m.mode_transitions)),
-        ("LLM requests", f"{m.llm_requests}  ok {m.llm_successes}  failed {m.llm_failures}"),
+        ("LLM requests", f"{m.llm_requests}  ok {m.llm_successes}  failed {m.llm_failures}"
+                         + (f"  cancelled {m.llm_cancelled}" if m.llm_cancelled else "")),
         ("GOAP actions", str(m.goap_actions)),
         ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"),
         ("BT actions", str(m.bt_actions)),
