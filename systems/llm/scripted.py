@@ -26,6 +26,7 @@ from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
 from esper_arbiter.systems.llm.clocked import ClockedTicket
 from esper_arbiter.systems.planning.pathfinding import distance, line_of_sight, reachable
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES
 from esper_arbiter.systems.planning.validation import validate_plan
 
 BACKEND = "scripted"
@@ -160,6 +161,11 @@ def canned_plan(snap: WorldSnapshot) -> list[dict[str, Any]]:
     steps = []
     if snap.cooldown("smoke") <= 0 and distance(me.pos, target.pos) > 3:
         mx, my = (me.x + target.x) // 2, (me.y + target.y) // 2
+        reach = DEFAULT_RULES.smoke_range
+        far = distance(me.pos, (mx, my))
+        if far > reach:  # on a big map the midpoint is out of throwing range: throw short
+            mx = me.x + int((mx - me.x) * reach / far)
+            my = me.y + int((my - me.y) * reach / far)
         if grid.walkable(mx, my):
             steps.append({"act": "ThrowSmoke", "x": mx, "y": my})
     cover = _nearest_cover(snap)

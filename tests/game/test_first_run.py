@@ -111,3 +111,16 @@ def test_a_replays_timeline_runs_on_game_time(tmp_path: Path) -> None:
     assert timeline.clock == "game"
     assert timeline.bars and all(0.0 <= b.queued <= b.end <= 1.0 for b in timeline.bars)
     assert any(b.end > 0.5 for b in timeline.bars)  # recent bars, not squashed at one edge
+
+
+def test_scripted_plans_are_legal_on_a_big_stress_map() -> None:
+    """``--agents N --backend scripted``: the canned plans throw smoke within range, so the
+    service answers no invalid plans (the arbiter may still find one stale on arrival)."""
+    from esper_arbiter.game.scenario import build_stress_scenario
+    from esper_arbiter.systems.llm.scripted import ScriptedPlanService
+
+    service = ScriptedPlanService(seed=1)
+    with GameSession(build_stress_scenario(50, seed=1), seed=1, service=service) as session:
+        run_headless(session, 4.0, DT, lambda _line: None)
+        status = service.status()
+    assert status.plans_ok >= 40 and status.failures == 0
