@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import esper
+from _targets import Targets, add_check_flag
 
 from esper_arbiter.components import (
     Agent,
@@ -145,21 +146,30 @@ def goap_plan_costs() -> tuple[float, float]:
     return plan_cold, plan_warm
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--agents", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--frames", type=int, default=120)
+    add_check_flag(ap)
     args = ap.parse_args()
+    targets = Targets()
     for n in args.agents:
         arb, bare = measure(n, args.frames if n <= 2000 else max(30, args.frames // 4))
         print(f"{n:>6} agents: arbiter {arb * 1e3:7.3f} ms/frame {arb / n * 1e6:6.2f} us/agent | "
               f"bare {bare * 1e3:7.3f} ms/frame {bare / n * 1e6:6.2f} us/agent")
+        ok = targets.met(f"{n} agents ratio <= 20x", arb / bare <= 20.0)
+        if n == 1000:
+            ok = targets.met("1000 agents < 3 ms/frame", arb < 3e-3) and ok
         print(f"ratio arbiter/bare: {arb / bare:.1f}x  ({n} agents; target <= 20x"
-              f"{', and < 3 ms/frame' if n == 1000 else ''})")
+              f"{', and < 3 ms/frame' if n == 1000 else ''}: {'OK' if ok else 'MISSED'})")
     cold, warm = goap_plan_costs()
-    print(f"goap plan (A* over facts): cold {cold:8.1f} us (target < 1000)   "
-          f"cached {warm:6.2f} us (target < 5)")
+    cold_ok = targets.met("goap cold < 1000 us", cold < 1000.0)
+    warm_ok = targets.met("goap cached < 5 us", warm < 5.0)
+    print(f"goap plan (A* over facts): cold {cold:8.1f} us (target < 1000: "
+          f"{'OK' if cold_ok else 'MISSED'})   cached {warm:6.2f} us (target < 5: "
+          f"{'OK' if warm_ok else 'MISSED'})")
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

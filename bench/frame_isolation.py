@@ -18,6 +18,7 @@ import threading
 import time
 
 from _snapshots import bench_snapshots
+from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.llm import PlanReady, PlanRequest
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
@@ -116,6 +117,7 @@ def main() -> int:
     parser.add_argument("--work-ms", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads (default: cores - 1)")
+    add_check_flag(parser)
     args = parser.parse_args()
 
     n = calibrate(args.work_ms)
@@ -156,12 +158,14 @@ def main() -> int:
     print(f"meanwhile the model answered {len(gen.latencies)} of {gen.requests} requests "
           f"({gen.plans} valid plans; p50 {lat} per reply; the rest were cut by segment ends)")
     ratio = l99 / i99
-    verdict = "OK" if ratio <= TARGET_RATIO else "MISSED"
+    targets = Targets()
+    verdict = "OK" if targets.met(f"p99 loaded/idle <= {TARGET_RATIO}",
+                                  ratio <= TARGET_RATIO) else "MISSED"
     print(f"ratio p99 loaded/idle: {ratio:.2f} (target <= {TARGET_RATIO}: {verdict})")
     print(f"naive blocking call in the loop: that frame took {naive_ms:7.1f} ms "
           f"({naive_ms / (FRAME_S * 1000):.0f} frames at 60 FPS; outcome "
           f"{type(blocking).__name__})")
-    return 0
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

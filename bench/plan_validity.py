@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 from _snapshots import bench_snapshots
+from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.llm import PlanFailure, PlanReady, PlanRequest
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
@@ -64,13 +65,15 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=2024)
+    add_check_flag(parser)
     args = parser.parse_args()
     with_schema = run("schema", True, args.n, args.seed)
     free = run("free-form", False, args.n, args.seed)
-    verdict = "OK" if with_schema >= TARGET_PCT else "MISSED"
+    targets = Targets()
+    ok = targets.met(f"valid with schema >= {TARGET_PCT:.0f}%", with_schema >= TARGET_PCT)
     print(f"valid with schema {with_schema:.1f}% vs free-form {free:.1f}% "
-          f"(target >= {TARGET_PCT:.0f}% with schema: {verdict})")
-    return 0
+          f"(target >= {TARGET_PCT:.0f}% with schema: {'OK' if ok else 'MISSED'})")
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

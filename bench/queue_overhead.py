@@ -19,6 +19,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from _targets import Targets, add_check_flag
+
 from esper_arbiter.components.actions import PlanIntent, Wait
 from esper_arbiter.components.llm import (
     PRIORITY_HIGH,
@@ -73,10 +75,11 @@ def per_op(rounds: int, ops: int, setup: Callable[[], Callable[[], None]]) -> fl
     return statistics.median(samples)
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=2000, help="operations per timed block")
     ap.add_argument("--rounds", type=int, default=25, help="timed blocks per figure")
+    add_check_flag(ap)
     args = ap.parse_args()
     if args.ops < 1 or args.rounds < 1:
         ap.error("--ops and --rounds must be >= 1")
@@ -222,11 +225,14 @@ def main() -> None:
     print(f"submit timed one by one ({len(singles)} calls): p50 {p50:.2f} us, p99 {p99:.2f} us")
     cyc, base_cyc = rows[6][1], rows[6][3]
     print(f"ratio queue/heapq (submit+take+finish): {cyc / base_cyc:.1f}x")
+    targets = Targets()
+    ok = targets.met(f"worst per-operation cost < {TARGET_US:.0f} us", worst < TARGET_US)
     print(
         f"worst per-operation cost {worst:.2f} us: "
-        f"{'PASS' if worst < TARGET_US else 'FAIL'} (target < {TARGET_US:.0f} us)"
+        f"{'PASS' if ok else 'FAIL'} (target < {TARGET_US:.0f} us)"
     )
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pygame
+from _targets import Targets, add_check_flag
 
 from esper_arbiter.game.render.model import StatusPoller, ViewState, build_frame
 from esper_arbiter.game.render.renderer import Renderer
@@ -101,10 +102,11 @@ def measure(name: str, scenario: Scenario, frames: int, warmup_s: float) -> Figu
     return Figures(name, len(total), build, draw, total, base)
 
 
-def report(f: Figures, target_ms: float) -> None:
+def report(f: Figures, target_ms: float, targets: Targets) -> None:
     med, p99 = statistics.median(f.total), pct(f.total, 0.99)
     bmed = statistics.median(f.baseline)
-    ok = "ok" if p99 < target_ms else "OVER TARGET"
+    met = targets.met(f"{f.name.split(' (')[0]}: p99 < {target_ms:g} ms", p99 < target_ms)
+    ok = "ok" if met else "OVER TARGET"
     print(f"{f.name}: {f.frames} frames at {SIZE[0]}x{SIZE[1]}")
     print(f"  render total   median {med:6.2f} ms   p99 {p99:6.2f} ms   "
           f"(target p99 < {target_ms:g} ms: {ok})")
@@ -120,15 +122,17 @@ def report(f: Figures, target_ms: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="timed frames per scenario")
+    add_check_flag(parser)
     args = parser.parse_args()
+    targets = Targets()
     pygame.font.init()
     standard = measure("standard round (hello_companion.json)",
                        load_scenario(DEFAULT_SCENARIO), args.frames, warmup_s=2.0)
-    report(standard, 4.0)
+    report(standard, 4.0, targets)
     stress = measure("--agents 200 (200 companions, 200 enemies, 76x38 map)",
                      build_stress_scenario(200, seed=1), args.frames, warmup_s=3.0)
-    report(stress, 16.0)
-    return 0
+    report(stress, 16.0, targets)
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":

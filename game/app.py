@@ -25,6 +25,8 @@ from pathlib import Path
 import esper
 import pygame
 
+from esper_arbiter.game.headless import round_outcome, summary_line
+from esper_arbiter.game.interrupt import EXIT_INTERRUPTED
 from esper_arbiter.game.render.model import (
     ORDER_KEYS,
     FrameModel,
@@ -37,7 +39,7 @@ from esper_arbiter.game.render.renderer import Renderer
 from esper_arbiter.game.state import PlayerInput
 from esper_arbiter.game.world import GameSession
 
-log = logging.getLogger("hello_companion.app")
+log = logging.getLogger("esper_arbiter.game.app")
 
 SessionFactory = Callable[[], GameSession]
 
@@ -319,14 +321,20 @@ def run_window(
     max_game_seconds: float | None = None,
     show_start: bool = True,
     final_screenshot: Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    write: Callable[[str], None] | None = None,
 ) -> int:
-    """Open a resizable window and play until the user quits. Returns the exit code (0).
+    """Open a resizable window and play until the user quits. Returns the exit code: 0, or
+    130 when ``should_stop`` ended the loop (Ctrl-C, see :mod:`esper_arbiter.game.interrupt`).
 
     Raises ``pygame.error`` when no window can be opened (the caller falls back to headless).
     ``max_game_seconds`` ends the loop after that much game time (the CLI passes it on SDL's
     dummy driver, where nobody could close the window). ``final_screenshot`` saves the last
-    frame there when the loop ends.
+    frame there when the loop ends. ``should_stop`` is asked once per frame. ``write`` receives
+    the outcome line of the round on screen when the loop ends (the headless summary line),
+    before the session is closed.
     """
+    interrupted = False
     pygame.display.init()
     try:
         pygame.font.init()
@@ -338,6 +346,9 @@ def run_window(
             clock = pygame.time.Clock()
             fps_avg = 0.0
             while app.running:
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
                 for event in pygame.event.get():
                     app.handle_event(event)
                 real_dt = clock.tick(fps) / 1000.0
@@ -352,11 +363,12 @@ def run_window(
                     app.running = False
             if final_screenshot is not None:
                 app.screenshot(screen, final_screenshot)
-            result = app.session.result
-            log.info("window closed at t=%.2fs (%s)", app.session.t,
-                     result.outcome if result else "round not over")
+            outcome, t = round_outcome(app.session, interrupted)
+            log.info("window closed at t=%.2fs (%s)", app.session.t, outcome)
+            if write is not None:
+                write(summary_line(outcome, t, app.session.totals()))
         finally:
             app.close()
     finally:
         pygame.display.quit()
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0

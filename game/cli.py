@@ -13,9 +13,11 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from esper_arbiter.game.frontend_cli import add_frontend_arguments, run_frontend, scenario_from_args
+from esper_arbiter.game.interrupt import EXIT_INTERRUPTED, StopRequest, sigint_stops
 from esper_arbiter.game.llm_flags import (
     add_llm_arguments,
     build_service,
@@ -27,7 +29,7 @@ from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm.factory import ServiceConfigError
 
-log = logging.getLogger("hello_companion")
+log = logging.getLogger("esper_arbiter.game")
 
 PROG = "run_demo.py"
 EXIT_USAGE = 2
@@ -45,7 +47,11 @@ examples:
   run_demo.py --headless --seconds 60 --seed 1 --backend scripted
   run_demo.py --headless --backend scripted --llm-fail-every 2   # watch the fallbacks
   run_demo.py --headless --backend none          # GOAP and behaviour tree only
-  run_demo.py --headless --scenario my_map.json --log-level INFO"""
+  run_demo.py --headless --scenario my_map.json --log-level INFO
+
+--record RUN.jsonl keeps every round: R (restart) in the window records the next round to
+RUN.2.jsonl, then RUN.3.jsonl, ...; replay any of them with --replay. Ctrl-C ends the round
+with its outcome line (recordings closed) and exit status 130."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,7 +143,8 @@ def _write(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``run_demo.py`` with ``argv`` (default: the process's arguments). Returns the exit
-    code: 0 when a round was played (whatever its outcome), 2 on bad input."""
+    code: 0 when a round was played (whatever its outcome), 2 on bad input, 130 when Ctrl-C
+    stopped it (the outcome line is still printed, recordings closed, threads joined)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -153,6 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
     try:
+        return _start_and_play(args, scenario)
+    except KeyboardInterrupt:
+        # Ctrl-C while the backend was being chosen (an ollama probe, a --pull), or a second
+        # one during the shutdown; what was open has been closed on the way out, no traceback.
+        sys.stdout.flush()
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def _start_and_play(args: argparse.Namespace, scenario: Scenario) -> int:
+    """Build the LLM service, print the startup lines and play; from the first line of the
+    round on, Ctrl-C ends the round cleanly (:func:`sigint_stops`)."""
+    try:
         choice = choose_service(args)
     except ServiceConfigError as exc:
         sys.stderr.write(f"{PROG}: error: {flag_error(exc)}\n")
@@ -163,24 +183,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     service, startup = choice.service, list(choice.lines)
     if choice.missing_model and not args.pull:
         startup.append(f"llm: or rerun with --pull to fetch {choice.missing_model}")
+    handed_over = False
     try:
         for line in startup:
             _write(line)
-        return _play(args, scenario, service)
+        with sigint_stops() as stop:
+            handed_over = True  # the round's session owns (and closes) the service now
+            return _play(args, scenario, service, stop)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, like other command-line tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        if not handed_over and service is not None:
+            service.close()
 
 
-def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | None) -> int:
+def round_record_path(path: Path, round_number: int) -> Path:
+    """Where round ``round_number`` (1 = the first) of a ``--record PATH`` run is written:
+    ``run.jsonl``, then ``run.2.jsonl``, ``run.3.jsonl`` ... for each restart (R), so every
+    round is kept and each file replays on its own with ``--replay``."""
+    if round_number <= 1:
+        return path
+    suffix = path.suffix or ".jsonl"
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(f"{stem}.{round_number}{suffix}")
+
+
+def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | None,
+          stop: StopRequest | None = None) -> int:
     """Play in a window (or headless, with or without screenshots). R in the window restarts
-    with a fresh service, so a scripted or replayed round plays out the same again."""
+    with a fresh service, so a scripted or replayed round plays out the same again; with
+    ``--record`` each round goes to its own file (:func:`round_record_path`)."""
     first = [service]
+    rounds = [1]
+
+    def next_service() -> PlanService | None:
+        rounds[0] += 1
+        record: Path | None = getattr(args, "record", None)
+        if record is None:
+            return build_service(args)[0]
+        path = round_record_path(record, rounds[0])
+        svc = build_service(argparse.Namespace(**{**vars(args), "record": path}))[0]
+        _write(f"llm: round {rounds[0]}: recording every request to {path}")
+        return svc
 
     def make_session() -> GameSession:
-        svc = first.pop() if first else build_service(args)[0]
+        svc = first.pop() if first else next_service()
         try:
             return GameSession(scenario, seed=args.seed, service=svc, own_service=True)
         except BaseException:
@@ -188,6 +238,6 @@ def _play(args: argparse.Namespace, scenario: Scenario, service: PlanService | N
                 svc.close()  # no LLM thread outlives a failed start
             raise
 
-    code = run_frontend(args, make_session, _write)
+    code = run_frontend(args, make_session, _write, stop)
     sys.stdout.flush()
     return code

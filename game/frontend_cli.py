@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esper_arbiter.game.headless import HeadlessReport, run_headless
+from esper_arbiter.game.interrupt import EXIT_INTERRUPTED
 from esper_arbiter.game.scenario import Scenario, build_stress_scenario, load_scenario
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import paced_by_wall_clock
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from esper_arbiter.game.render.model import FrameModel, ViewState
     from esper_arbiter.game.render.renderer import Renderer
 
-log = logging.getLogger("hello_companion.frontend")
+log = logging.getLogger("esper_arbiter.game.frontend")
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 """pygame is imported lazily below; its import banner would land in the decision log."""
@@ -225,13 +226,15 @@ def play_headless(
     shots: ScreenshotPlan,
     size: tuple[int, int] = DEFAULT_WINDOW,
     realtime: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[HeadlessReport, list[Path]]:
     """:func:`esper_arbiter.game.headless.run_headless` plus offscreen screenshots.
 
     Writes the same decision log and summary line; returns the report and the PNG files saved.
     """
     if shots.final is None and shots.every_s is None:
-        return run_headless(session, seconds, dt, write, realtime=realtime), []
+        return run_headless(session, seconds, dt, write, realtime=realtime,
+                            should_stop=should_stop), []
     use_dummy_video()
     painter = OffscreenRenderer(size)
     saved: list[Path] = []
@@ -258,7 +261,8 @@ def play_headless(
             log.info("screenshot %s", shots.final)
 
     report = run_headless(
-        session, seconds, dt, write, realtime=realtime, on_step=periodic, on_end=final
+        session, seconds, dt, write, realtime=realtime, on_step=periodic, on_end=final,
+        should_stop=should_stop,
     )
     return report, saved
 
@@ -273,12 +277,15 @@ def _stdout(line: str) -> None:
 
 
 def run_frontend(
-    args: argparse.Namespace, make_session: SessionFactory, write: Writer | None = None
+    args: argparse.Namespace, make_session: SessionFactory, write: Writer | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Play the round the way ``args`` ask: window, or headless (with screenshots).
 
     ``make_session()`` must return a fresh :class:`GameSession` on every call (R restarts the
-    round with a new one; the old one is closed first thing after). Returns the exit code.
+    round with a new one; the old one is closed first thing after). ``should_stop`` (Ctrl-C,
+    :mod:`esper_arbiter.game.interrupt`) ends the round early, with its outcome line. Returns
+    the exit code: 0, or 130 after an interruption.
     """
     out = write or _stdout
     dt = 1.0 / float(getattr(args, "tick_rate", 30.0))
@@ -295,7 +302,7 @@ def run_frontend(
         problem = display_problem_or_none()
         if problem is None:
             try:
-                return _window(args, make_session, dt, window_size, shots)
+                return _window(args, make_session, dt, window_size, shots, out, should_stop)
             except _NoWindow as exc:
                 problem = str(exc)
         # One line on stderr, through logging (which the CLI configures to stderr).
@@ -305,13 +312,13 @@ def run_frontend(
     if realtime:
         log.info("a live model answers on the wall clock: pacing the headless round to real time")
     try:
-        _report, saved = play_headless(session, float(args.seconds), dt, out, shots,
-                                       window_size, realtime)
+        report, saved = play_headless(session, float(args.seconds), dt, out, shots,
+                                      window_size, realtime, should_stop)
     finally:
         session.close()
     for path in saved[-1:]:
         log.info("last screenshot: %s", path)
-    return 0
+    return EXIT_INTERRUPTED if report.interrupted else 0
 
 
 class _NoWindow(Exception):
@@ -326,7 +333,8 @@ def display_problem_or_none() -> str | None:
 
 def _window(
     args: argparse.Namespace, make_session: SessionFactory, dt: float, size: tuple[int, int],
-    shots: ScreenshotPlan,
+    shots: ScreenshotPlan, write: Writer | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     import pygame
 
@@ -346,7 +354,8 @@ def _window(
         return run_window(
             make_session, dt=dt, fps=int(getattr(args, "fps", 60)), size=size,
             screenshot_dir=folder, max_game_seconds=float(args.seconds) if dummy else None,
-            show_start=not dummy, final_screenshot=shots.final,
+            show_start=not dummy, final_screenshot=shots.final, should_stop=should_stop,
+            write=write,
         )
     except pygame.error as exc:
         raise _NoWindow(f"cannot open a window ({exc})") from None

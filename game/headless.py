@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from esper_arbiter.components.agent import ArbiterEvent, ArbiterMetrics
 from esper_arbiter.game.world import GameSession
 
-log = logging.getLogger("hello_companion.headless")
+log = logging.getLogger("esper_arbiter.game.headless")
 
 PRINTED_KINDS = frozenset({"decision", "transition", "rejected"})
 """Arbiter event kinds that make a line of the decision log (a model step that was skipped or
@@ -31,12 +31,24 @@ class HeadlessReport:
     """How a headless round went."""
 
     outcome: str
-    """``extracted``, ``defeat`` or ``undecided`` (time ran out first)."""
+    """``extracted``, ``defeat``, ``undecided`` (time ran out first) or ``interrupted``
+    (Ctrl-C, see :mod:`esper_arbiter.game.interrupt`)."""
     t: float
     totals: ArbiterMetrics
     lines: int
     """Decision-log lines written (the summary not included)."""
     summary: str
+    interrupted: bool = False
+    """The round was stopped by the user (Ctrl-C) before it ended."""
+
+
+def round_outcome(session: GameSession, interrupted: bool = False) -> tuple[str, float]:
+    """The round's outcome word and game time: its result, else ``interrupted`` (stopped by
+    the user) or ``undecided`` (time ran out, or the window was closed) at the current time."""
+    result = session.result
+    if result is not None:
+        return result.outcome, result.t
+    return ("interrupted" if interrupted else "undecided"), session.t
 
 
 def format_event(session: GameSession, entity: int, event: ArbiterEvent) -> str:
@@ -83,13 +95,15 @@ def run_headless(
     realtime: bool = False,
     on_step: Callable[[GameSession], None] | None = None,
     on_end: Callable[[GameSession], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> HeadlessReport:
     """Play ``session`` for up to ``seconds`` of game time at fixed step ``dt``.
 
     ``write`` receives each log line (without newline), the summary last. ``realtime`` paces
     game time to the wall clock (needed when a live model answers: otherwise the round is over
     before its first plan arrives). ``on_step`` runs after every step, ``on_end`` before the
-    summary (screenshots hook in there).
+    summary (screenshots hook in there). ``should_stop`` is asked before every step; when it
+    says yes (Ctrl-C) the round ends there, ``interrupted``, with the summary written as usual.
     """
     written = 0
     seen_game_events = session.events.last_serial
@@ -105,8 +119,12 @@ def run_headless(
     session.add_listener(on_event)
     steps = max(0, round(seconds / dt))
     start = time.monotonic()
+    interrupted = False
     for i in range(steps):
         if session.result is not None:
+            break
+        if should_stop is not None and should_stop():
+            interrupted = True
             break
         session.step(dt)
         if log.isEnabledFor(logging.DEBUG):
@@ -121,10 +139,8 @@ def run_headless(
                 time.sleep(ahead)
     if on_end is not None:
         on_end(session)
-    result = session.result
-    outcome = result.outcome if result is not None else "undecided"
-    t = result.t if result is not None else session.t
+    outcome, t = round_outcome(session, interrupted)
     totals = session.totals()
     summary = summary_line(outcome, t, totals)
     write(summary)
-    return HeadlessReport(outcome, t, totals, written, summary)
+    return HeadlessReport(outcome, t, totals, written, summary, interrupted)

@@ -407,14 +407,20 @@ class FrameModel:
 # ----------------------------------------------------------------------------------------
 
 
+def _is_agent(ent: int) -> bool:
+    """An AI agent: it has an arbiter state, or will get one on the first simulation step
+    (the start card is drawn before that step and must already show the companion)."""
+    return esper.entity_exists(ent) and (
+        esper.has_component(ent, ArbiterState) or esper.has_component(ent, Agent)
+    )
+
+
 def agents_of(session: GameSession) -> list[int]:
     """AI agents that can be selected (companions still in the round), in entity order."""
     session.activate()
     out = []
     for ent in session.companions:
-        if esper.entity_exists(ent) and esper.has_component(ent, ArbiterState) and (
-            not esper.has_component(ent, Dead)
-        ):
+        if _is_agent(ent) and not esper.has_component(ent, Dead):
             out.append(ent)
     return out
 
@@ -427,12 +433,10 @@ def resolve_selection(session: GameSession, selected: int | None) -> int | None:
         return selected
     if live:
         return live[0]
-    if selected is not None and esper.entity_exists(selected) and esper.has_component(
-        selected, ArbiterState
-    ):
+    if selected is not None and _is_agent(selected):
         return selected
     for ent in session.companions:
-        if esper.entity_exists(ent) and esper.has_component(ent, ArbiterState):
+        if _is_agent(ent):
             return ent
     return None
 
@@ -454,6 +458,11 @@ def build_frame(
     selected = resolve_selection(session, view.selected)
     now = session.t
     states: dict[int, ArbiterState] = dict(esper.get_component(ArbiterState))
+    for ent, _agent in esper.get_component(Agent):
+        # Before the first step the arbiter has not met its agents yet: show them as they
+        # will start (GOAP, nothing counted) rather than as absent.
+        if ent not in states:
+            states[ent] = ArbiterState(mode_since=now)
     tasks: dict[int, LlmTask] = dict(esper.get_component(LlmTask))
     for ent, state in states.items():
         if state.plan is not None:
@@ -750,7 +759,9 @@ def _agent_panel(
     metrics = [
         ("mode changes", str(m.mode_transitions)),
         ("LLM requests", f"{m.llm_requests}  ok {sum(m.plans_by_source.values())}  "
-                         f"failed {m.llm_failures}"),
+                         f"failed {m.llm_failures}"
+                         + (f"  cancelled {m.llm_cancelled}" if m.llm_cancelled else "")
+                         + (f"  expired {m.llm_expired}" if m.llm_expired else "")),
         ("GOAP actions", str(m.goap_actions)),
         ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"),
         ("BT actions", str(m.bt_actions)),
@@ -832,11 +843,20 @@ def llm_panel(service: object | None, status: ServiceStatus | None) -> LlmPanel:
          else f"{status.last_tokens_per_s:.1f}"),
         ("requests", f"{status.requests_total}  ok {status.plans_ok}  failed {status.failures}"),
     ]
+    withdrawn = [(name, n) for name, n in (("cancelled", status.cancelled),
+                                           ("superseded", status.superseded),
+                                           ("refused", status.refused)) if n]
+    if withdrawn:  # neither ok nor failed: a newer request replaced them, or they were refused
+        rows.append(("withdrawn", "  ".join(f"{name} {n}" for name, n in withdrawn)))
+    if status.warming_up:
+        state, color = "WARMING UP", theme.WARN
+    elif status.online:
+        state, color = "ONLINE", theme.GOOD
+    else:
+        state, color = "OFFLINE", theme.BAD
     return LlmPanel(
         backend=status.backend, model=status.model or "-", online=status.online,
-        state="ONLINE" if status.online else "OFFLINE",
-        state_color=theme.GOOD if status.online else theme.BAD,
-        reason=status.reason, rows=rows,
+        state=state, state_color=color, reason=status.reason, rows=rows,
     )
 
 
@@ -847,14 +867,14 @@ def build_timeline(
     """Bars for the recent requests over the last ``span_s`` seconds, packed into lanes (a
     request goes into the first lane free when it was queued, so overlapping requests stack).
 
-    Real services stamp requests on the monotonic wall clock (``status.now``); the scripted
-    backend on game time (``status.now`` is 0): then game time is the axis, and a request
-    whose answer time is still ahead is drawn as running.
+    Live services stamp requests on the monotonic wall clock (``status.now``); scripted and
+    replayed ones on game time (``status.clock == "game"``): then game time is the axis, and
+    a request whose answer time is still ahead is drawn as running.
     """
     if status is None:
         return TimelineModel(span_s, "wall", [], 0, 0.0, 0)
-    clock = "wall" if status.now > 0 else "game"
-    now = status.now if status.now > 0 else game_now
+    clock = "game" if status.clock == "game" or status.now <= 0 else "wall"
+    now = status.now if clock == "wall" else game_now
     lo = now - span_s
     bars: list[TimelineBar] = []
     lane_end: list[float] = []

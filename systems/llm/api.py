@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from esper_arbiter.components.llm import PlanRequest, PlanTicket
+from esper_arbiter.components.llm import FailureKind, PlanRequest, PlanTicket
+
+WITHDRAWN_KINDS = frozenset({
+    FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED, FailureKind.EXPIRED,
+})
+"""Outcomes that say "the question was withdrawn or not accepted", not "the model failed": a
+newer request replaced it, the round or the service ended it, background requests are
+switched off, or it waited past its deadline in the queue and never reached the model. The
+arbiter, the services' :class:`ServiceStatus` and the demo's outcome line all count them apart
+from failures."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +45,14 @@ class ServiceStatus:
     model: str = ""
     online: bool = True
     reason: str = ""
-    """Why offline (or a warning such as a missing model), in words a user can act on."""
+    """Why offline (or a warning such as a missing model, or "warming up"), in words a user
+    can act on."""
     pacing: str = ""
     """Set when the host's game clock outruns the wall clock a live model answers on, so plans
     arrive late or never (see :mod:`esper_arbiter.systems.llm.pacing`); ``""`` otherwise."""
+    warming_up: bool = False
+    """The backend is still loading its model (and reading the fixed system prompt) in the
+    background; requests wait for it. The game plays on GOAP meanwhile."""
     in_flight: int = 0
     queue_depth: int = 0
     queue_depth_by_priority: dict[int, int] = field(default_factory=dict)
@@ -49,11 +62,38 @@ class ServiceStatus:
     requests_total: int = 0
     plans_ok: int = 0
     failures: int = 0
+    """Requests that ended in a real failure (timeout, connection, parse, invalid plan, ...).
+    Withdrawn requests are counted apart, in the three fields below."""
+    cancelled: int = 0
+    """Requests cancelled (by the game, or when the round or the service ended)."""
+    superseded: int = 0
+    """Queued requests replaced by a newer request from the same agent."""
+    refused: int = 0
+    """Requests refused at submit (``DISABLE_BACKGROUND_LLM=1``, or a closed service)."""
+    expired: int = 0
+    """Requests whose deadline passed while they waited in the queue (never reached the
+    model)."""
     recent: tuple[RequestRecord, ...] = ()
     concurrency_pct: float = 0.0
     """Share of busy time with two or more requests running, 0..100."""
     now: float = 0.0
-    """Monotonic 'now' the records are relative to."""
+    """Monotonic 'now' the records are relative to (on ``clock="game"``: the latest game time
+    the service has seen)."""
+    clock: str = "wall"
+    """What the records' times count: ``"wall"`` (monotonic seconds: a live model) or
+    ``"game"`` (game seconds: scripted and replayed services answer on game time), so the
+    HUD's timeline places the bars on the clock the requests really ran on."""
+
+    @property
+    def withdrawn(self) -> int:
+        """Requests that ended neither ok nor failed: cancelled + superseded + refused +
+        expired."""
+        return self.cancelled + self.superseded + self.refused + self.expired
+
+    @property
+    def settled(self) -> int:
+        """Requests with a terminal outcome: ok + failed + withdrawn."""
+        return self.plans_ok + self.failures + self.withdrawn
 
 
 @runtime_checkable

@@ -431,7 +431,7 @@ def _embedded_line(service: LlmPlanService) -> str:
     backend = service.backend
     assert isinstance(backend, EmbeddedBackend)
     return (f"llm: embedded model {backend.model} via llama.cpp (n_threads={backend.n_threads}, "
-            f"loads on first request; timeout {service.config.timeout_s:g}s)")
+            f"loads and warms up in the background; timeout {service.config.timeout_s:g}s)")
 
 
 def _ollama_line(service: LlmPlanService, host: str) -> str:

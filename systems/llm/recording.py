@@ -39,7 +39,12 @@ from esper_arbiter.components.llm import (
     RequestTiming,
 )
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
-from esper_arbiter.systems.llm.api import PlanService, RequestRecord, ServiceStatus
+from esper_arbiter.systems.llm.api import (
+    WITHDRAWN_KINDS,
+    PlanService,
+    RequestRecord,
+    ServiceStatus,
+)
 from esper_arbiter.systems.llm.backends.base import Message
 from esper_arbiter.systems.llm.clocked import ClockedTicket
 
@@ -383,6 +388,30 @@ def load_recording(path: str | Path) -> Recording:
     return Recording(p, backend, model, tuple(requests))
 
 
+_KEEP_RECORDS = 64
+
+
+def _game_time_record(rid: int, request: PlanRequest, timing: RequestTiming, ready_at: float,
+                      outcome: PlanOutcome) -> RequestRecord:
+    """The timeline record of a replayed request on game time: queued when the game asked,
+    finished when the recording says the game got the answer. The recorded wait before the
+    model started and the time to the first token keep their length, inside that span."""
+    start = request.submitted_at
+    end = None if math.isinf(ready_at) else max(start, ready_at)
+
+    def offset(at: float | None) -> float | None:
+        if at is None or timing.queued_at is None:
+            return None
+        t = start + max(0.0, at - timing.queued_at)
+        return t if end is None else min(t, end)
+
+    return RequestRecord(
+        request_id=rid, agent_id=request.agent_id, priority=request.priority,
+        queued_at=start, started_at=offset(timing.started_at),
+        first_token_at=offset(timing.first_token_at), finished_at=end,
+        outcome="plan" if isinstance(outcome, PlanReady) else outcome.kind.value)
+
+
 class ReplayPlanService:
     """Answers requests from a recording on game time (see the module docstring)."""
 
@@ -400,9 +429,13 @@ class ReplayPlanService:
         self._next_id = 1
         self.mismatches = 0
         self.exhausted = 0
-        self._records: deque[RequestRecord] = deque(maxlen=64)
+        self._records: dict[int, RequestRecord] = {}
+        """The latest requests for the HUD's timeline, on game time (the replay's own clock),
+        never on the recording's wall clock."""
+        self._now = 0.0
         self._ok = 0
         self._failed = 0
+        self._withdrawn: dict[FailureKind, int] = {}
 
     @property
     def backend_name(self) -> str:
@@ -439,18 +472,29 @@ class ReplayPlanService:
             ready_at = rec.delivered_at  # exact: no float drift from re-adding the delay
         else:
             ready_at = request.submitted_at + (rec.delivered_at - rec.submitted_at)
-        self._records.append(RequestRecord(
-            request_id=rid, agent_id=request.agent_id, priority=request.priority,
-            queued_at=rec.timing.queued_at, started_at=rec.timing.started_at,
-            first_token_at=rec.timing.first_token_at, finished_at=rec.timing.finished_at,
-            outcome="plan" if isinstance(outcome, PlanReady) else outcome.kind.value))
-        return ClockedTicket(rid, ready_at, outcome, self._count)
+        self._records[rid] = _game_time_record(rid, request, rec.timing, ready_at, outcome)
+        while len(self._records) > _KEEP_RECORDS:
+            del self._records[next(iter(self._records))]
+        return ClockedTicket(rid, ready_at, outcome,
+                             lambda got, now: self._count(got, now, rid))
 
-    def _count(self, got: PlanOutcome, _now: float | None) -> None:
+    def _count(self, got: PlanOutcome, now: float | None, rid: int = 0) -> None:
         """Count what the game received (a withdrawn request is neither ok nor failed)."""
+        if now is not None:
+            self._now = max(self._now, now)
+        old = self._records.get(rid)
+        if old is not None and (now is None or old.finished_at is None):
+            end = max(old.queued_at, self._now if now is None else now)
+            label = "plan" if isinstance(got, PlanReady) else got.kind.value
+            self._records[rid] = RequestRecord(
+                request_id=old.request_id, agent_id=old.agent_id, priority=old.priority,
+                queued_at=old.queued_at, started_at=old.started_at,
+                first_token_at=old.first_token_at, finished_at=end, outcome=label)
         if isinstance(got, PlanReady):
             self._ok += 1
-        elif got.kind is not FailureKind.CANCELLED:
+        elif got.kind in WITHDRAWN_KINDS:
+            self._withdrawn[got.kind] = self._withdrawn.get(got.kind, 0) + 1
+        else:
             self._failed += 1
 
     def status(self) -> ServiceStatus:
@@ -463,7 +507,10 @@ class ReplayPlanService:
         return ServiceStatus(
             backend="replay", model=self._rec.model, online=True, reason=reason,
             requests_total=self._next_id - 1, plans_ok=self._ok, failures=self._failed,
-            recent=tuple(self._records), now=time.monotonic(),
+            cancelled=self._withdrawn.get(FailureKind.CANCELLED, 0),
+            superseded=self._withdrawn.get(FailureKind.SUPERSEDED, 0),
+            refused=self._withdrawn.get(FailureKind.REFUSED, 0),
+            recent=tuple(self._records.values()), now=self._now, clock="game",
         )
 
     def close(self) -> None:

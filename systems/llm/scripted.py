@@ -27,6 +27,7 @@ from esper_arbiter.systems.domain import Domain, default_domain, domain_of
 from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
 from esper_arbiter.systems.llm.clocked import ClockedTicket
 from esper_arbiter.systems.planning.pathfinding import distance, line_of_sight, reachable
+from esper_arbiter.systems.planning.rules import DEFAULT_RULES
 from esper_arbiter.systems.planning.validation import validate_plan
 from esper_arbiter.systems.presets.squad.facts import Fact
 
@@ -60,6 +61,7 @@ class ScriptedPlanService:
         self._records: dict[int, RequestRecord] = {}
         self._ok = 0
         self._failed = 0
+        self._cancelled = 0
         self._now = 0.0  # latest game time a ticket was polled at
 
     @property
@@ -87,7 +89,9 @@ class ScriptedPlanService:
                 self._ok += 1
                 label = "plan"
             else:
-                if got.kind is not FailureKind.CANCELLED:
+                if got.kind is FailureKind.CANCELLED:
+                    self._cancelled += 1
+                else:
                     self._failed += 1
                 label = got.kind.value
             old = self._records.get(rid)
@@ -112,8 +116,10 @@ class ScriptedPlanService:
             requests_total=self._next_id - 1,
             plans_ok=self._ok,
             failures=self._failed,
+            cancelled=self._cancelled,
             recent=records,
             now=self._now,
+            clock="game",
         )
 
     def close(self) -> None:
@@ -165,6 +171,11 @@ def canned_plan(snap: WorldSnapshot, domain: Domain | None = None) -> list[dict[
     steps = []
     if snap.cooldown("smoke") <= 0 and distance(me.pos, target.pos) > 3:
         mx, my = (me.x + target.x) // 2, (me.y + target.y) // 2
+        reach = DEFAULT_RULES.smoke_range
+        far = distance(me.pos, (mx, my))
+        if far > reach:  # on a big map the midpoint is out of throwing range: throw short
+            mx = me.x + int((mx - me.x) * reach / far)
+            my = me.y + int((my - me.y) * reach / far)
         if grid.walkable(mx, my):
             steps.append({"act": "ThrowSmoke", "x": mx, "y": my})
     cover = _nearest_cover(snap)

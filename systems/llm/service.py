@@ -82,7 +82,7 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.systems.domain import domain_of
 from esper_arbiter.systems.llm import prompt
-from esper_arbiter.systems.llm.api import ServiceStatus
+from esper_arbiter.systems.llm.api import WITHDRAWN_KINDS, ServiceStatus
 from esper_arbiter.systems.llm.backends.base import (
     BackendError,
     BackendReply,
@@ -246,6 +246,12 @@ class _Stats:
     last_tps: float | None = None
     online: bool = True
     reason: str = ""
+    warming: bool = False
+    """The backend's warm-up (model load, system prompt) is still running."""
+
+
+WARMING_UP = "warming up: loading the model and reading the system prompt"
+"""What :meth:`LlmPlanService.status` says while the backend warms up."""
 
 
 class _Batch:
@@ -310,7 +316,6 @@ class LlmPlanService:
             latency_target_s=self._config.batch_latency_target_s,
         )
         self._batch_limit = limit
-        self._warming_up = False
         self._lock = threading.Lock()
         self._stats = _Stats()
         self._closed = False
@@ -329,12 +334,13 @@ class LlmPlanService:
             self._loop.call_soon_threadsafe(self._spawn, self._probe(2.0), "llm-probe")
         warm = getattr(backend, "warm_up", None)
         if self._config.warm_up and warm is not None:
-            opening = [
+            opening: list[Message] = [
                 {"role": "system", "content": prompt.system_prompt(None, DEFAULT_MAX_STEPS)},
                 {"role": "user", "content": "Get ready."},
             ]
-            self._warming_up = True
-            self._loop.call_soon_threadsafe(self._spawn, self._warm_up(warm(opening)),
+            with self._lock:
+                self._stats.warming = True
+            self._loop.call_soon_threadsafe(self._spawn, self._warm_up(warm, opening),
                                             "llm-warm-up")
 
     # ---------------------------------------------------------------- public API (game thread)
@@ -353,7 +359,8 @@ class LlmPlanService:
     def warming_up(self) -> bool:
         """True while the backend loads its model and reads the system prompt (only with
         ``ServiceConfig.warm_up`` and a backend that can warm up)."""
-        return self._warming_up
+        with self._lock:
+            return self._stats.warming
 
     @property
     def max_batch_size(self) -> int:
@@ -439,8 +446,9 @@ class LlmPlanService:
                 backend=self._backend.name,
                 model=self._backend.model,
                 online=s.online,
-                reason=s.reason,
+                reason=s.reason or (WARMING_UP if s.warming else ""),
                 pacing=self._pacing.warning,
+                warming_up=s.warming and s.online,
                 in_flight=in_flight,
                 queue_depth=depth,
                 queue_depth_by_priority=by_priority,
@@ -449,14 +457,19 @@ class LlmPlanService:
                 last_tokens_per_s=s.last_tps,
                 requests_total=s.requests_total,
                 plans_ok=s.plans_ok,
-                failures=sum(s.failures.values()),
+                failures=sum(n for k, n in s.failures.items() if k not in WITHDRAWN_KINDS),
+                cancelled=s.failures.get(FailureKind.CANCELLED, 0),
+                superseded=s.failures.get(FailureKind.SUPERSEDED, 0),
+                refused=s.failures.get(FailureKind.REFUSED, 0),
+                expired=s.failures.get(FailureKind.EXPIRED, 0),
                 recent=window.records,
                 concurrency_pct=window.concurrency_pct,
                 now=window.now,
             )
 
     def failure_counts(self) -> dict[FailureKind, int]:
-        """Failures so far by kind (cancelled, superseded and refused included)."""
+        """Terminal outcomes other than a plan so far, by kind (cancelled, superseded and
+        refused included here; :meth:`status` reports those apart from failures)."""
         with self._lock:
             return dict(self._stats.failures)
 
@@ -542,13 +555,6 @@ class LlmPlanService:
         task = self._loop.create_task(coro, name=name)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
-
-    async def _warm_up(self, warming: Any) -> None:
-        """Run the backend's warm-up; :attr:`warming_up` is True until it ends (either way)."""
-        try:
-            await warming
-        finally:
-            self._warming_up = False
 
     async def _sweep_expired(self) -> None:
         """Queued requests past their deadline end TIMEOUT even if nobody polls them."""
@@ -922,6 +928,20 @@ class LlmPlanService:
         )
 
     # ---------------------------------------------------------------- probe, shutdown
+
+    async def _warm_up(self, warm: Callable[[Sequence[Message]], Any],
+                       opening: Sequence[Message]) -> None:
+        """Run the backend's warm-up on the loop thread (the game never waits for it);
+        :meth:`status` says "warming up" until it ends, however it ends."""
+        try:
+            await warm(opening)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed warm-up only means the first request pays
+            log.warning("LLM warm-up failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            with self._lock:
+                self._stats.warming = False
 
     async def _probe(self, timeout: float) -> tuple[bool, str]:
         try:

@@ -161,8 +161,12 @@ def test_warm_up_loads_the_model_and_reads_the_system_prompt_before_any_request(
     """With ``warm_up`` (the demo's setting) the model is loaded and the fixed system prompt
     evaluated at start, with no request: the first plan pays for neither."""
     backend = EmbeddedBackend(seed=3)
+    started = time.monotonic()
     svc = LlmPlanService(backend, ServiceConfig(timeout_s=60.0, probe_on_start=False,
                                                 max_concurrent=1, warm_up=True))
+    # The window opens right after this: the load and the prompt happen behind it.
+    assert time.monotonic() - started < 1.0
+    assert svc.status().warming_up and "warming up" in svc.status().reason
     try:
         deadline = time.monotonic() + 60.0
         while backend.load_s is None and time.monotonic() < deadline:
@@ -170,5 +174,7 @@ def test_warm_up_loads_the_model_and_reads_the_system_prompt_before_any_request(
         assert backend.load_s is not None, "warm-up never loaded the model"
         outcome = svc.plan_blocking(PlanRequest(agent_id=2, snapshot=hello_snapshot()), 60.0)
         assert isinstance(outcome, PlanReady), outcome
+        status = svc.status()
+        assert status.online and not status.warming_up  # the request waited for the warm-up
     finally:
         svc.close()

@@ -379,7 +379,8 @@ def test_disabled_background_refuses_low_priority_at_submit() -> None:
         assert isinstance(middling.wait(5.0), PlanReady)
         status = service.status()
     assert all(2 not in agents_in(c.messages) for c in backend.calls)
-    assert status.failures == 1 and status.plans_ok == 2 and status.requests_total == 3
+    assert status.failures == 0 and status.refused == 1  # withdrawn, not failed
+    assert status.plans_ok == 2 and status.requests_total == 3
 
 
 def test_status_reports_batches_concurrency_and_speed() -> None:
@@ -542,7 +543,7 @@ def test_random_submits_and_cancels_resolve_every_request_exactly_once(
     assert metrics.submitted == metrics.resolved == len(ids)
     assert status_before_close.requests_total == len(ids)
     final = service.status()
-    assert final.plans_ok + final.failures == len(ids)
+    assert final.settled == len(ids)
 
 
 # ----------------------------------------------------------------------------- embedded model
