@@ -88,9 +88,8 @@ def test_the_start_card_shows_the_companion_before_the_first_step() -> None:
 def test_a_replays_timeline_runs_on_game_time(tmp_path: Path) -> None:
     """The recording's wall-clock stamps (seconds since its machine booted) must not place
     the bars: the replay's records are in game seconds, up to the game's now."""
-    from esper_arbiter.game.llm_flags import build_service
-
     from esper_arbiter.game.cli import build_parser, scenario_from_args
+    from esper_arbiter.game.llm_flags import build_service
 
     path = tmp_path / "run.jsonl"
     args = build_parser().parse_args(["--backend", "scripted", "--record", str(path)])
