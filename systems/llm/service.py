@@ -562,6 +562,27 @@ class LlmPlanService:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             self._queue.expire_due()
 
+    def _fit_batch(self, entries: list[QueueEntry]) -> list[QueueEntry]:
+        """The longest prefix of ``entries`` whose batch prompt and answers fit the backend's
+        context; the rest go back to the queue to be served on their own."""
+        window = self._context_budget()
+        if window is None:
+            return entries
+        keep = list(entries)
+        while len(keep) > 1:
+            try:
+                messages = self._build_batch(keep).messages
+            except Exception:
+                return keep  # _serve_batch reports the failure for each member
+            if batch_fits(messages, len(keep), window):
+                break
+            dropped = keep.pop()
+            log.info("request %d (agent %d) left out of a batch of %d: the prompt and "
+                     "answers would not fit %d tokens", dropped.request_id, dropped.agent_id,
+                     len(keep) + 1, window.context)
+            self._queue.requeue(dropped, solo=True)
+        return keep
+
     def _loop_deadline(self, entry: QueueEntry) -> float:
         """``entry``'s deadline on the loop's clock."""
         return self._loop.time() + entry.remaining(self._queue.clock())
@@ -573,6 +594,8 @@ class LlmPlanService:
             entries = await self._waiter.take_batch(self._sizer.value)
             if not entries:
                 return
+            if len(entries) > 1:
+                entries = self._fit_batch(entries)
             attempts = [(e, e.attempts) for e in entries]
             try:
                 if len(entries) == 1:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from esper_arbiter.systems.llm.backends.base import BackendReply, ChunkCallback, JsonSchema, Message
+from esper_arbiter.systems.llm.budget import ContextBudget
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,10 @@ class FakeBackend:
         online: bool = True,
         offline_reason: str = "",
         keep_calls: int = 1000,
+        context: ContextBudget | None = None,
     ) -> None:
         self._source = replies
+        self._context = context
         self._index = 0
         self._name = name
         self._model = model
@@ -72,6 +75,10 @@ class FakeBackend:
         self.active = 0
         self.max_active = 0
         self.closed = False
+
+    def context_budget(self) -> ContextBudget | None:
+        """The context window to fit prompts to, if the test gave one."""
+        return self._context
 
     @property
     def name(self) -> str:
