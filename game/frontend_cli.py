@@ -45,7 +45,10 @@ SessionFactory = Callable[[], GameSession]
 Writer = Callable[[str], None]
 
 DEFAULT_WINDOW = (1280, 720)
-MAX_AGENTS = 1000
+MAX_AGENTS = 10_000
+"""Most agents a stress round may have (headless)."""
+WINDOW_MAX_AGENTS = 1000
+"""Most agents the window draws at a playable frame rate; more need ``--headless``."""
 PROG = "run_demo.py"
 
 
@@ -140,7 +143,7 @@ def add_frontend_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--agents", type=_agents, default=None, metavar="N",
         help=f"stress test: N companions and N enemies on a larger generated map (1 to "
-             f"{MAX_AGENTS}; replaces --scenario)",
+             f"{MAX_AGENTS} headless, {WINDOW_MAX_AGENTS} in the window; replaces --scenario)",
     )
     group.add_argument(
         "--fps", type=_fps, default=60, metavar="N",
@@ -160,6 +163,9 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """
     agents = getattr(args, "agents", None)
     if agents:
+        if int(agents) > WINDOW_MAX_AGENTS and not getattr(args, "headless", False):
+            raise ValueError(f"the window draws at most {WINDOW_MAX_AGENTS} agents; add "
+                             f"--headless for {agents}")
         return build_stress_scenario(int(agents), seed=int(getattr(args, "seed", 0)))
     return load_scenario(args.scenario)
 

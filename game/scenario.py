@@ -436,10 +436,13 @@ def _reachable(width: int, height: int, walls: frozenset[Tile] | set[Tile],
 # ----------------------------------------------------------------------------------------------
 
 
-def build_stress_scenario(n: int, seed: int = 0, rules: Rules = DEFAULT_RULES) -> Scenario:
+def build_stress_scenario(n: int, seed: int = 0, rules: Rules = DEFAULT_RULES,
+                          *, contact: bool = False) -> Scenario:
     """A larger map with ``n`` companions and ``n`` enemies (for ``--agents N``).
 
-    Blue spawns on the left, red on the right, the breach door on the right edge. Vertical wall
+    Blue spawns on the left, red on the right (with ``contact``, right next to blue, so the
+    fight starts within seconds: what the scale benchmark measures), the breach door on the
+    right edge. Vertical wall
     segments with gaps and scattered cover sit in between; every spawn can reach the door.
     The same ``(n, seed)`` always gives the same scenario.
     """
@@ -464,7 +467,8 @@ def build_stress_scenario(n: int, seed: int = 0, rules: Rules = DEFAULT_RULES) -
     cover.discard(door)
     zone = max(3, width // 5)
     blue = [t for t in free if t[0] < zone]
-    red = [t for t in free if t[0] >= width - zone and t != door]
+    red = ([t for t in free if zone <= t[0] < 2 * zone] if contact
+           else [t for t in free if t[0] >= width - zone and t != door])
     rng.shuffle(blue)
     rng.shuffle(red)
     if len(blue) < n + 1 or len(red) < n:

@@ -76,20 +76,32 @@ class CellIndex(Generic[T]):
         entries = self._entries
         if k <= 0 or not entries:
             return []
-        r2, c = radius * radius, self.cell
+        c = self.cell
         lo_x, lo_y, hi_x, hi_y = self._bounds
         cx, cy = int(x) // c, int(y) // c
         max_ring = int(radius // c) + 1
-        found: list[tuple[float, int, T]] = []
-        add = found.append
+        # A max-heap (negated distances) of the best k so far; once full, its top is the
+        # k-th distance and bounds the search.
+        best: list[tuple[float, int, T]] = []
+        bound = [radius * radius]
+        seq = [0]
+        push, pushpop = heapq.heappush, heapq.heappushpop
 
         def take(pool: list[_Entry[T]]) -> None:
+            r2 = bound[0]
             for p, key, item in pool:
                 dx = p.x - x
                 dy = p.y - y
                 d2 = dx * dx + dy * dy
                 if d2 <= r2 and key not in skip:
-                    add((d2, len(found), item))
+                    seq[0] += 1
+                    if len(best) < k:
+                        push(best, (-d2, -seq[0], item))
+                        if len(best) == k:
+                            r2 = bound[0] = -best[0][0]
+                    elif d2 < r2:
+                        pushpop(best, (-d2, -seq[0], item))
+                        r2 = bound[0] = -best[0][0]
 
         span = max(hi_x - lo_x, hi_y - lo_y) + 1
         if (2 * min(max_ring, span) + 1) ** 2 >= len(entries):
@@ -107,9 +119,9 @@ class CellIndex(Generic[T]):
                         bucket = cells.get((gx, gy))
                         if bucket is not None:
                             take(bucket)
-                if len(found) >= k:
-                    reach = ring * c
-                    if heapq.nsmallest(k, found)[-1][0] <= reach * reach:
-                        break
-        best = heapq.nsmallest(k, found) if len(found) > k else sorted(found)
-        return [(d2, item) for d2, _, item in best]
+                reach = ring * c
+                if len(best) == k and bound[0] <= reach * reach:
+                    break
+        ordered = sorted(((-nd2, -ns, item) for nd2, ns, item in best),
+                         key=lambda e: (e[0], e[1]))
+        return [(d2, item) for d2, _, item in ordered]

@@ -25,7 +25,8 @@ def test_nearest_matches_a_full_scan(
     idx = CellIndex([Position(*p) for p in pts], lambda p: p, cell=cell)
 
     def d2(p: tuple[float, float]) -> float:
-        return (p[0] - x) ** 2 + (p[1] - y) ** 2
+        dx, dy = p[0] - x, p[1] - y
+        return dx * dx + dy * dy
 
     got = [d for d, _ in idx.nearest(x, y, radius, k)]
     want = sorted(d2(p) for p in pts if d2(p) <= radius * radius)[:k]
