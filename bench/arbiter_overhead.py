@@ -2,8 +2,10 @@
 
 Steady state in GOAP mode: N agents hold a long step (nobody finishes it), so the systems do
 what they do on a normal frame: refresh perceptions, poll (no requests: LLM off), and let the
-few agents whose think time came re-decide with GOAP. The bare loop touches the same entities
-with the same component query and does trivial work. Also: cold vs cached GOAP plan.
+few agents whose think time came re-decide with GOAP. Then the same agents each carry out a
+model plan's step (ExecutingLLM), which must cost what a GOAP step costs. The bare loop
+touches the same entities with the same component query and does trivial work. Also: cold vs
+cached GOAP plan.
 
     python bench/arbiter_overhead.py [--agents 1000 10000] [--frames 120]
 """
@@ -25,11 +27,16 @@ from esper_arbiter.components import (
     ArbiterState,
     GameClock,
     Health,
+    Intent,
+    IntentStatus,
     Leader,
     MapGrid,
+    Mode,
     Objective,
+    PlanIntent,
     Position,
     Team,
+    Wait,
 )
 from esper_arbiter.systems.perception import build_snapshot
 from esper_arbiter.systems.plugin import install
@@ -81,7 +88,22 @@ def time_frames(frames: int) -> list[float]:
     return out
 
 
-def measure(n: int, frames: int) -> tuple[float, float]:
+def run_model_plans() -> None:
+    """Put every agent in ExecutingLLM, carrying out the first step of a long model plan (as
+    if a plan had just arrived), so the frames time the ExecutingLLM steady state."""
+    t = esper.get_component(GameClock)[0][1].t
+    for _, (state, intent) in esper.get_components(ArbiterState, Intent):
+        step = Wait(seconds=10.0)
+        state.mode, state.mode_since = Mode.EXECUTING_LLM, t
+        state.plan = PlanIntent("bench", (step, step, step))
+        state.step_index, state.next_think_at = 0, t
+        state.wake()
+        intent.step, intent.status, intent.issued_at = step, IntentStatus.RUNNING, t
+        intent.mode, intent.label = Mode.EXECUTING_LLM, state.label
+
+
+def measure(n: int, frames: int) -> tuple[float, float, float]:
+    """Median frame time with every agent in GOAP, then in ExecutingLLM, and the bare loop."""
     esper.switch_world(f"bench-arbiter-{n}")
     populate(n)
     install(service=None)
@@ -89,6 +111,11 @@ def measure(n: int, frames: int) -> tuple[float, float]:
     modes = Counter(state.mode.value for _, state in esper.get_component(ArbiterState))
     assert modes == {"GOAP": n}, f"expected all {n} agents in GOAP, got {dict(modes)}"
     arb = statistics.median(time_frames(frames))
+    run_model_plans()
+    time_frames(30)  # the first look at each running step, spread over think times
+    modes = Counter(state.mode.value for _, state in esper.get_component(ArbiterState))
+    assert modes == {"ExecutingLLM": n}, f"expected ExecutingLLM, got {dict(modes)}"
+    llm = statistics.median(time_frames(frames))
     esper.switch_world(f"bench-bare-{n}")
     populate(n)
     esper.add_processor(BareLoop())
@@ -97,7 +124,7 @@ def measure(n: int, frames: int) -> tuple[float, float]:
     esper.switch_world("default")
     esper.delete_world(f"bench-arbiter-{n}")
     esper.delete_world(f"bench-bare-{n}")
-    return arb, bare
+    return arb, llm, bare
 
 
 def median_us(fn: Callable[[], object], repeat: int) -> float:
@@ -154,9 +181,13 @@ def main() -> int:
     args = ap.parse_args()
     targets = Targets()
     for n in args.agents:
-        arb, bare = measure(n, args.frames if n <= 2000 else max(30, args.frames // 4))
+        arb, llm, bare = measure(n, args.frames if n <= 2000 else max(30, args.frames // 4))
         print(f"{n:>6} agents: arbiter {arb * 1e3:7.3f} ms/frame {arb / n * 1e6:6.2f} us/agent | "
+              f"ExecutingLLM {llm * 1e3:7.3f} ms/frame | "
               f"bare {bare * 1e3:7.3f} ms/frame {bare / n * 1e6:6.2f} us/agent")
+        same = targets.met(f"{n} agents ExecutingLLM <= 1.5x GOAP", llm <= 1.5 * arb)
+        print(f"ratio ExecutingLLM/GOAP: {llm / arb:.2f}x ({n} agents; target <= 1.5: "
+              f"{'OK' if same else 'MISSED'})")
         ok = targets.met(f"{n} agents ratio <= 20x", arb / bare <= 20.0)
         if n == 1000:
             ok = targets.met("1000 agents < 3 ms/frame", arb < 3e-3) and ok

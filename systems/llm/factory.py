@@ -240,6 +240,8 @@ class _Settings:
     pull: bool
     pull_progress: PullProgress | None
     probe_timeout_s: float
+    batch_size_given: bool = False
+    """``max_batch_size`` came from a keyword or ``LLM_MAX_BATCH_SIZE`` (not the default)."""
 
 
 def make_service(
@@ -307,6 +309,7 @@ def make_service(
         pull=bool(pull),
         pull_progress=pull_progress,
         probe_timeout_s=check_seconds("probe_timeout_s", probe_timeout_s),
+        batch_size_given=max_batch_size is not None or "LLM_MAX_BATCH_SIZE" in env,
     )
     delay = check_seconds("scripted_delay_s", scripted_delay_s, zero_ok=True)
     every = check_count("scripted_fail_every", scripted_fail_every, 0)
@@ -421,8 +424,12 @@ def _ollama_service(s: _Settings) -> LlmPlanService:
 
 def _embedded_service(s: _Settings) -> LlmPlanService:
     # One llama.cpp context generates one reply at a time; a second "running" request would
-    # only wait for the worker while its deadline ticks, so run one and queue the rest.
+    # only wait for the worker while its deadline ticks, so run one and queue the rest. And
+    # batching does not pay on it (bench/batching.py: 0.47x of single requests; llama.cpp
+    # already reuses the shared prompt prefix), so it plans one agent per call unless asked.
     config = dataclasses.replace(s.config, max_concurrent=1, warm_up=True)
+    if not s.batch_size_given:
+        config = dataclasses.replace(config, max_batch_size=1)
     backend = EmbeddedBackend(s.model_path, n_threads=s.threads, seed=s.seed)
     return LlmPlanService(backend, config)
 

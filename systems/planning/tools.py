@@ -360,7 +360,14 @@ def legal_tiles(spec: ToolSpec, snapshot: WorldSnapshot,
     if Check.REACHABLE in spec.checks and reachable is None:
         reachable = _reachable_from_me(snapshot)
     if Check.COVER in spec.checks:
-        cands: Iterable[Tile] = (t for t in grid.cover if grid.in_bounds(*t))
+        # The nearest cover tiles only: on a big map every cover tile would make the schema
+        # fall back to a columns x rows superset that lets a model pick a tile that is not
+        # cover at all; a handful of exact, nearby choices is what an agent needs anyway.
+        me = snapshot.me
+        near = sorted((t for t in grid.cover if grid.in_bounds(*t) and grid.walkable(*t)
+                       and (reachable is None or t in reachable)),
+                      key=lambda t: ((t[0] - me.x) ** 2 + (t[1] - me.y) ** 2, t))
+        cands: Iterable[Tile] = near[:MAX_TILE_BRANCHES]
     elif Check.REACHABLE in spec.checks and reachable is not None:
         cands = reachable
     else:

@@ -288,3 +288,27 @@ def test_a_tool_left_out_disappears_from_all_three() -> None:
     assert all("ThrowSmoke" not in m["content"] for m in build_messages(snap, domain_with(reg)))
     result = validate_plan([{"act": "ThrowSmoke", "x": 9, "y": 2}], snap, reg)
     assert result.errors[0].code is ValidationCode.UNKNOWN_TOOL
+
+
+def test_on_a_big_map_take_cover_offers_only_real_cover_tiles_nearest_first() -> None:
+    """Every (x, y) pair the schema allows for TakeCover is a cover tile, even with far more
+    cover than schema branches (a superset of columns x rows let a model pick walls)."""
+    import random as _random
+
+    from esper_arbiter.components.snapshot import UnitView as _UV
+    from esper_arbiter.components.snapshot import WorldSnapshot
+
+    rng = _random.Random(3)
+    cover = frozenset((rng.randrange(80), rng.randrange(40)) for _ in range(150))
+    walls = frozenset((40, y) for y in range(5, 35)) - cover
+    me = _UV(1, 10, 20, 80, 80, "blue")
+    snap = WorldSnapshot(0.0, me, None, (), (), GridView(80, 40, walls, cover))
+    branches = [b for b in DEFAULT_REGISTRY.step_schema(snap)["anyOf"]
+                if b["properties"]["act"]["const"] == "TakeCover"]
+    allowed = {(x, y) for b in branches for x in b["properties"]["x"]["enum"]
+               for y in b["properties"]["y"]["enum"]}
+    assert allowed and allowed <= cover
+    assert len(allowed) <= MAX_TILE_BRANCHES
+    nearest = min((t for t in cover if t[0] < 40),
+                  key=lambda t: (t[0] - 10) ** 2 + (t[1] - 20) ** 2)
+    assert nearest in allowed
