@@ -8,9 +8,7 @@ or lack a component are handled with one clear message, and neutrals are never t
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterator
 
 import esper
 import pytest
@@ -18,18 +16,6 @@ import pytest
 import esper_arbiter as ea
 from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 from esper_arbiter.systems.presets.squad import Fact, squad_domain
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def world() -> Iterator[str]:
-    name = f"host-{next(_names)}"
-    previous = esper.current_world
-    esper.switch_world(name)
-    yield name
-    esper.switch_world(previous)
-    esper.delete_world(name)
 
 
 def arena(objective: ea.Objective | None = None) -> ea.MapGrid:

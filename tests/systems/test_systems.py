@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-
 import esper
-import pytest
 
 from esper_arbiter.components import (
     Agent,
@@ -32,18 +28,6 @@ from esper_arbiter.components import (
 from esper_arbiter.systems.llm.api import ServiceStatus
 from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 from esper_arbiter.systems.plugin import install
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def world() -> Iterator[str]:
-    name = f"bare-{next(_names)}"
-    previous = esper.current_world
-    esper.switch_world(name)
-    yield name
-    esper.switch_world(previous)
-    esper.delete_world(name)
 
 
 def populate() -> tuple[int, int, int]:
