@@ -383,20 +383,20 @@ class PerceptionSystem(esper.Processor):
                             "nothing (add one entity with MapGrid(width, height, ...))",
                             logging.ERROR)
             return
+        # Set arithmetic, not a component lookup per agent: in a big fight units go down every
+        # frame, which empties esper's caches, so this runs every frame there.
         ok = {e for e, _ in complete}
-        for ent, _agent in agents:
-            has = esper.has_component(ent, Perception)
-            if ent in ok:
-                if not has:
-                    self._adopt(ent, t)
-                self._warned.discard(ent)
-            else:
-                if has:
-                    esper.remove_component(ent, Perception)
-                self._warn_once(ent, missing_components(ent))
-        for ent, _p in list(esper.get_component(Perception)):
-            if not esper.has_component(ent, Agent):
-                esper.remove_component(ent, Perception)  # no longer an agent
+        perceived = {e for e, _ in esper.get_component(Perception)}
+        for ent in ok - perceived:
+            self._adopt(ent, t)
+        for ent in perceived - ok:
+            esper.remove_component(ent, Perception)  # no longer an agent, or incomplete
+        if len(ok) != len(agents):
+            for ent, _agent in agents:
+                if ent not in ok:
+                    self._warn_once(ent, missing_components(ent))
+        if self._warned:
+            self._warned.difference_update(ok)
         self._seen = (esper.get_component(Agent), esper.get_components(Agent, *REQUIRED))
 
     def _warn_once(self, key: object, message: str, level: int = logging.WARNING) -> None:
