@@ -175,7 +175,7 @@ class HudPainter:
         # metrics: two short columns, then the two long rows
         metrics = dict(a.metrics)
         half = body.w // 2
-        pairs = [("mode changes", "GOAP actions"), ("BT actions", "fallback plans")]
+        pairs = [("mode changes", "GOAP actions"), ("BT actions", "refused steps")]
         for left, right in pairs:
             if y + line > body.bottom + 3:
                 return  # a short panel drops whole rows, never half a line
@@ -185,7 +185,7 @@ class HudPainter:
                 f.blit(surface, metrics.get(key, "-"), theme.SIZE_SMALL, theme.TEXT,
                        (r.right + 6, y))
             y += line
-        for key in ("LLM requests", "LLM steps"):
+        for key in ("LLM requests", "plans by origin", "LLM steps"):
             if y + line > body.bottom + 3:
                 return
             r = f.blit(surface, key, theme.SIZE_SMALL, theme.TEXT_DIM, (body.x, y))

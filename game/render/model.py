@@ -765,6 +765,7 @@ def _agent_panel(
         ("GOAP actions", str(m.goap_actions)),
         ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"),
         ("BT actions", str(m.bt_actions)),
+        ("refused steps", str(m.host_step_failures)),
         ("plans by origin", ", ".join(f"{k} {v}" for k, v in sorted(m.plans_by_source.items()))
          or "-"),
     ]
