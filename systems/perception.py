@@ -55,6 +55,10 @@ def _raw_key(item: _Raw) -> int:
     return item[0]
 
 
+def _alive(item: _Raw) -> bool:
+    return item[1][1].hp > 0
+
+
 def game_time() -> float:
     """The current game time from the world's :class:`GameClock` (0.0 if there is none)."""
     for _, clock in esper.get_component(GameClock):
@@ -240,10 +244,12 @@ class FrameView:
 
     def nearest(
         self, me: UnitView, relation: Relation, k: int, radius: float,
-        skip: frozenset[int] = frozenset(),
+        skip: frozenset[int] = frozenset(), alive: bool = False,
     ) -> list[UnitView]:
         """Up to ``k`` units of sides in ``relation`` to ``me``'s (ALLIED includes its own
-        side), within ``radius`` tiles, nearest first; ``skip`` leaves entity ids out."""
+        side), within ``radius`` tiles, nearest first; ``skip`` leaves entity ids out and
+        ``alive`` the units with no health left (dead enemies must not crowd out live ones;
+        downed allies stay, to be revived)."""
         sides = self._sides_with(me.team, relation)
         if relation is Relation.ALLIED:
             sides.append(me.team)
@@ -251,7 +257,8 @@ class FrameView:
             return []
         found: list[tuple[float, int, _Raw]] = []
         for side in sides:
-            for d2, item in self._cells(side).nearest(me.x, me.y, radius, k, skip):
+            for d2, item in self._cells(side).nearest(me.x, me.y, radius, k, skip,
+                                                      _alive if alive else None):
                 found.append((d2, item[0], item))
         found.sort(key=lambda f: (f[0], f[1]))
         view = self._view
@@ -287,7 +294,7 @@ class FrameView:
         agent = esper.try_component(entity, Agent)
         radius = sense.radius if agent is None or agent.sense_radius is None \
             else agent.sense_radius
-        enemies = self.nearest(me, Relation.HOSTILE, sense.max_enemies, radius)
+        enemies = self.nearest(me, Relation.HOSTILE, sense.max_enemies, radius, alive=True)
         target = self._current_target(entity)
         if target is not None and all(u.id != target for u in enemies):
             tv = self.unit(target)

@@ -66,9 +66,11 @@ class CellIndex(Generic[T]):
 
     def nearest(
         self, x: float, y: float, radius: float, k: int, skip: Container[Hashable] = (),
+        where: Callable[[T], bool] | None = None,
     ) -> list[tuple[float, T]]:
         """Up to ``k`` items within ``radius`` of (x, y), nearest first, as (squared distance,
-        item); items whose key is in ``skip`` are left out (the agent itself, its leader).
+        item); items whose key is in ``skip``, or for which ``where(item)`` is false, are left
+        out (the agent itself, its leader; the dead).
 
         Cells are visited in rings around (x, y); the search stops once it holds ``k`` items
         and nothing in an unvisited ring could be nearer, so its cost follows the local
@@ -93,7 +95,7 @@ class CellIndex(Generic[T]):
                 dx = p.x - x
                 dy = p.y - y
                 d2 = dx * dx + dy * dy
-                if d2 <= r2 and key not in skip:
+                if d2 <= r2 and key not in skip and (where is None or where(item)):
                     seq[0] += 1
                     if len(best) < k:
                         push(best, (-d2, -seq[0], item))

@@ -248,3 +248,16 @@ def test_an_agent_carrying_out_a_model_step_costs_what_a_goap_step_costs(
     llm = run_frames(60)  # 2 s of a running model step
     assert llm <= max(goap, 1) + 2, (goap, llm)
     assert llm <= 8  # a look every ~0.5 s, not a snapshot every frame
+
+
+def test_dead_enemies_do_not_crowd_live_ones_out_of_a_snapshot(world: str) -> None:
+    arena()
+    me = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                             ea.Team("blue"))
+    for i in range(12):  # a heap of bodies right beside the agent
+        esper.create_entity(ea.Position(3 + i % 3, 5 + i // 3), ea.Health(0, 40), ea.Team("red"))
+    live = esper.create_entity(ea.Position(12, 6), ea.Health(40, 40), ea.Team("red"))
+    ea.install()
+    step()
+    snap = esper.component_for_entity(me, ea.Perception).snapshot
+    assert [u.id for u in snap.enemies] == [live]
