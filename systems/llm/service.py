@@ -114,7 +114,7 @@ from esper_arbiter.systems.llm.request_queue import (
     outcome_label,
 )
 from esper_arbiter.systems.llm.timeline import RequestTimeline
-from esper_arbiter.systems.planning.validation import validate_plan
+from esper_arbiter.systems.planning.validation import collapse_repeats, validate_plan
 
 log = logging.getLogger(__name__)
 
@@ -925,7 +925,7 @@ class LlmPlanService:
               rationale: str) -> PlanReady:
         plan = PlanIntent(
             plan_id=f"p-{entry.request_id:04d}",
-            steps=tuple(steps),
+            steps=collapse_repeats(steps),
             source="llm",
             rationale=rationale,
         )

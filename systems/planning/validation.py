@@ -38,7 +38,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -566,3 +566,15 @@ def _describe_typed(step: ActionStep) -> str:
         return describe_step(step)
     except TypeError:  # a host's extra tool whose step is not a dataclass
         return repr(step)
+
+
+def collapse_repeats(steps: Sequence[ActionStep]) -> tuple[ActionStep, ...]:
+    """``steps`` with runs of identical consecutive steps collapsed into one.
+
+    Small models pad a plan by repeating a step (``Attack(#4)`` seven times); carried out, the
+    copies only replay what the first did, so a plan keeps one of each run."""
+    out: list[ActionStep] = []
+    for step in steps:
+        if not out or out[-1] != step:
+            out.append(step)
+    return tuple(out)

@@ -84,3 +84,13 @@ def test_scripted_plans_follow_the_domains_order_words_and_objective() -> None:
 def test_a_request_without_a_domain_means_the_preset() -> None:
     assert domain_of(PlanRequest(1, hello_snapshot())).name == "squad"
     assert Objective("relay").kind == "reach"
+
+
+def test_repeated_identical_steps_collapse_into_one() -> None:
+    reply = ('{"steps": [{"act": "Scan"}, {"act": "Scan"}, {"act": "Reload"}, '
+             '{"act": "Scan"}, {"act": "Scan"}, {"act": "Scan"}]}')
+    config = ServiceConfig(timeout_s=3.0, probe_on_start=False)
+    with LlmPlanService(FakeBackend([reply]), config) as service:
+        outcome = service.plan_blocking(PlanRequest(2, hello_snapshot()), timeout=5.0)
+    assert isinstance(outcome, PlanReady)
+    assert [s.act for s in outcome.plan.steps] == ["Scan", "Reload", "Scan"]
