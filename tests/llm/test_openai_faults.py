@@ -245,6 +245,34 @@ def test_a_server_that_rejects_json_schema_gets_json_object_from_then_on(status:
     assert fallback["schema"]["properties"]["steps"]["maxItems"] == 8  # still constrained
 
 
+def test_concurrent_refusals_of_json_schema_step_down_once() -> None:
+    """Requests sent at once with ``json_schema`` are all refused; the server is then asked for
+    ``json_object`` + schema, not skipped past it to plain ``json_object``."""
+    import asyncio
+
+    schema = {"type": "object", "properties": {"steps": {"type": "array"}}}
+    messages = [{"role": "user", "content": "plan"}]
+    with FakeOpenAI(models=(MODEL,), reject_json_schema=400) as srv:
+        srv.script(ChatScript(content=GOOD, first_delay_s=0.1))
+        backend = OpenAIBackend(MODEL, srv.base_url)
+
+        async def go() -> list[str]:
+            try:
+                replies = await asyncio.gather(
+                    *(backend.generate(messages, schema) for _ in range(4)))
+                return [r.text for r in replies]
+            finally:
+                await backend.aclose()
+
+        texts = asyncio.run(go())
+        formats = [b["response_format"] for b in srv.chat_requests]
+    assert texts == [GOOD] * 4
+    assert backend.format_mode == "json_object_schema"
+    # Nothing was ever sent as plain json_object: every refusal stepped down from json_schema.
+    assert all(f["type"] == "json_schema" or "schema" in f for f in formats), formats
+    assert sum(f["type"] == "json_object" for f in formats) == 4
+
+
 def test_a_server_that_rejects_both_schemas_gets_plain_json_object() -> None:
     with FakeOpenAI(models=(MODEL,), reject_json_schema=400, reject_schema_key=True) as srv:
         srv.script(ChatScript(content=GOOD))

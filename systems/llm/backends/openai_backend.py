@@ -176,13 +176,16 @@ class OpenAIBackend:
         # Each rejected option is dropped for good, so this loop runs at most a few times, and
         # only on the first requests to a server.
         while True:
+            mode = self._format_mode
             body = self._body(messages, schema, plans)
             try:
-                return await self._stream(body, on_chunk)
+                return await self._stream(body, mode, on_chunk)
             except _Rejected as exc:
                 log.info("%s at %s: %s", self.name, self._base_url, exc)
 
-    async def _stream(self, body: dict[str, Any], on_chunk: ChunkCallback | None) -> BackendReply:
+    async def _stream(self, body: dict[str, Any], mode: int,
+                      on_chunk: ChunkCallback | None) -> BackendReply:
+        """Send one request (``body``, built with format ``mode``) and read its stream."""
         client = self._get_client()
         url = f"{self._base_url}/chat/completions"
         start = time.monotonic()
@@ -196,7 +199,7 @@ class OpenAIBackend:
             async with client.stream("POST", url, json=body) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise self._status_error(response, body)
+                    raise self._status_error(response, body, mode)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # The server ignored stream=True and answered with one JSON document.
                     await response.aread()
@@ -316,9 +319,11 @@ class OpenAIBackend:
             done_reason=str(choice.get("finish_reason") or ""),
         )
 
-    def _status_error(self, response: httpx.Response, body: dict[str, Any]) -> Exception:
+    def _status_error(self, response: httpx.Response, body: dict[str, Any],
+                      mode: int) -> Exception:
         """The exception for a non-200 answer: :class:`_Rejected` when an option we can drop
-        was refused (the caller retries without it), else a :class:`BackendError`."""
+        was refused (the caller retries without it), else a :class:`BackendError`. ``mode`` is
+        the format the refused request used: concurrent refusals of one mode step down once."""
         status = response.status_code
         error = _error_text(_json_or_text(response.text))
         lowered = error.lower()
@@ -326,13 +331,12 @@ class OpenAIBackend:
             self._stream_options = False
             return _Rejected(f"HTTP {status} for stream_options ({error[:120]}); "
                              "not sending it from now on")
-        if "response_format" in body and self._format_mode < len(FORMAT_MODES) - 1 and (
+        if "response_format" in body and mode < len(FORMAT_MODES) - 1 and (
             status in (400, 422) or any(w in lowered for w in _FORMAT_WORDS)
         ):
-            refused = self.format_mode
-            self._format_mode += 1
-            return _Rejected(f"HTTP {status} for response_format {refused} ({error[:120]}); "
-                             f"using {self.format_mode} from now on")
+            self._format_mode = max(self._format_mode, mode + 1)
+            return _Rejected(f"HTTP {status} for response_format {FORMAT_MODES[mode]} "
+                             f"({error[:120]}); using {self.format_mode} from now on")
         if status == 404 and "model" in lowered:
             return BackendError(FailureKind.MODEL_MISSING, self.missing_message())
         if status in (401, 403):
