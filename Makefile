@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# llama-cpp-python builds from source the first time (~7 min on 2 cores); pip caches the wheel.
-	$(PY) -m pip install -q -e '.[dev,demo,ollama,embedded]'
+	$(PY) -m pip install -q -e '.[dev,demo,ollama,embedded,openai]'
 	touch $@
 
 install: $(VENV)/.installed

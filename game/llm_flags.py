@@ -1,7 +1,8 @@
 """The demo's language-model flags, mapped onto :func:`~esper_arbiter.systems.llm.factory.
 make_service`.
 
-``add_llm_arguments`` adds the flags (``--backend``, ``--model``, ``--model-path``, ``--pull``,
+``add_llm_arguments`` adds the flags (``--backend``, ``--model``, ``--model-path``,
+``--base-url``, ``--api-key``, ``--pull``,
 ``--llm-timeout-ms``, ``--llm-threads``, ``--llm-delay``, ``--llm-fail-every``, ``--record``,
 ``--replay``); ``choose_service`` (or ``build_service``, which returns a plain pair) turns a
 namespace into the factory's keyword arguments. A flag missing from the namespace takes the
@@ -21,6 +22,12 @@ from typing import Any, TypeVar
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm.backends.embedded_backend import default_threads
 from esper_arbiter.systems.llm.backends.ollama_settings import DEFAULT_MODEL, not_pulled_message
+from esper_arbiter.systems.llm.backends.openai_settings import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_MODEL,
+    EXAMPLE_BASE_URL,
+)
 from esper_arbiter.systems.llm.factory import (
     BACKENDS,
     DEFAULT_SCRIPTED_DELAY_S,
@@ -38,7 +45,8 @@ FLAGS = {
     "backend": "--backend", "model": "--model", "model_path": "--model-path", "pull": "--pull",
     "timeout_s": "--llm-timeout-ms", "threads": "--llm-threads", "seed": "--seed",
     "scripted_delay_s": "--llm-delay", "scripted_fail_every": "--llm-fail-every",
-    "record": "--record", "replay": "--replay",
+    "record": "--record", "replay": "--replay", "base_url": "--base-url",
+    "api_key": "--api-key",
 }
 """The demo flag behind each :func:`make_service` keyword (for error messages)."""
 
@@ -101,13 +109,26 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=BACKENDS, default="auto",
         help="auto (default): ollama if it is running and has --model, else the embedded "
              "llama.cpp model if installed, else none. ollama: always ollama at OLLAMA_HOST. "
-             "embedded: llama-cpp-python in-process. scripted: deterministic canned plans on "
-             "game time (for demos and tests). none: no LLM, GOAP and behaviour tree only.",
+             "embedded: llama-cpp-python in-process. openai: an OpenAI-compatible server "
+             "(vLLM, llama.cpp, LM Studio, ...) at --base-url; never tried by auto. "
+             "scripted: deterministic canned plans on game time (for demos and tests). "
+             "none: no LLM, GOAP and behaviour tree only.",
     )
     group.add_argument(
-        "--model", default=DEFAULT_MODEL, metavar="NAME",
+        "--model", default=None, metavar="NAME",
         help=f"ollama model tag (default {DEFAULT_MODEL}; qwen3:8b plans better if you have "
-             "the memory)",
+             "the memory); with --backend openai the served model's name (default: env "
+             f"{ENV_MODEL})",
+    )
+    group.add_argument(
+        "--base-url", default=None, metavar="URL",
+        help=f"--backend openai: the server's OpenAI-compatible API, e.g. {EXAMPLE_BASE_URL} "
+             f"(default: env {ENV_BASE_URL})",
+    )
+    group.add_argument(
+        "--api-key", default=None, metavar="KEY",
+        help=f"--backend openai: API key sent as a bearer token, if the server wants one "
+             f"(default: env {ENV_API_KEY}, which keeps it out of the process list)",
     )
     group.add_argument(
         "--model-path", type=_gguf_path, default=None, metavar="FILE.gguf",
@@ -159,7 +180,8 @@ def service_arguments(args: argparse.Namespace) -> dict[str, Any]:
     given = vars(args)
     kwargs: dict[str, Any] = {}
     for flag, keyword in (("backend", "backend"), ("model", "model"),
-                          ("model_path", "model_path"), ("llm_threads", "threads"),
+                          ("model_path", "model_path"), ("base_url", "base_url"),
+                          ("api_key", "api_key"), ("llm_threads", "threads"),
                           ("seed", "seed"), ("record", "record"), ("replay", "replay"),
                           ("llm_delay", "scripted_delay_s"),
                           ("llm_fail_every", "scripted_fail_every")):

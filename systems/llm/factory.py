@@ -20,14 +20,19 @@ by name::
    and how to enable a model; the game runs on GOAP and the behaviour tree.
 
 ``"ollama"`` and ``"embedded"`` ask for one backend (an unreachable ollama still gives a
-service, whose requests fail and say why until the server is up); ``"scripted"`` gives canned
-plans on game time; ``"none"`` gives no service at all. ``record`` wraps whatever was chosen
-in a :class:`~esper_arbiter.systems.llm.recording.RecordingPlanService`; ``replay`` replaces it
-with the recording.
+service, whose requests fail and say why until the server is up). ``"openai"`` (never tried by
+``"auto"``) asks an OpenAI-compatible server (vLLM, llama.cpp, LM Studio, ...) at ``base_url``
+(else ``OPENAI_BASE_URL``; one of them is required) for ``model`` (else ``OPENAI_MODEL``;
+required), sending ``api_key`` (else ``OPENAI_API_KEY``; optional); an unreachable server, like
+ollama, gives a service whose requests fail with CONNECTION until it is up. ``"scripted"``
+gives canned plans on game time; ``"none"`` gives no service at all. ``record`` wraps whatever
+was chosen in a :class:`~esper_arbiter.systems.llm.recording.RecordingPlanService`; ``replay``
+replaces it with the recording.
 
 The environment variables of :meth:`~esper_arbiter.systems.llm.service.ServiceConfig.from_env`
 (``LLM_TIMEOUT_MS``, ``LLM_MAX_CONCURRENT_REQUESTS``, ``LLM_MAX_BATCH_SIZE``,
-``LLM_BATCH_LATENCY_TARGET_MS``, ``DISABLE_BACKGROUND_LLM``) and ``OLLAMA_HOST`` still apply;
+``LLM_BATCH_LATENCY_TARGET_MS``, ``DISABLE_BACKGROUND_LLM``), ``OLLAMA_HOST`` and the
+``OPENAI_*`` variables still apply;
 a keyword argument that is not ``None`` overrides its variable.
 
 An unusable argument raises :class:`ServiceConfigError` (a ``ValueError``) with a one-line
@@ -66,6 +71,16 @@ from esper_arbiter.systems.llm.backends.ollama_settings import (
     ollama_client_available,
 )
 from esper_arbiter.systems.llm.backends.ollama_settings import INSTALL_HINT as OLLAMA_HINT
+from esper_arbiter.systems.llm.backends.openai_settings import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_MODEL,
+    EXAMPLE_BASE_URL,
+    check_base_url,
+    normalise_base_url,
+    openai_client_available,
+)
+from esper_arbiter.systems.llm.backends.openai_settings import INSTALL_HINT as OPENAI_HINT
 from esper_arbiter.systems.llm.recording import (
     Recording,
     RecordingPlanService,
@@ -77,7 +92,7 @@ from esper_arbiter.systems.llm.service import LlmPlanService, OfflinePlanService
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "ollama", "embedded", "scripted", "none")
+BACKENDS = ("auto", "ollama", "embedded", "openai", "scripted", "none")
 """The names :func:`make_service` accepts for ``backend``."""
 PROBE_TIMEOUT_S = 0.8
 """How long the start-up check of an ollama server may take."""
@@ -112,7 +127,8 @@ class ServiceChoice:
     """What was picked and why (or why there is no model and how to get one), for a log or a
     start-up screen, in the order they happened."""
     backend: str
-    """What answers: ``"ollama"``, ``"embedded"``, ``"scripted"``, ``"replay"``, ``"offline"``
+    """What answers: ``"ollama"``, ``"embedded"``, ``"openai"``, ``"scripted"``, ``"replay"``,
+    ``"offline"``
     (no model could be used) or ``"none"``."""
     missing_model: str = ""
     """The ollama model that was not found on a running server (and not pulled), else ``""``:
@@ -214,6 +230,29 @@ def probe_ollama(model: str, host: str | None = None,
     return asyncio.run(run())
 
 
+def probe_openai(model: str, base_url: str, api_key: str | None = None,
+                 timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """Quick, blocking check that an OpenAI-compatible server answers and serves ``model``
+    (start-up only, never in a frame loop). ``(True, "")`` or ``(False, why)``."""
+    if not openai_client_available():
+        return False, f"httpx is not installed ({OPENAI_HINT})"
+    from esper_arbiter.systems.llm.backends.openai_backend import OpenAIBackend
+
+    backend = OpenAIBackend(model, base_url, api_key, connect_timeout_s=timeout_s)
+
+    async def run() -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await backend.probe()
+        except TimeoutError:
+            return False, (f"no answer from the server at {backend.base_url} within "
+                           f"{timeout_s:.1f}s")
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(run())
+
+
 def embedded_problem(model_path: Path | None) -> str:
     """``""`` if the embedded backend can run, else why not (with how to fix it)."""
     if not llama_cpp_available():
@@ -233,6 +272,10 @@ class _Settings:
 
     model: str
     host: str
+    openai_model: str
+    """The served model for ``"openai"`` (``model`` or ``OPENAI_MODEL``; ``""`` otherwise)."""
+    base_url: str
+    api_key: str | None
     model_path: Path | None
     threads: int | None
     seed: int | None
@@ -250,6 +293,8 @@ def make_service(
     model: str | None = None,
     host: str | None = None,
     model_path: PathArg | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
     timeout_s: float | None = None,
     threads: int | None = None,
     seed: int | None = None,
@@ -271,9 +316,12 @@ def make_service(
     ``model`` is the ollama model (default ``qwen2.5:1.5b``), ``host`` the ollama server
     (default ``OLLAMA_HOST`` or 127.0.0.1:11434), ``model_path`` a GGUF file for the embedded
     backend (with ``"auto"`` it selects the embedded backend), ``threads`` its CPU threads
-    (default: one fewer than the cores). ``timeout_s``, ``max_concurrent``, ``max_batch_size``,
-    ``batch_latency_target_s`` and ``disable_background`` override their environment
-    variables (the embedded backend always runs one request at a time). ``seed`` seeds the
+    (default: one fewer than the cores). ``base_url`` and ``api_key`` locate the
+    OpenAI-compatible server of ``backend="openai"``, where ``model`` names the served model
+    (defaults from ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` and ``OPENAI_MODEL``).
+    ``timeout_s``, ``max_concurrent``, ``max_batch_size``, ``batch_latency_target_s`` and
+    ``disable_background`` override their environment variables (the embedded backend always
+    runs one request at a time). ``seed`` seeds the
     model's sampling and the scripted plans. ``pull`` fetches a missing ollama model first
     (blocking; progress to ``pull_progress``, default a bar on stderr). ``scripted_delay_s`` and
     ``scripted_fail_every`` shape the scripted backend. ``env`` replaces ``os.environ``.
@@ -298,8 +346,14 @@ def make_service(
                                                             batch_latency_target_s)
     if disable_background is not None:
         overrides["disable_background"] = bool(disable_background)
+    openai_model, openai_url, openai_key = "", "", None
+    if backend == "openai":
+        openai_model, openai_url, openai_key = _openai_arguments(model, base_url, api_key, env)
     settings = _Settings(
         model=DEFAULT_MODEL if model is None else _text("model", model),
+        openai_model=openai_model,
+        base_url=openai_url,
+        api_key=openai_key,
         host=_text("host", host) if host is not None
         else env.get("OLLAMA_HOST") or DEFAULT_HOST,
         model_path=None if model_path is None else check_model_path(model_path),
@@ -337,6 +391,28 @@ def make_service(
     return dataclasses.replace(choice, service=service, lines=tuple(lines))
 
 
+def _openai_arguments(model: str | None, base_url: str | None, api_key: str | None,
+                      env: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """The validated model, base URL and API key of ``backend="openai"``: each keyword, else
+    its environment variable; the URL and the model are required."""
+    url = base_url if base_url is not None else env.get(ENV_BASE_URL, "")
+    if not url or not url.strip():
+        raise ServiceConfigError("base_url", (
+            f"the OpenAI-compatible backend needs the server's URL, e.g. {EXAMPLE_BASE_URL} "
+            f"(or set {ENV_BASE_URL})"))
+    url = _text("base_url", url)
+    problem = check_base_url(url)
+    if problem:
+        raise ServiceConfigError("base_url", problem)
+    name = model if model is not None else env.get(ENV_MODEL, "")
+    if not name or not name.strip():
+        raise ServiceConfigError("model", (
+            f"the OpenAI-compatible backend needs the name of the served model (or set "
+            f"{ENV_MODEL})"))
+    key = api_key if api_key is not None else env.get(ENV_API_KEY)
+    return _text("model", name), normalise_base_url(url), (key.strip() or None) if key else None
+
+
 def _choose(backend: str, s: _Settings, delay: float, every: int) -> ServiceChoice:
     if backend == "none":
         return ServiceChoice(None, ("llm: none: GOAP and behaviour tree only, no model asked",),
@@ -360,6 +436,9 @@ def _choose(backend: str, s: _Settings, delay: float, every: int) -> ServiceChoi
                          "(the game plays on GOAP + behaviour tree meanwhile)")
         missing = s.model if probe.reachable and not probe.model_present else ""
         return ServiceChoice(ollama, tuple(lines), "ollama", missing)
+
+    if backend == "openai":
+        return _openai_choice(s)
 
     if backend == "embedded":
         problem = embedded_problem(s.model_path)
@@ -416,6 +495,25 @@ def _probe_and_pull(s: _Settings, lines: list[str]) -> OllamaProbe:
     return probe
 
 
+def _openai_choice(s: _Settings) -> ServiceChoice:
+    if not openai_client_available():
+        reason = (f"LLM offline: httpx is not installed ({OPENAI_HINT}); running on GOAP + "
+                  "behaviour tree")
+        return ServiceChoice(OfflinePlanService(reason, backend="openai"), (reason,), "offline")
+    from esper_arbiter.systems.llm.backends.openai_backend import OpenAIBackend
+
+    ok, reason = probe_openai(s.openai_model, s.base_url, s.api_key, s.probe_timeout_s)
+    backend = OpenAIBackend(s.openai_model, s.base_url, s.api_key, seed=s.seed)
+    service = LlmPlanService(backend, s.config)
+    key = "API key set" if s.api_key else "no API key"
+    lines = [f"llm: OpenAI-compatible server at {backend.base_url}, model {s.openai_model} "
+             f"({key}; timeout {service.config.timeout_s:g}s)"]
+    if not ok:
+        lines.append(f"llm: WARNING {reason}; requests fail until this is fixed "
+                     "(the game plays on GOAP + behaviour tree meanwhile)")
+    return ServiceChoice(service, tuple(lines), "openai")
+
+
 def _ollama_service(s: _Settings) -> LlmPlanService:
     from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
 
@@ -460,4 +558,5 @@ __all__ = [
     "embedded_problem",
     "make_service",
     "probe_ollama",
+    "probe_openai",
 ]

@@ -267,7 +267,7 @@ def test_flags_map_onto_keywords() -> None:
     args = parser.parse_args(["--backend", "scripted", "--llm-timeout-ms", "2500",
                               "--llm-delay", "0.5", "--llm-fail-every", "2", "--pull"])
     assert selection.service_arguments(args) == {
-        "backend": "scripted", "model": MODEL, "seed": 1, "scripted_delay_s": 0.5,
+        "backend": "scripted", "seed": 1, "scripted_delay_s": 0.5,
         "scripted_fail_every": 2, "timeout_s": 2.5, "pull": True,
     }
 

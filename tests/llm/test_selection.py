@@ -52,7 +52,8 @@ def no_ollama(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_defaults() -> None:
     args = parse()
-    assert args.backend == "auto" and args.model == "qwen2.5:1.5b"
+    assert args.backend == "auto" and args.model is None  # the factory picks per backend
+    assert args.base_url is None and args.api_key is None
     assert args.model_path is None and not args.pull
     assert args.record is None and args.replay is None
 
