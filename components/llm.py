@@ -42,6 +42,16 @@ class FailureKind(str, Enum):
     CRASH = "crash"
 
 
+WITHDRAWN_KINDS = frozenset({
+    FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED, FailureKind.EXPIRED,
+})
+"""Outcomes that say "the question was withdrawn or not accepted", not "the model failed": a
+newer request replaced it, the round or the service ended it, background requests are
+switched off, or it waited past its deadline in the queue and never reached the model. The
+arbiter, the services' ``ServiceStatus`` and the demo's outcome line all count them apart
+from failures."""
+
+
 @dataclass(slots=True)
 class RequestTiming:
     """Monotonic wall-clock instants (seconds) of one request's life, plus token counts."""

@@ -264,16 +264,6 @@ class FrameView:
         view = self._view
         return [view(e, p, h, t) for _, _, (e, (p, h, t)) in found[:k]]
 
-    def hostiles_of(self, side: str) -> tuple[UnitView, ...]:
-        """Every unit on a side hostile to ``side``, however far (for tools and tests;
-        snapshots list only the nearest, see :meth:`snapshot_for`)."""
-        view, index = self._view, self._index()
-        return tuple(
-            view(e, p, h, t)
-            for s in self._sides_with(side, Relation.HOSTILE)
-            for e, (p, h, t) in index[s]
-        )
-
     @staticmethod
     def _current_target(entity: int) -> int | None:
         intent = esper.try_component(entity, Intent)

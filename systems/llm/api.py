@@ -10,16 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from esper_arbiter.components.llm import FailureKind, PlanRequest, PlanTicket
-
-WITHDRAWN_KINDS = frozenset({
-    FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED, FailureKind.EXPIRED,
-})
-"""Outcomes that say "the question was withdrawn or not accepted", not "the model failed": a
-newer request replaced it, the round or the service ended it, background requests are
-switched off, or it waited past its deadline in the queue and never reached the model. The
-arbiter, the services' :class:`ServiceStatus` and the demo's outcome line all count them apart
-from failures."""
+from esper_arbiter.components.llm import PlanRequest, PlanTicket
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,11 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
+def measure(messages: Sequence[Message], count: Callable[[str], int] = estimate_tokens) -> int:
+    """Tokens a chat takes: each message's content plus the template's overhead."""
+    return sum(count(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+
+
 @dataclass(frozen=True, slots=True)
 class ContextBudget:
     """``context`` tokens in all; ``answer`` of them reserved for each plan of the reply."""
@@ -47,7 +52,7 @@ class ContextBudget:
         return self.context - self.answer * max(1, plans)
 
     def measure(self, messages: Sequence[Message]) -> int:
-        return sum(self.count(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+        return measure(messages, self.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +90,4 @@ def batch_fits(messages: Sequence[Message], plans: int, budget: ContextBudget | 
     return budget is None or budget.measure(messages) <= budget.prompt_room(plans)
 
 
-__all__ = ["ContextBudget", "Fitted", "batch_fits", "estimate_tokens", "fit_single"]
+__all__ = ["ContextBudget", "Fitted", "batch_fits", "estimate_tokens", "fit_single", "measure"]

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from esper_arbiter.components.actions import PlanIntent
 from esper_arbiter.components.llm import (
+    WITHDRAWN_KINDS,
     FailureKind,
     PlanFailure,
     PlanOutcome,
@@ -40,7 +41,6 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.llm.api import (
-    WITHDRAWN_KINDS,
     PlanService,
     RequestRecord,
     ServiceStatus,

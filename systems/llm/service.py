@@ -74,6 +74,7 @@ from typing import Any
 from esper_arbiter.components.actions import PlanIntent
 from esper_arbiter.components.llm import (
     DEFAULT_MAX_STEPS,
+    WITHDRAWN_KINDS,
     FailureKind,
     PlanFailure,
     PlanOutcome,
@@ -82,7 +83,7 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.systems.domain import domain_of
 from esper_arbiter.systems.llm import prompt
-from esper_arbiter.systems.llm.api import WITHDRAWN_KINDS, ServiceStatus
+from esper_arbiter.systems.llm.api import ServiceStatus
 from esper_arbiter.systems.llm.backends.base import (
     BackendError,
     BackendReply,
@@ -562,26 +563,29 @@ class LlmPlanService:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             self._queue.expire_due()
 
-    def _fit_batch(self, entries: list[QueueEntry]) -> list[QueueEntry]:
+    def _fit_batch(
+        self, entries: list[QueueEntry]
+    ) -> tuple[list[QueueEntry], BatchPrompt | None]:
         """The longest prefix of ``entries`` whose batch prompt and answers fit the backend's
-        context; the rest go back to the queue to be served on their own."""
+        context, and that prompt (built once, handed on to :meth:`_serve_batch`); the rest go
+        back to the queue to be served on their own. Without a budget nothing is built here."""
         window = self._context_budget()
         if window is None:
-            return entries
+            return entries, None
         keep = list(entries)
         while len(keep) > 1:
             try:
-                messages = self._build_batch(keep).messages
+                prompt = self._build_batch(keep)
             except Exception:
-                return keep  # _serve_batch reports the failure for each member
-            if batch_fits(messages, len(keep), window):
-                break
+                return keep, None  # _serve_batch reports the failure for each member
+            if batch_fits(prompt.messages, len(keep), window):
+                return keep, prompt
             dropped = keep.pop()
             log.info("request %d (agent %d) left out of a batch of %d: the prompt and "
                      "answers would not fit %d tokens", dropped.request_id, dropped.agent_id,
                      len(keep) + 1, window.context)
             self._queue.requeue(dropped, solo=True)
-        return keep
+        return keep, None
 
     def _loop_deadline(self, entry: QueueEntry) -> float:
         """``entry``'s deadline on the loop's clock."""
@@ -594,14 +598,15 @@ class LlmPlanService:
             entries = await self._waiter.take_batch(self._sizer.value)
             if not entries:
                 return
+            prompt: BatchPrompt | None = None
             if len(entries) > 1:
-                entries = self._fit_batch(entries)
+                entries, prompt = self._fit_batch(entries)
             attempts = [(e, e.attempts) for e in entries]
             try:
                 if len(entries) == 1:
                     await self._serve_single(entries[0])
                 else:
-                    await self._serve_batch(entries)
+                    await self._serve_batch(entries, prompt)
             except asyncio.CancelledError:
                 self._settle(attempts, FailureKind.CANCELLED, "the LLM service closed")
                 raise
@@ -669,8 +674,9 @@ class LlmPlanService:
             else:
                 messages = list(self._build_messages(request))
                 if window is not None and not batch_fits(messages, 1, window):
-                    fitted = Fitted(None, window.measure(messages), 0.0, (
-                        f"the custom prompt needs {window.measure(messages)} tokens; the "
+                    need = window.measure(messages)
+                    fitted = Fitted(None, need, 0.0, (
+                        f"the custom prompt needs {need} tokens; the "
                         f"context holds {window.context} and the answer needs "
                         f"{window.answer}"))
                     messages = None
@@ -755,12 +761,15 @@ class LlmPlanService:
 
     # ---------------------------------------------------------------- batches
 
-    async def _serve_batch(self, entries: list[QueueEntry]) -> None:
-        """Plan ``entries`` in one prompt; deliver each plan as its element closes."""
+    async def _serve_batch(self, entries: list[QueueEntry],
+                           prompt: BatchPrompt | None = None) -> None:
+        """Plan ``entries`` in one prompt (``prompt``, when already built for exactly these
+        entries); deliver each plan as its element closes."""
         batch = _Batch(entries)
         try:
             _yield_gil()
-            prompt = self._build_batch(entries)
+            if prompt is None:
+                prompt = self._build_batch(entries)
             _yield_gil()
         except Exception as exc:
             log.warning("building a batch of %d failed (%s: %s); each is retried alone",

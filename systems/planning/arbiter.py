@@ -31,6 +31,7 @@ from esper_arbiter.components.llm import (
     DEFAULT_MAX_STEPS,
     PRIORITY_HIGH,
     PRIORITY_LOW,
+    WITHDRAWN_KINDS,
     FailureKind,
     PlanFailure,
     PlanOutcome,
@@ -40,12 +41,8 @@ from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.validation import validate_step
 
-_NOT_FAILURES = frozenset({
-    FailureKind.CANCELLED, FailureKind.SUPERSEDED, FailureKind.REFUSED, FailureKind.EXPIRED,
-})
-"""Outcomes that say "the question was withdrawn, not accepted or never reached the model"
-(e.g. background requests switched off with DISABLE_BACKGROUND_LLM, or a request that waited
-past its deadline in a busy queue), not "the model failed"."""
+_NOT_FAILURES = WITHDRAWN_KINDS
+"""Withdrawn, refused or expired requests: counted apart, never model failures."""
 
 LABEL_WIDTH = 18
 

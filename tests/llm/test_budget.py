@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, replace
 
 from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanReady, PlanRequest
-from esper_arbiter.components.snapshot import UnitView
+from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend
 from esper_arbiter.systems.llm.batching import build_batch
 from esper_arbiter.systems.llm.budget import ContextBudget, estimate_tokens, fit_single
@@ -25,7 +25,7 @@ class _Item:
     request: PlanRequest
 
 
-def crowded(n: int = 40):  # type: ignore[no-untyped-def]
+def crowded(n: int = 40) -> WorldSnapshot:
     """The opening with ``n`` enemies in view (a snapshot built without sensing limits)."""
     snap = hello_snapshot()
     foes = tuple(UnitView(100 + i, 8 + i % 10, i % 10, 40, 40, "red", name=f"Foe{i}")

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from esper_arbiter.components.llm import (
     PRIORITY_LOW,
+    WITHDRAWN_KINDS,
     FailureKind,
     PlanFailure,
     PlanReady,
     PlanRequest,
 )
-from esper_arbiter.systems.llm.api import WITHDRAWN_KINDS, ServiceStatus
+from esper_arbiter.systems.llm.api import ServiceStatus
 from esper_arbiter.systems.llm.backends.base import Message
 from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeReply
 from esper_arbiter.systems.llm.recording import RecordingPlanService, ReplayPlanService

@@ -87,9 +87,7 @@ def test_request_plan_says_why_when_nothing_would_be_sent(world: str) -> None:
     plugin = ea.install()
     step()
     assert plugin.request_plan(smart) is False and "no model service" in plugin.last_refusal
-    esper.remove_processor(type(plugin.perception))
-    esper.remove_processor(type(plugin.llm_poll))
-    esper.remove_processor(type(plugin.arbiter_system))
+    plugin.uninstall()
     plugin = ea.install(service=ScriptedPlanService())
     assert plugin.request_plan(crowd) is False and "use_llm=False" in plugin.last_refusal
     state = esper.component_for_entity(crowd, ea.ArbiterState)

@@ -47,7 +47,7 @@ from esper_arbiter.systems.llm.backends.ollama_settings import (
     not_pulled_message,
     ollama_host,
 )
-from esper_arbiter.systems.llm.budget import ContextBudget
+from esper_arbiter.systems.llm.budget import ContextBudget, measure
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class OllamaBackend:
                 messages=[dict(m) for m in messages],
                 stream=True,
                 format=dict(schema) if schema is not None else None,
-                options=self._options(plans, ContextBudget(0, 0).measure(messages)),
+                options=self._options(plans, measure(messages)),
                 keep_alive=self.keep_alive,
             )
             try:
