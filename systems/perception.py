@@ -43,7 +43,10 @@ REQUIRED = (Position, Health, Team)
 
 _NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
 _BUCKET_TTL_S = 0.25
-"""Spatial indexes are rebuilt this often (units move < 1 tile meanwhile)."""
+"""Spatial indexes are rebuilt this often (or when a side's units change)."""
+_BUCKET_SLACK = 2.0
+"""Tiles a unit may walk between two rebuilds (8 tiles/s at the TTL) without a query
+missing it."""
 _Raw = tuple[int, tuple[Position, Health, Team]]
 
 
@@ -74,7 +77,7 @@ class FrameMemory:
     __slots__ = ("buckets", "sides", "views")
 
     def __init__(self) -> None:
-        self.buckets: dict[str, tuple[list[Any], float, CellIndex[Any]]] = {}
+        self.buckets: dict[tuple[str, bool], tuple[list[Any], float, CellIndex[Any]]] = {}
         self.sides: list[Any] = []
         self.views: dict[int, UnitView] = {}
 
@@ -162,10 +165,15 @@ class FrameView:
         if self._sides is None:
             units = esper.get_components(Position, Health, Team)
             cached = self._side_cache
-            if cached and cached[0] is units:
+            if cached and (cached[0] is units or cached[0] == units):
                 # esper hands back the same list object until an entity or component is added
-                # or removed, so the grouping is still right (Team is replaced, not mutated).
+                # or removed anywhere, so the grouping is still right (Team is replaced, not
+                # mutated). In a fight something is added every frame (a unit falls) and the
+                # list is rebuilt, but with the same units and component objects: comparing it
+                # (in C, element by element, by identity first) keeps the grouping, and with it
+                # each side's spatial index.
                 sides = cached[1]
+                cached[0] = units
             else:
                 sides = {}
                 for item in units:
@@ -232,14 +240,18 @@ class FrameView:
         rel = self.factions.relation
         return [s for s in self._index() if s != side and rel(side, s) is relation]
 
-    def _cells(self, side: str) -> CellIndex[_Raw]:
-        """The spatial index of ``side``'s units, rebuilt when the side's membership changes
-        or every ``_BUCKET_TTL_S`` (positions are read live at query time)."""
+    def _cells(self, side: str, alive: bool = False) -> CellIndex[_Raw]:
+        """The spatial index of ``side``'s units (with ``alive``, of those with health left:
+        the fallen of a long fight must not crowd the cells a search for live enemies reads),
+        rebuilt when the side's membership changes or every ``_BUCKET_TTL_S`` (positions are
+        read live at query time; a unit that falls meanwhile is filtered at query time)."""
         group = self._index().get(side, [])
-        built = self._buckets.get(side)
+        slot = (side, alive)
+        built = self._buckets.get(slot)
         if built is None or built[0] is not group or self.t - built[1] >= _BUCKET_TTL_S:
-            built = (group, self.t, CellIndex(group, _raw_pos, _raw_key))
-            self._buckets[side] = built
+            items = [u for u in group if u[1][1].hp > 0] if alive else group
+            built = (group, self.t, CellIndex(items, _raw_pos, _raw_key, slack=_BUCKET_SLACK))
+            self._buckets[slot] = built
         return built[2]
 
     def nearest(
@@ -257,7 +269,7 @@ class FrameView:
             return []
         found: list[tuple[float, int, _Raw]] = []
         for side in sides:
-            for d2, item in self._cells(side).nearest(me.x, me.y, radius, k, skip,
+            for d2, item in self._cells(side, alive).nearest(me.x, me.y, radius, k, skip,
                                                       _alive if alive else None):
                 found.append((d2, item[0], item))
         found.sort(key=lambda f: (f[0], f[1]))
