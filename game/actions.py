@@ -81,10 +81,11 @@ class ActionSystem(esper.Processor):
     def process(self, *args: object, **kwargs: object) -> None:
         if self.ctx.result is not None:
             return
+        running = IntentStatus.RUNNING
         for ent, (intent, pos) in esper.get_components(Intent, Position):
+            if intent.status is not running or intent.step is None:
+                continue  # the cheap test first: in a big fight most units wait or lie down
             if esper.has_component(ent, Dead) or esper.has_component(ent, Downed):
-                continue
-            if intent.status is not IntentStatus.RUNNING or intent.step is None:
                 continue
             activity = esper.try_component(ent, Activity)
             if activity is None:
