@@ -121,11 +121,22 @@ class GameSession:
         esper.add_component(self.player, PlayerInput(autopilot=autopilot))
         esper.add_component(self.player, Intent(label="autopilot" if autopilot else "player"))
         companions = []
+        by_name: dict[str, int] = {}
         for spec in sc.companions:
             ent = self._spawn(spec)
-            esper.add_component(ent, Orders())
-            esper.add_component(ent, Agent(role="companion", use_llm=True))
+            by_name[spec.name] = ent
+            esper.add_component(ent, Orders(order=spec.order))
+            if spec.leads:
+                esper.add_component(ent, Leader())
+            esper.add_component(ent, Agent(role="squad leader" if spec.leads else "companion",
+                                           use_llm=True, leader=ent if spec.leads else None))
             companions.append(ent)
+        for spec, ent in zip(sc.companions, companions, strict=True):
+            if spec.leader is not None:
+                if spec.leader not in by_name:
+                    raise ValueError(f"{spec.name} follows {spec.leader!r}, which is not a "
+                                     "companion of this scenario")
+                esper.component_for_entity(ent, Agent).leader = by_name[spec.leader]
         self.companions: tuple[int, ...] = tuple(companions)
         enemies = []
         for spec in sc.enemies:

@@ -290,10 +290,15 @@ class FrameView:
         me = self.unit(entity)
         if me is None:
             raise MissingWorldPiece(missing_components(entity))
-        leader = self.leader_of(me.team)
-        lid = leader.id if leader is not None else -1
         sense = self.sensing
         agent = esper.try_component(entity, Agent)
+        if agent is None or agent.leader is None:
+            leader = self.leader_of(me.team)
+        elif esper.entity_exists(agent.leader) and esper.has_component(agent.leader, Leader):
+            leader = self.unit(agent.leader)
+        else:
+            leader = None  # its squad leader fell or was demoted: no leader until a new one
+        lid = leader.id if leader is not None else -1
         radius = sense.radius if agent is None or agent.sense_radius is None \
             else agent.sense_radius
         enemies = self.nearest(me, Relation.HOSTILE, sense.max_enemies, radius, alive=True)

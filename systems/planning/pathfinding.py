@@ -427,9 +427,51 @@ def _bresenham_clear(idx: _GridIndex, a: Tile, b: Tile) -> bool:
             return False
 
 
-def smoke_blocks(smoke: Iterable[tuple[int, int, float]], a: Tile, b: Tile) -> bool:
+_Cloud = tuple[int, int, float]
+SMOKE_CELL = 8
+"""Tiles per side of the buckets clouds are sorted into when there are many."""
+_SMOKE_STRIDE = 1 << 20
+_smoke_last: list[tuple[tuple[_Cloud, ...], dict[int, list[_Cloud]]]] = []
+"""The last cloud tuple bucketed and its buckets (a frame shares one tuple)."""
+
+
+def _smoke_buckets(smoke: tuple[_Cloud, ...]) -> dict[int, list[_Cloud]]:
+    if _smoke_last and _smoke_last[0][0] is smoke:
+        return _smoke_last[0][1]
+    c = SMOKE_CELL
+    buckets: dict[int, list[_Cloud]] = {}
+    for cloud in smoke:
+        cx, cy, r = cloud
+        for gx in range(int((cx - r) // c), int((cx + r) // c) + 1):
+            for gy in range(int((cy - r) // c), int((cy + r) // c) + 1):
+                buckets.setdefault(gx * _SMOKE_STRIDE + gy, []).append(cloud)
+    _smoke_last[:] = [(smoke, buckets)]
+    return buckets
+
+
+def smoke_blocks(smoke: Iterable[_Cloud], a: Tile, b: Tile) -> bool:
     """True when the segment between tile centres ``a`` and ``b`` passes within the radius of
-    any cloud ``(x, y, radius)`` in ``smoke``."""
+    any cloud ``(x, y, radius)`` in ``smoke``.
+
+    With many clouds (a big battle throws hundreds) only those bucketed in cells the
+    segment's bounding box touches are tested, so a sight check costs the same however many
+    clouds hang elsewhere on the map."""
+    if isinstance(smoke, tuple) and len(smoke) > 8:
+        c = SMOKE_CELL
+        buckets = _smoke_buckets(smoke)
+        x0, x1 = (a[0], b[0]) if a[0] <= b[0] else (b[0], a[0])
+        y0, y1 = (a[1], b[1]) if a[1] <= b[1] else (b[1], a[1])
+        near: list[_Cloud] = []
+        for gx in range(x0 // c, x1 // c + 1):
+            for gy in range(y0 // c, y1 // c + 1):
+                bucket = buckets.get(gx * _SMOKE_STRIDE + gy)
+                if bucket is not None:
+                    near.extend(bucket)
+        return _segment_meets(near, a, b)
+    return _segment_meets(smoke, a, b)
+
+
+def _segment_meets(smoke: Iterable[_Cloud], a: Tile, b: Tile) -> bool:
     ax, ay = a
     vx, vy = b[0] - ax, b[1] - ay
     vv = vx * vx + vy * vy

@@ -224,3 +224,19 @@ def test_line_of_sight_is_symmetric(
     assert pf.line_of_sight(grid, a, b) == pf.line_of_sight(grid, b, a)
     if pf.line_of_sight(grid, a, b) and a != b:
         assert not pf.smoke_blocks(grid.smoke, a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    clouds=st.lists(st.tuples(st.integers(-5, 60), st.integers(-5, 60),
+                              st.floats(0.5, 6.0)), min_size=9, max_size=80),
+    a=st.tuples(st.integers(0, 50), st.integers(0, 50)),
+    b=st.tuples(st.integers(0, 50), st.integers(0, 50)),
+)
+def test_many_clouds_block_sight_exactly_as_a_scan_of_them_all(
+    clouds: list[tuple[int, int, float]], a: tuple[int, int], b: tuple[int, int]
+) -> None:
+    """A big battle's hundreds of clouds are bucketed; the answer must not change."""
+    assert pf.smoke_blocks(tuple(clouds), a, b) == any(
+        pf.smoke_blocks([c], a, b) for c in clouds
+    )
