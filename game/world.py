@@ -64,6 +64,19 @@ EventListener = Callable[[int, ArbiterEvent], None]
 
 _world_ids = itertools.count(1)
 
+ROUND_GC_THRESHOLD = (10_000, 20, 100)
+"""The collector's thresholds while a round runs (Python's default is ``(700, 10, 10)``).
+
+A frame of a big fight allocates hundreds of thousands of short-lived objects: esper empties
+every cached query whenever any component is added or removed (a unit falls, a smoke cloud
+appears), and each query then rebuilds its list of tuples, which lives until the next
+change. At the default thresholds that promotes about a frame's worth of them to the oldest
+generation every few milliseconds, so a full collection of everything alive ran more than
+once a frame at 10,000 agents (0.65 s each; 1.19 s median frames). With these the young
+generations absorb a frame's garbage and a full pass comes every ~2,000 young collections:
+0.64 s median frames, no full pass in the measured window. Restored when the round closes.
+"""
+
 
 class GameSession:
     """One round of hello_companion (see module docstring).
@@ -111,6 +124,8 @@ class GameSession:
         # tens of milliseconds on a big map.
         gc.collect()
         gc.freeze()
+        self._gc_before = gc.get_threshold()
+        gc.set_threshold(*ROUND_GC_THRESHOLD)
 
     # -- construction --------------------------------------------------------------------
 
@@ -318,6 +333,7 @@ class GameSession:
         if self._closed:
             return
         self._closed = True
+        gc.set_threshold(*self._gc_before)
         if self.own_service and self.service is not None:
             try:
                 self.service.close()
