@@ -33,6 +33,7 @@ from esper_arbiter.game.sim import SimContext, issue
 from esper_arbiter.game.state import Enemy
 from esper_arbiter.systems.perception import build_snapshot
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
+from esper_arbiter.systems.queries import components
 
 ENEMY_AI_PRIORITY = 90
 """After the arbiter (100), before the ActionSystem (50)."""
@@ -64,11 +65,10 @@ class EnemyAISystem(esper.Processor):
         if ctx.result is not None:
             return
         now = ctx.t
-        enemies = esper.get_components(Enemy, Intent, Position, Health)
         if now >= self._next_alert_check:
             self._next_alert_check = now + ALERT_CHECK_INTERVAL
-            self._raise_alerts(now, enemies)
-        for ent, (enemy, intent, _pos, hp) in enemies:
+            self._raise_alerts(now, list(components(Enemy, Intent, Position, Health)))
+        for ent, (enemy, intent, _pos, hp) in components(Enemy, Intent, Position, Health):
             # Cheapest tests first: most guards of a big fight are busy or down this frame.
             if not enemy.alerted or hp.hp <= 0:
                 continue
@@ -117,7 +117,7 @@ class EnemyAISystem(esper.Processor):
                 t = pos.tile
                 callers.setdefault((int(t[0] // cell), int(t[1] // cell)), []).append(t)
         units: dict[tuple[int, int], list[tuple[str, tuple[int, int]]]] = {}
-        for ent, (pos, team, hp) in esper.get_components(Position, Team, Health):
+        for ent, (pos, team, hp) in components(Position, Team, Health):
             if hp.hp > 0 and ctx.active(ent):
                 t = pos.tile
                 units.setdefault((int(t[0] // cell), int(t[1] // cell)), []).append(

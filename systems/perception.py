@@ -35,6 +35,7 @@ from esper_arbiter.components.world import (
 )
 from esper_arbiter.systems.planning.pathfinding import nearest_walkable
 from esper_arbiter.systems.planning.spatial import CellIndex
+from esper_arbiter.systems.queries import Membership
 
 log = logging.getLogger("esper_arbiter.perception")
 
@@ -362,8 +363,9 @@ class PerceptionSystem(esper.Processor):
     Only complete agents (``Agent`` with ``Position``, ``Health`` and ``Team``) get a
     Perception, so an incomplete one is skipped by the arbiter rather than breaking the frame;
     the log names each such entity once. Agents that come and go (an ``Agent`` removed from one
-    entity and added to another in the same frame) are followed whenever esper's component
-    lists change. With no :class:`MapGrid` in the world nobody is perceived (one error names
+    entity and added to another in the same frame) are followed whenever an entity gains or
+    loses ``Agent``, ``Position``, ``Health``, ``Team`` or ``Perception``; other components
+    coming and going (a fight adds some every frame) cost a comparison of id sets. With no :class:`MapGrid` in the world nobody is perceived (one error names
     it); with no :class:`GameClock` time stands still at 0 (one warning).
     """
 
@@ -375,7 +377,7 @@ class PerceptionSystem(esper.Processor):
         self._memory = FrameMemory()
         self.frame: FrameView | None = None
         self.shared = PerceptionFrame()
-        self._seen: tuple[object, object] | None = None
+        self._members = Membership(Agent, *REQUIRED, Perception)
         self._warned: set[object] = set()
 
     def process(self, *args: object, **kwargs: object) -> None:
@@ -386,32 +388,29 @@ class PerceptionSystem(esper.Processor):
         frame = self.frame = FrameView(t, self._grid_cache, self._memory, self.factions,
                                        self.sensing)
         self.shared.advance(t, frame)
-        agents = esper.get_component(Agent)
-        complete = esper.get_components(Agent, *REQUIRED)
-        # esper hands back the same list objects until a component is added or removed
-        # anywhere, so a frame without churn costs two identity checks.
-        if self._seen is not None and self._seen[0] is agents and self._seen[1] is complete:
+        # A frame in which no entity gained or lost one of these types (most frames, even in
+        # a big fight, where what comes and goes is Dead, smoke, cover) costs five set
+        # comparisons: nobody to adopt or drop.
+        if not self._members.changed():
             return
         if not esper.get_component(MapGrid):
             self._warn_once("map", "no MapGrid in the world: agents are not perceived and do "
                             "nothing (add one entity with MapGrid(width, height, ...))",
                             logging.ERROR)
+            self._members = Membership(*self._members.types)  # look again next frame
             return
-        # Set arithmetic, not a component lookup per agent: in a big fight units go down every
-        # frame, which empties esper's caches, so this runs every frame there.
-        ok = {e for e, _ in complete}
-        perceived = {e for e, _ in esper.get_component(Perception)}
+        agents, pos, hp, team, perceived = self._members.sets()
+        ok = agents & pos & hp & team
         for ent in ok - perceived:
             self._adopt(ent, t)
         for ent in perceived - ok:
             esper.remove_component(ent, Perception)  # no longer an agent, or incomplete
         if len(ok) != len(agents):
-            for ent, _agent in agents:
-                if ent not in ok:
-                    self._warn_once(ent, missing_components(ent))
+            for ent in agents - ok:
+                self._warn_once(ent, missing_components(ent))
         if self._warned:
             self._warned.difference_update(ok)
-        self._seen = (esper.get_component(Agent), esper.get_components(Agent, *REQUIRED))
+        self._members.changed()  # what we just adopted and dropped is the new normal
 
     def _warn_once(self, key: object, message: str, level: int = logging.WARNING) -> None:
         if key not in self._warned:
