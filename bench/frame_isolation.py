@@ -154,7 +154,7 @@ def play(seconds: float, service: PlanService | None, loop: Loop) -> None:
             while session.result is None and time.perf_counter() < end:
                 t0 = time.perf_counter()
                 session.step(DT)
-                loop.frames.append((time.perf_counter() - t0) * 1e3)
+                loop.frames.append(round((time.perf_counter() - t0) * 1e3, 4))
                 k += 1
                 ahead = start + k * DT - time.perf_counter()
                 if ahead > 0:
