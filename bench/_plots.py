@@ -1,9 +1,10 @@
 """Draw the plots a benchmark's JSON asks for (see ``bench/_results.py``) as PNG files.
 
 Kinds: ``line`` (x/y series, e.g. cost per agent against agents), ``bar`` (grouped bars over
-the categories in ``x``), ``cdf`` (the empirical distribution of each series' samples ``y``)
-and ``hist``. matplotlib comes with the ``bench`` extra; without it no plot is drawn and the
-caller says so.
+the categories in ``x``), ``cdf`` (the empirical distribution of each series' samples ``y``),
+``ccdf`` (the share of samples longer than x, on a log scale: tails such as p99 and the worst
+frame stand out) and ``hist``. matplotlib comes with the ``bench`` extra; without it no plot
+is drawn and the caller says so.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def draw(spec: Json, out_dir: Path) -> Path:
                           label=s.get("label"))
             ax.bar_label(bars, labels=[_short(v) for v in s["y"]], fontsize=7, padding=1)
         ax.set_xticks(range(len(cats)), [str(c) for c in cats])
-    elif kind in ("cdf", "hist"):
+    elif kind in ("cdf", "ccdf", "hist"):
         for s in series:
             ys = sorted(_finite(s["y"]))
             if not ys:
@@ -61,11 +62,17 @@ def draw(spec: Json, out_dir: Path) -> Path:
             if kind == "cdf":
                 ax.step(ys, [(i + 1) / len(ys) for i in range(len(ys))], where="post",
                         label=s.get("label"))
+            elif kind == "ccdf":
+                ax.step(ys, [(len(ys) - i) / len(ys) for i in range(len(ys))], where="post",
+                        label=s.get("label"))
             else:
                 ax.hist(ys, bins=60, alpha=0.5, label=s.get("label"))
         if kind == "cdf":
             ax.set_ylim(0.0, 1.01)
             ax.axhline(0.99, color="grey", linewidth=0.6, linestyle=":")
+        elif kind == "ccdf":
+            ax.set_yscale("log")
+            ax.axhline(0.01, color="grey", linewidth=0.6, linestyle=":")
     else:
         raise ValueError(f"unknown plot kind {kind!r}")
     if spec.get("logx"):

@@ -66,6 +66,8 @@ class Arm:
     batch_sizes: list[int]
     service_s: list[float]
     """Each request's service time (started to finished)."""
+    delivered: list[float] = dataclasses.field(default_factory=list)
+    """Seconds from the start to each valid plan's delivery, in order."""
 
     @property
     def plans_per_min(self) -> float:
@@ -126,8 +128,9 @@ def measure(name: str, service: LlmPlanService, snaps: Sequence[WorldSnapshot]) 
     service_s = [o.timing.finished_at - o.timing.started_at for o in outcomes
                if o is not None and o.timing.finished_at is not None
                and o.timing.started_at is not None]
+    delivered = sorted(f - start for f in firsts)
     return Arm(name, end - start, first, len(plans), len(tickets),
-               [len(p.plan.steps) for p in plans], sizes, service_s)
+               [len(p.plan.steps) for p in plans], sizes, service_s, delivered)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,13 +237,15 @@ def run(args: argparse.Namespace) -> int:
               [["plans/min batch / singles", f"{fmt(ratio)}x", f">= {TARGET_RATIO}x"],
                ["first plan / batch total", fmt(first_ratio), f"<= {TARGET_FIRST}"],
                ["adaptive batch size after 3 batches", str(sizes), "-"]])
-    res.plot(f"batching_{args.backend}.png", "bar", f"Plans per minute ({args.backend})",
-             "", "valid plans per minute",
-             [{"label": "4 single requests" if args.agents == 4 else "single requests",
-               "x": ["plans/min"],
-               "y": [statistics.median(x.plans_per_min for x in singles)]},
-              {"label": "one batch, streamed", "x": ["plans/min"],
-               "y": [statistics.median(x.plans_per_min for x in batches)]}])
+    res.plot(f"batching_{args.backend}.png", "line",
+             f"Plans delivered over time, {args.agents} agents ({args.backend}, last round)",
+             "seconds from the first request's start", "valid plans delivered",
+             [{"label": f"{args.agents} single requests, one after another",
+               "x": [0.0, *singles[-1].delivered],
+               "y": list(range(len(singles[-1].delivered) + 1))},
+              {"label": "one batched prompt, each plan delivered as its object closes",
+               "x": [0.0, *batches[-1].delivered],
+               "y": list(range(len(batches[-1].delivered) + 1))}])
     res.note("The adaptive batch size settles at 1 where a batch costs more per plan than "
              "single requests; the service then stops batching on that backend.")
     res.summary(f"batch/singles {fmt(ratio)}x, first plan at {fmt(first_ratio)} of the batch")

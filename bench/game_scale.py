@@ -9,7 +9,8 @@ and the bare esper loop over the same entities is the floor measured in the same
 Targets: per-agent cost at 1,000 and at 10,000 agents within 1.5x of the cost at 100, and a
 1,000-agent frame inside 16.7 ms (60 FPS) on one core.
 
-    python bench/game_scale.py [--agents 100 1000 10000] [--frames 60] [--check] [--json PATH]
+    python bench/game_scale.py [--agents 100 1000 10000] [--frames 60] [--warmup-s 3]
+                               [--check] [--json PATH]
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ def bare_floor(frames: int) -> float:
     return statistics.median(times)
 
 
-def measure(n: int, frames: int) -> tuple[float, float, int]:
+def measure(n: int, frames: int, warmup_s: float = WARM_UP_S) -> tuple[float, float, int]:
     """(median frame s, bare floor s, shots fired while timed) for ``n`` agents."""
     session = GameSession(build_stress_scenario(n, seed=1, contact=True), seed=1)
     try:
-        for _ in range(int(WARM_UP_S / DT)):
+        for _ in range(int(warmup_s / DT)):
             session.step(DT)
         shots_before = session.events.counts.get("shot", 0)
         times = []
@@ -69,6 +70,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--agents", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--warmup-s", type=float, default=WARM_UP_S,
+                    help="game seconds played before timing (the fight gets going)")
     add_check_flag(ap)
     add_json_flag(ap)
     args = ap.parse_args()
@@ -79,7 +82,7 @@ def main() -> int:
     floors: dict[int, float] = {}
     for n in args.agents:
         frames = args.frames if n <= 2000 else max(15, args.frames // 4)
-        frame, floor, shots = measure(n, frames)
+        frame, floor, shots = measure(n, frames, args.warmup_s)
         per_agent[n] = frame / n
         floors[n] = floor
         rows.append([n, fmt(frame * 1e3), fmt(frame / n * 1e6), fmt(floor * 1e3, 3),

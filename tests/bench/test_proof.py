@@ -103,7 +103,7 @@ def test_plots_are_drawn_as_png(bench_modules: None, tmp_path: Path) -> None:
         {"file": "bar.png", "kind": "bar", "title": "t", "xlabel": "", "ylabel": "y",
          "series": [{"label": "a", "x": ["cold", "cached"], "y": [3.0, 0.5]},
                     {"label": "b", "x": ["cold", "cached"], "y": [9.0, float("nan")]}]},
-        {"file": "cdf.png", "kind": "cdf", "title": "t", "xlabel": "ms", "ylabel": "share",
+        {"file": "cdf.png", "kind": "ccdf", "title": "t", "xlabel": "ms", "ylabel": "share",
          "logx": True, "series": [{"label": "a", "y": [0.2, 0.3, 5.0]}, {"label": "e", "y": []}]},
     ]
     for spec in specs:
