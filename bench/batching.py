@@ -68,6 +68,8 @@ class Arm:
     """Each request's service time (started to finished)."""
     delivered: list[float] = dataclasses.field(default_factory=list)
     """Seconds from the start to each valid plan's delivery, in order."""
+    ttft_s: float = float("nan")
+    """Median time to the first token of a model call (prompt reading, mostly)."""
 
     @property
     def plans_per_min(self) -> float:
@@ -129,8 +131,11 @@ def measure(name: str, service: LlmPlanService, snaps: Sequence[WorldSnapshot]) 
                if o is not None and o.timing.finished_at is not None
                and o.timing.started_at is not None]
     delivered = sorted(f - start for f in firsts)
+    ttfts = [t for o in outcomes if o is not None
+             for t in (o.timing.time_to_first_token,) if t is not None]
     return Arm(name, end - start, first, len(plans), len(tickets),
-               [len(p.plan.steps) for p in plans], sizes, service_s, delivered)
+               [len(p.plan.steps) for p in plans], sizes, service_s, delivered,
+               statistics.median(ttfts) if ttfts else float("nan"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         first = statistics.median(x.first_s for x in arms)
         print(f"{a.name:8s} {a.requests} requests in {span:6.2f}s: {a.plans}/{a.requests} valid "
               f"plans, {ppm:6.1f} plans/min, first plan after {first:5.2f}s, "
+              f"first token {statistics.median(x.ttft_s for x in arms):5.2f}s per call, "
               f"steps per plan {a.steps}, batch sizes {a.batch_sizes}")
     ratio = (statistics.median(b.plans_per_min for b in batches)
              / max(1e-9, statistics.median(s.plans_per_min for s in singles)))
@@ -228,11 +234,12 @@ def run(args: argparse.Namespace) -> int:
                      fmt(statistics.median(x.span_s for x in arms)),
                      fmt(statistics.median(x.plans_per_min for x in arms), 1),
                      fmt(statistics.median(x.first_s for x in arms)),
+                     fmt(statistics.median(x.ttft_s for x in arms)),
                      str(a.steps), str(a.batch_sizes)])
     res.table(f"{args.agents} agents planned as {args.agents} single requests and as one "
               f"batch ({where}); medians over {args.rounds} round(s)",
               ["arm", "requests", "valid plans", "span s", "plans/min", "first plan s",
-               "steps per plan", "batch sizes"], rows)
+               "first token s (per call)", "steps per plan", "batch sizes"], rows)
     res.table("Ratios, same run", ["figure", "value", "target"],
               [["plans/min batch / singles", f"{fmt(ratio)}x", f">= {TARGET_RATIO}x"],
                ["first plan / batch total", fmt(first_ratio), f"<= {TARGET_FIRST}"],

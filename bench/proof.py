@@ -85,7 +85,7 @@ SPECS: tuple[Spec, ...] = (
          "plans from the background model make the companion no worse, and where a plan "
          "should pay better, than GOAP alone on the same seeds.",
          ("--seeds", "3", "--seconds", "40"), ("--seeds", "1", "--seconds", "20"),
-         timeout_s=1500.0, optional_flags=True),
+         timeout_s=900.0, optional_flags=True),
     Spec("batch_embedded", "batching.py", "6a. Batching and streaming: embedded model",
          "one batched prompt plans several agents faster than single requests, and the first "
          "plan arrives before the batch ends (embedded llama.cpp).",
@@ -112,10 +112,13 @@ def supported_flags(script: Path, args: tuple[str, ...]) -> tuple[str, ...]:
     """``args`` without the options the script's ``--help`` does not list (with their
     values), for a script whose flags we do not own."""
     try:
-        text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
-                              text=True, timeout=60, env=bench_env(), cwd=ROOT).stdout
+        done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                              text=True, timeout=60, env=bench_env(), cwd=ROOT)
     except (OSError, subprocess.TimeoutExpired):
-        return ()
+        return args
+    if done.returncode != 0:
+        return args  # it cannot even start: the run itself reports why
+    text = done.stdout
     out: list[str] = []
     keep = True
     for a in args:

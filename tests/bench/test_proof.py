@@ -182,3 +182,10 @@ def test_batching_on_the_openai_server_runs_tiny(tmp_path: Path) -> None:
     doc = _run("batching.py", "--backend", "openai", "--agents", "2", "--max-tokens", "256",
                tmp=tmp_path)
     assert doc["bench"] == "batching_openai"
+
+
+def test_proof_passes_only_the_flags_a_foreign_script_lists(bench_modules: None) -> None:
+    proof = _module("proof")
+    flags = proof.supported_flags(BENCH / "game_scale.py",
+                                  ("--frames", "3", "--seeds", "1", "2", "--warmup-s", "1"))
+    assert flags == ("--frames", "3", "--warmup-s", "1")
