@@ -10,7 +10,9 @@ otherwise pick:
    the model off and a naive loop that calls it synchronously (``frame_isolation.py``);
 5. plan quality against GOAP alone (``plan_quality.py``, when it is there);
 6. batching and streaming on the embedded model and on llama-cpp-python's OpenAI-compatible
-   server (``batching.py``).
+   server (``batching.py``);
+7. the README's other figures, each against its own baseline (arbiter overhead, submit
+   latency, queue cost, plan validity, render cost).
 
 Each script runs in its own process with ``--json``; this runner renders their JSON
 (``bench/_render.py``), draws their plots into ``docs/benchmarks/`` (``bench/_plots.py``) and
@@ -95,6 +97,24 @@ SPECS: tuple[Spec, ...] = (
          "llama_cpp.server`) serving the shipped SmolLM2 GGUF on loopback.",
          ("--backend", "openai", "--rounds", "2"),
          ("--backend", "openai", "--agents", "2", "--max-tokens", "512")),
+    Spec("arbiter", "arbiter_overhead.py", "7a. Our own figures: arbiter cost per frame",
+         "the plugin's steady-state cost per frame, in GOAP and in ExecutingLLM alike, against "
+         "a bare esper loop over the same entities; a cold and a cached GOAP plan.",
+         ("--agents", "1000", "10000", "--frames", "60"), ("--agents", "1000", "--frames", "20")),
+    Spec("submit", "llm_submit.py", "7b. Our own figures: submitting a plan request",
+         "submit() returns in well under a millisecond even with a busy worker pool.",
+         (), ("--requests", "500")),
+    Spec("queue", "queue_overhead.py", "7c. Our own figures: the request queue",
+         "the priority queue costs microseconds per operation, against heapq and deque.",
+         ("--rounds", "9"), ("--ops", "200", "--rounds", "3")),
+    Spec("validity", "plan_validity.py", "7d. Our own figures: valid plans from the model",
+         "with the snapshot's JSON schema the embedded model's plans pass validation; "
+         "free-form they do not.",
+         ("--n", "10"), ("--n", "3")),
+    Spec("render", "render_cost.py", "7e. Our own figures: rendering",
+         "a headless frame of the demo renders in a few milliseconds, against clearing the "
+         "screen and blitting the map.",
+         ("--frames", "150"), ("--frames", "30")),
 )
 
 
