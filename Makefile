@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 # suite (tests/conftest.py) and the `test` target pick SDL's dummy drivers for themselves.
 HEADLESS_SDL := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench proof clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# llama-cpp-python builds from source the first time (~7 min on 2 cores); pip caches the wheel.
-	$(PY) -m pip install -q -e '.[dev,demo,ollama,embedded,openai]'
+	$(PY) -m pip install -q -e '.[dev,demo,ollama,embedded,openai,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,8 +29,14 @@ demo: install
 
 bench: install
 	# BENCH_ARGS=--check: every benchmark still runs; the target fails if any missed a target.
-	status=0; for b in bench/*.py; do case $$b in bench/_*) continue;; esac; echo "== $$b"; \
+	# bench/proof.py runs all of them itself (see `make proof`), so the loop leaves it out.
+	status=0; for b in bench/*.py; do case $$b in bench/_*|bench/proof.py) continue;; esac; echo "== $$b"; \
 		$(HEADLESS_SDL) $(PY) $$b $(BENCH_ARGS) || status=1; done; exit $$status
+
+# Every comparison in docs/BENCHMARKS.md, measured from scratch (~20 min on 2 cores), with its
+# plots in docs/benchmarks/. PROOF_ARGS=--quick for a fast rehearsal, --check to gate on targets.
+proof: install
+	$(HEADLESS_SDL) $(PY) bench/proof.py $(PROOF_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import esper
+from _results import Results, add_json_flag, fmt
 from _targets import Targets, add_check_flag
 
 from esper_arbiter.components import (
@@ -178,24 +179,38 @@ def main() -> int:
     ap.add_argument("--agents", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--frames", type=int, default=120)
     add_check_flag(ap)
+    add_json_flag(ap)
     args = ap.parse_args()
     targets = Targets()
+    res = Results("arbiter_overhead", "Arbiter plugin cost per frame against a bare esper loop",
+                  targets)
+    rows = []
     for n in args.agents:
         arb, llm, bare = measure(n, args.frames if n <= 2000 else max(30, args.frames // 4))
         print(f"{n:>6} agents: arbiter {arb * 1e3:7.3f} ms/frame {arb / n * 1e6:6.2f} us/agent | "
               f"ExecutingLLM {llm * 1e3:7.3f} ms/frame | "
               f"bare {bare * 1e3:7.3f} ms/frame {bare / n * 1e6:6.2f} us/agent")
-        same = targets.met(f"{n} agents ExecutingLLM <= 1.5x GOAP", llm <= 1.5 * arb)
+        rows.append([n, fmt(arb * 1e3, 3), fmt(arb / n * 1e6), fmt(llm * 1e3, 3),
+                     fmt(bare * 1e3, 3), f"{fmt(llm / arb)}x", f"{fmt(arb / bare, 1)}x"])
+        same = res.target(f"{n} agents ExecutingLLM <= 1.5x GOAP", llm <= 1.5 * arb,
+                          f"{fmt(llm / arb)}x")
         print(f"ratio ExecutingLLM/GOAP: {llm / arb:.2f}x ({n} agents; target <= 1.5: "
               f"{'OK' if same else 'MISSED'})")
-        ok = targets.met(f"{n} agents ratio <= 20x", arb / bare <= 20.0)
+        ok = res.target(f"{n} agents ratio <= 20x", arb / bare <= 20.0, f"{fmt(arb / bare, 1)}x")
         if n == 1000:
-            ok = targets.met("1000 agents < 3 ms/frame", arb < 3e-3) and ok
+            ok = res.target("1000 agents < 3 ms/frame", arb < 3e-3,
+                            f"{fmt(arb * 1e3)} ms") and ok
         print(f"ratio arbiter/bare: {arb / bare:.1f}x  ({n} agents; target <= 20x"
               f"{', and < 3 ms/frame' if n == 1000 else ''}: {'OK' if ok else 'MISSED'})")
     cold, warm = goap_plan_costs()
-    cold_ok = targets.met("goap cold < 1000 us", cold < 1000.0)
-    warm_ok = targets.met("goap cached < 5 us", warm < 5.0)
+    cold_ok = res.target("goap cold < 1000 us", cold < 1000.0, f"{fmt(cold, 1)} us")
+    warm_ok = res.target("goap cached < 5 us", warm < 5.0, f"{fmt(warm)} us")
+    res.table("Perception + LlmPoll + Arbiter per frame, every agent holding a step",
+              ["agents", "GOAP ms/frame", "us/agent", "ExecutingLLM ms/frame", "bare ms/frame",
+               "ExecutingLLM / GOAP", "arbiter / bare"], rows)
+    res.table("GOAP A* plan, hello_companion opening", ["plan", "us"],
+              [["cold (cache cleared)", fmt(cold, 1)], ["cached", fmt(warm)]])
+    res.write(args.json)
     print(f"goap plan (A* over facts): cold {cold:8.1f} us (target < 1000: "
           f"{'OK' if cold_ok else 'MISSED'})   cached {warm:6.2f} us (target < 5: "
           f"{'OK' if warm_ok else 'MISSED'})")

