@@ -162,8 +162,11 @@ def test_vs_goap_ai_runs_tiny(tmp_path: Path) -> None:
 
 
 def test_game_scale_runs_tiny(tmp_path: Path) -> None:
-    doc = _run("game_scale.py", "--agents", "100", "200", "--frames", "2", tmp=tmp_path)
-    assert [s["x"] for s in doc["plots"][0]["series"]] == [[100, 200], [100, 200]]
+    doc = _run("game_scale.py", "--agents", "100", "200", "--crowd-agents", "100",
+               "--frames", "2", tmp=tmp_path)
+    series = {s["label"].split(",")[0].split(" (")[0]: s["x"] for s in doc["plots"][0]["series"]}
+    assert series == {"squads of 10": [100, 200], "one crowd behind the player": [100],
+                      "bare esper loop over the same units": [100, 200]}
 
 
 @pytest.mark.embedded
