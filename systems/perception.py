@@ -365,8 +365,9 @@ class PerceptionSystem(esper.Processor):
     the log names each such entity once. Agents that come and go (an ``Agent`` removed from one
     entity and added to another in the same frame) are followed whenever an entity gains or
     loses ``Agent``, ``Position``, ``Health``, ``Team`` or ``Perception``; other components
-    coming and going (a fight adds some every frame) cost a comparison of id sets. With no :class:`MapGrid` in the world nobody is perceived (one error names
-    it); with no :class:`GameClock` time stands still at 0 (one warning).
+    coming and going (a fight adds some every frame) cost a comparison of id sets. With no
+    :class:`MapGrid` in the world nobody is perceived (one error names it); with no
+    :class:`GameClock` time stands still at 0 (one warning).
     """
 
     def __init__(self, factions: Factions = DEFAULT_FACTIONS,

@@ -377,6 +377,42 @@ def nearest_walkable(grid: GridView, tile: Tile, origin: Tile | None = None) -> 
     return None
 
 
+COVER_CELL = 8
+"""Tiles per side of the buckets :func:`cover_near` sorts a map's cover into."""
+_cover_last: list[tuple[frozenset[Tile], dict[Tile, list[Tile]]]] = []
+
+
+def _cover_buckets(cover: frozenset[Tile]) -> dict[Tile, list[Tile]]:
+    if _cover_last and _cover_last[0][0] is cover:
+        return _cover_last[0][1]
+    buckets: dict[Tile, list[Tile]] = {}
+    for t in sorted(cover):
+        buckets.setdefault((t[0] // COVER_CELL, t[1] // COVER_CELL), []).append(t)
+    _cover_last[:] = [(cover, buckets)]
+    return buckets
+
+
+def cover_near(grid: GridView, centre: Tile, want: int) -> list[Tile]:
+    """Cover tiles around ``centre``: those in the smallest square (8, 16, 32 ... tiles
+    across each way) that holds at least ``want`` of them, or all of them. A big map has
+    thousands of cover tiles; a unit looking for cover needs the few nearby, in a time that
+    does not grow with the map."""
+    cover = grid.cover
+    if len(cover) <= max(want, 64):
+        return sorted(cover)
+    buckets = _cover_buckets(cover)
+    cx, cy = centre[0] // COVER_CELL, centre[1] // COVER_CELL
+    span = max(grid.width, grid.height) // COVER_CELL + 1
+    ring = 1
+    while True:
+        found = [t for gx in range(cx - ring, cx + ring + 1)
+                 for gy in range(cy - ring, cy + ring + 1)
+                 for t in buckets.get((gx, gy), ())]
+        if len(found) >= want or ring >= span:
+            return found
+        ring *= 2
+
+
 def line_of_sight(grid: GridView, a: Tile, b: Tile) -> bool:
     """True when nothing blocks sight between the centres of tiles ``a`` and ``b``.
 

@@ -240,3 +240,24 @@ def test_many_clouds_block_sight_exactly_as_a_scan_of_them_all(
     assert pf.smoke_blocks(tuple(clouds), a, b) == any(
         pf.smoke_blocks([c], a, b) for c in clouds
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    cover=st.sets(st.tuples(st.integers(0, 199), st.integers(0, 199)), min_size=70,
+                  max_size=400),
+    centre=st.tuples(st.integers(0, 199), st.integers(0, 199)),
+    want=st.integers(1, 20),
+)
+def test_cover_near_holds_the_nearest_cover(
+    cover: set[tuple[int, int]], centre: tuple[int, int], want: int
+) -> None:
+    """On a big map only nearby cover is ranked: it must still include the `want` nearest."""
+    grid = GridView(200, 200, frozenset(), frozenset(cover))
+    near = set(pf.cover_near(grid, centre, want))
+    assert len(near) >= min(want, len(cover))
+    cheb = sorted(max(abs(t[0] - centre[0]), abs(t[1] - centre[1])) for t in cover)
+    kth = cheb[min(want, len(cover)) - 1]
+    # every tile strictly nearer (Chebyshev) than the want-th nearest is in the answer
+    assert all(t in near for t in cover
+               if max(abs(t[0] - centre[0]), abs(t[1] - centre[1])) < min(kth, 8))
