@@ -42,6 +42,10 @@ _UNINTERRUPTIBLE = (Attack, CoverFire, ThrowSmoke, Reload, Heal, Revive)
 _REACTIONS = _UNINTERRUPTIBLE
 """Steps that may cut a running move short."""
 _IDLE = (Wait, Scan)
+MIN_THINKS_PER_FRAME = 64
+THINK_SHARE_PER_FRAME = 0.1
+"""At most this share of the guards (and at least ``MIN_THINKS_PER_FRAME``) think in one
+frame; on average about one in fifteen does."""
 ALERT_CHECK_INTERVAL = 0.25
 """Seconds between checks whether a guard noticed something."""
 """Running steps any new decision replaces."""
@@ -64,6 +68,8 @@ class EnemyAISystem(esper.Processor):
         self.alert_range = ctx.rules.fire_range if alert_range is None else alert_range
         self.call_range = call_range
         self._next_alert_check = 0.0
+        self._seen = 0
+        """Guards counted last frame (sets this frame's thinking budget)."""
 
     def process(self, *args: object, **kwargs: object) -> None:
         ctx = self.ctx
@@ -73,9 +79,14 @@ class EnemyAISystem(esper.Processor):
         if now >= self._next_alert_check:
             self._next_alert_check = now + ALERT_CHECK_INTERVAL
             self._raise_alerts(now, list(components(Enemy, Intent, Position, Health)))
+        # A frame thinks for at most a share of the guards: when a crowd's bursts end together
+        # the rest wait a frame or two (keeping their step) instead of stalling this one.
+        budget = max(MIN_THINKS_PER_FRAME, int(self._seen * THINK_SHARE_PER_FRAME))
+        thinks = seen = 0
         for ent, (enemy, intent, _pos, hp) in components(Enemy, Intent, Position, Health):
+            seen += 1
             # Cheapest tests first: most guards of a big fight are busy or down this frame.
-            if not enemy.alerted or hp.hp <= 0:
+            if not enemy.alerted or hp.hp <= 0 or thinks >= budget:
                 continue
             running = intent.status is IntentStatus.RUNNING and intent.step is not None
             if running and (
@@ -85,6 +96,7 @@ class EnemyAISystem(esper.Processor):
                 continue
             if not ctx.active(ent):
                 continue
+            thinks += 1
             snapshot = build_snapshot(ent, now)
             if snapshot is None:
                 continue
@@ -101,6 +113,7 @@ class EnemyAISystem(esper.Processor):
             ):
                 continue  # keep walking: only a reaction (shoot, reload ...) breaks off a move
             issue(intent, step, now, "BT", Mode.BEHAVIOR_TREE)
+        self._seen = seen
 
     def _raise_alerts(
         self, now: float, enemies: list[tuple[int, tuple[Enemy, Intent, Position, Health]]]

@@ -64,3 +64,39 @@ def test_squads_follow_their_own_leader_into_their_own_fight() -> None:
         assert session.events.counts.get("shot", 0) > 20  # and the squads are fighting
     finally:
         session.close()
+
+
+def test_a_crowd_of_guards_thinks_a_share_per_frame_not_all_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """600 guards alerted together must not all tick their tree in one frame (a stall),
+    and none may starve: every alerted guard has thought within a few frames."""
+    from esper_arbiter.game import enemy_ai
+    from esper_arbiter.game.state import Enemy
+
+    calls: list[int] = []
+    real = enemy_ai.tick_tree
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls[-1] += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(enemy_ai, "tick_tree", counting)
+    session = GameSession(build_squad_scenario(600, seed=4), seed=4)
+    try:
+        for _ in range(45):
+            calls.append(0)
+            session.step(1 / 30)
+        session.activate()
+        budget = max(enemy_ai.MIN_THINKS_PER_FRAME, int(600 * enemy_ai.THINK_SHARE_PER_FRAME))
+        assert max(calls) <= budget
+        from esper_arbiter.components import Health
+
+        now = session.clock.t
+        waited = [e for ent, e in esper.get_component(Enemy)
+                  if e.alerted and e.alerted_at < now - 0.5
+                  and esper.component_for_entity(ent, Health).hp > 0]
+        assert len(waited) > 300
+        assert all(e.last_think >= e.alerted_at for e in waited)  # each got its turn
+    finally:
+        session.close()
