@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import esper
 
@@ -48,6 +49,7 @@ class ArbiterSystem(esper.Processor):
         # A service that can never answer (no model installed or reachable) is not asked at
         # all: its OFFLINE answers would only count as failures and push agents into BT.
         self.asks_model = service is not None and service.available
+        self._held: list[int] = []
 
     def process(self, *args: object, **kwargs: object) -> None:
         arbiter = self.arbiter
@@ -63,11 +65,18 @@ class ArbiterSystem(esper.Processor):
             if standing.serial != waiting.last_order_serial:
                 waiting.wake()
         running, idle = IntentStatus.RUNNING, IntentStatus.IDLE
-        for ent, (agent, perception, state, intent) in components(
+        budget = arbiter.config.max_decisions_per_frame
+        held: list[int] = []
+        for ent, (agent, perception, state, intent) in self._first(components(
             Agent, Perception, ArbiterState, Intent
-        ):
+        )):
             if t < state.wake_at and (intent.status is running or intent.status is idle):
                 continue  # busy (or resting), nothing new: the steady-state fast path
+            if budget is not None:
+                if budget <= 0 and not esper.has_component(ent, PlanProposal):
+                    held.append(ent)  # due, but this frame's decisions are spent
+                    continue
+                budget -= 1
             proposal = esper.try_component(ent, PlanProposal)
             if proposal is not None:
                 esper.remove_component(ent, PlanProposal)
@@ -101,6 +110,23 @@ class ArbiterSystem(esper.Processor):
                 self._submit(ent, perception, state, service)
             if sink is not None and state.event_count != n_events:
                 self._emit(ent, state, n_events, sink)
+        self._held = held
+
+    def _first(
+        self, rows: Iterable[tuple[int, tuple[Agent, Perception, ArbiterState, Intent]]]
+    ) -> Iterable[tuple[int, tuple[Agent, Perception, ArbiterState, Intent]]]:
+        """The agents held back last frame first (see ``max_decisions_per_frame``), then all."""
+        held = self._held
+        if not held:
+            return rows
+        self._held = []
+        first = []
+        for ent in held:
+            comps = esper.try_components(ent, Agent, Perception, ArbiterState, Intent)
+            if comps is not None:
+                first.append((ent, comps))
+        skip = set(held)
+        return itertools.chain(first, ((e, c) for e, c in rows if e not in skip))
 
     def _submit(
         self, ent: int, perception: Perception, state: ArbiterState, service: PlanService

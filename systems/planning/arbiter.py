@@ -70,6 +70,11 @@ class ArbiterConfig:
     """After the host fails a GOAP/BT step, that exact step is not issued again for this long
     (doubling while it keeps failing, up to ``step_retry_max_s``); GOAP plans around it."""
     step_retry_max_s: float = 30.0
+    max_decisions_per_frame: int | None = None
+    """Agents the arbiter advances past the fast path in one frame, at most (``None``: all
+    that are due). The rest stay due and go first next frame, so a crowd that wakes together
+    (spawned at once, a fight's bursts ending in step) is spread over a few frames instead
+    of stalling one. An agent whose model plan just arrived is not held back."""
 
 
 class Arbiter:

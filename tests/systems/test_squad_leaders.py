@@ -77,3 +77,24 @@ def test_a_leader_that_is_an_agent_itself_follows_no_one(world: str) -> None:
     ea.install()
     run(0.2)
     assert esper.component_for_entity(sergeant, ea.Perception).snapshot.leader is None
+
+
+def test_a_decision_budget_spreads_a_crowd_that_wakes_together(world: str) -> None:
+    """200 agents spawned in one frame: with ``max_decisions_per_frame=50`` the first frame
+    decides for 50 of them, the next for the next 50 (those held back go first), and after
+    four frames everyone has a step."""
+    from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+
+    esper.create_entity(ea.MapGrid(60, 40, pois={"exit": (58, 20)},
+                                   objective=ea.Objective("exit")))
+    esper.create_entity(ea.GameClock(0.0))
+    crowd = [unit(2 + i % 20, 2 + i // 20, ea.Agent(use_llm=False)) for i in range(200)]
+    ea.install(config=ArbiterConfig(max_decisions_per_frame=50))
+    clock = esper.get_component(ea.GameClock)[0][1]
+    decided: list[int] = []
+    for _ in range(4):
+        clock.t += 1 / 30
+        esper.process()
+        decided.append(sum(esper.component_for_entity(e, ea.Intent).step is not None
+                           for e in crowd))
+    assert decided == [50, 100, 150, 200]
