@@ -105,6 +105,11 @@ class Effect(StrEnum):
 
 SecondsBounds = Callable[[Rules], tuple[float, float]]
 
+Preparer = Callable[[ActionStep, WorldSnapshot, Rules], ActionStep | None]
+"""Given a step of this tool that cannot be issued now, the snapshot and the rules: a step that
+brings it within reach (walk into range, reload, wait out a cooldown), or ``None`` when
+nothing soon would. See :mod:`systems.planning.grounding`."""
+
 
 @dataclass(frozen=True, slots=True)
 class ArgSpec:
@@ -140,6 +145,11 @@ class ToolSpec:
     (a key of ``WorldSnapshot.cooldowns``) and ``cooldown_time`` how long it is unavailable after
     use. Whether a cooldown has run out later in a plan is judged from the time that certainly
     passes: walks and SECONDS arguments.
+
+    ``prepare`` makes the tool an *intent* rather than a command that only works from here: when
+    a planned step fails its issue-time checks (target out of range or sight, cooldown not yet
+    over, magazine empty), the arbiter issues the step ``prepare`` returns first, then tries the
+    planned step again, instead of skipping it.
     """
 
     name: str
@@ -151,6 +161,7 @@ class ToolSpec:
     reach: Callable[[Rules], float] | None = None
     cooldown: str | None = None
     cooldown_time: Callable[[Rules], float] | None = None
+    prepare: Preparer | None = None
     arg_names: frozenset[str] = field(init=False)
     tile_args: tuple[str, str] | None = field(init=False)
     target_arg: ArgSpec | None = field(init=False)

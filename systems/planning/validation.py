@@ -141,6 +141,9 @@ class _AgentState:
     capacity: int
     elapsed: float
     ready_in: Mapping[str, float]
+    planning: bool = False
+    """Checking a whole plan ahead of time (not a step about to be issued): a reach that a
+    tool's ``prepare`` can walk into is not an error yet."""
 
     @staticmethod
     def of(snapshot: WorldSnapshot) -> _AgentState:
@@ -252,6 +255,7 @@ def _validate_plan(
             f"the plan has {len(raw_steps)} steps; at most {max_steps} are allowed",
         ))
     state = _AgentState.of(snapshot)
+    state.planning = True
     steps = []
     for i, raw in enumerate(raw_steps[:max(max_steps, MAX_CHECKED_STEPS)]):
         step_errors, step = _check_raw_step(i, raw, snapshot, registry, rules, state)
@@ -397,7 +401,8 @@ def _tile_issue(
     if Check.REACHABLE in checks and not reachable(grid, (me.x, me.y), (x, y)):
         return (ValidationCode.UNREACHABLE,
                 f"tile ({x}, {y}) cannot be reached on foot from ({me.x}, {me.y})")
-    if Check.IN_REACH in checks and spec.reach is not None and state.pos is not None:
+    if _checks_reach(spec, state):
+        assert spec.reach is not None and state.pos is not None
         r = spec.reach(rules)
         d = math.hypot(x - state.pos[0], y - state.pos[1])
         if d > r + _EPS:
@@ -442,7 +447,8 @@ def _target_issue(
     if Check.REACHABLE in checks and not reachable(snap.grid, (me.x, me.y), unit.pos):
         return (ValidationCode.UNREACHABLE,
                 f"#{tid} at ({unit.x}, {unit.y}) cannot be reached on foot from ({me.x}, {me.y})")
-    if Check.IN_REACH in checks and spec.reach is not None and state.pos is not None:
+    if _checks_reach(spec, state):
+        assert spec.reach is not None and state.pos is not None
         r = spec.reach(rules)
         d = math.hypot(unit.x - state.pos[0], unit.y - state.pos[1])
         if d > r + _EPS:
@@ -450,6 +456,13 @@ def _target_issue(
                     f"#{tid} at ({unit.x}, {unit.y}) is {d:.1f} tiles from "
                     f"({state.pos[0]}, {state.pos[1]}); {spec.name} reaches {r:g}")
     return None
+
+
+def _checks_reach(spec: ToolSpec, state: _AgentState) -> bool:
+    """Whether IN_REACH applies: always when a step is about to be issued; ahead of time only
+    for a tool that cannot walk into reach by itself (no ``prepare``)."""
+    return (Check.IN_REACH in spec.checks and spec.reach is not None and state.pos is not None
+            and not (state.planning and spec.prepare is not None))
 
 
 def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
@@ -473,7 +486,9 @@ def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
             steps = max(abs(dest[0] - state.pos[0]), abs(dest[1] - state.pos[1]))
             took += steps / rules.move_speed
         state.pos = dest
-    elif spec.effect is Effect.APPROACH:
+    elif spec.effect is Effect.APPROACH or (state.planning and spec.prepare is not None
+                                            and Check.IN_REACH in spec.checks):
+        # Approached, or maybe walked into reach first: where the agent stands is not known.
         state.pos = None
     elif spec.effect is Effect.RELOAD:
         state.ammo = max(state.ammo, state.capacity, 1)
