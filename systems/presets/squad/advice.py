@@ -18,6 +18,7 @@ from esper_arbiter.components.actions import ActionStep, Attack, MoveTo, Revive,
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.presets.squad.grounding import prepare_smoke
 from esper_arbiter.systems.presets.squad.percept import Percept
 
 Tile = tuple[int, int]
@@ -53,6 +54,9 @@ def advice(p: Percept) -> list[Advice]:
                             f"#{leader.id} is down: walk over and revive"))
     smoke = _smoke_option(p)
     if smoke is not None:
+        walk = prepare_smoke(smoke[0], p.snapshot, p.rules)
+        if isinstance(walk, MoveTo):
+            out.append((walk, "get within throwing range"))
         out.append(smoke)
     cover = p.take_cover_step()
     if cover is not None and p.visible:
@@ -73,11 +77,11 @@ def advice(p: Percept) -> list[Advice]:
         heal = p.heal_self_step()
         if heal is not None:
             out.append((heal, "you are hurt"))
-    goal = _objective_option(p, past_smoke=smoke is not None)
+    # After smoke the leader slips past the blinded enemy on its own way; a walk planned now
+    # would be stale by the time the plan runs, so none is offered then.
+    goal = _objective_option(p) if smoke is None else None
     if goal is not None:
-        # After smoke, slip past the blinded enemy toward the objective (the flank) rather than
-        # shoot into the cloud.
-        out.insert(1 if smoke is not None and out and out[0] is smoke else len(out), goal)
+        out.append(goal)
     return out[:MAX_ADVICE]
 
 
@@ -89,8 +93,8 @@ def _inside(smoke: ActionStep, unit: UnitView, radius: float) -> bool:
 
 def _smoke_option(p: Percept) -> Advice | None:
     """Smoke that blinds the enemy firing on the leader (else me), or, before anyone is under
-    fire, the enemy covering the way to the objective (the agent walks into throwing range
-    first: ThrowSmoke's preparer)."""
+    fire, the enemy covering the way to the objective (from afar, a walk into throwing range
+    is offered before it)."""
     if not p.ready("smoke") or not p.hostiles:
         return None
     leader = p.leader
@@ -100,11 +104,10 @@ def _smoke_option(p: Percept) -> Advice | None:
     guards.append((None, "you"))
     for protect, who in guards:
         threats = p.threats_to(p.pos if protect is None else protect)
-        if not threats:
-            continue
-        step = p.smoke_step(protect)
-        if isinstance(step, ThrowSmoke):
-            return step, f"blocks #{threats[0].id}'s line of fire to {who}"
+        if threats:
+            h = threats[0]
+            tile = _blinding_tile(p, h.pos, p.pos if protect is None else protect)
+            return ThrowSmoke(x=tile[0], y=tile[1]), f"blinds #{h.id}, who has {who} in its sights"
     covering = _covering_route(p)
     if covering is None:
         return None
@@ -156,13 +159,12 @@ def _engage_target(p: Percept) -> tuple[UnitView, str] | None:
     return None
 
 
-def _objective_option(p: Percept, past_smoke: bool = False) -> Advice | None:
-    """Lead the leader toward the objective (past the smoke, when there is some)."""
+def _objective_option(p: Percept) -> Advice | None:
+    """Lead the leader toward the objective (or go there, without a leader)."""
     e = p.objective
     if e is None or e == p.pos or not p.can_reach(e):
         return None
     escort = p.escort_step() if p.leader is not None else None
     if isinstance(escort, MoveTo) and (escort.x, escort.y) != e:
-        return escort, ("lead your leader past the smoke" if past_smoke
-                        else "lead your leader toward the objective")
+        return escort, "lead your leader toward the objective"
     return MoveTo(x=e[0], y=e[1]), "the objective"
