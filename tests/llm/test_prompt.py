@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from esper_arbiter.components.actions import ACTION_TYPES, step_to_dict
 from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.systems.domain import default_domain
 from esper_arbiter.systems.llm.prompt import (
     build_messages,
     example_steps,
@@ -18,7 +19,6 @@ from esper_arbiter.systems.llm.prompt import (
     system_prompt,
     wall_runs,
 )
-from esper_arbiter.systems.domain import default_domain
 from esper_arbiter.systems.planning.tools import ToolRegistry
 from esper_arbiter.systems.planning.validation import validate_plan
 from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY

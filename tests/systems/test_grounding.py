@@ -90,7 +90,7 @@ def test_a_step_whose_preparation_keeps_failing_is_skipped_after_the_limit() -> 
 
 def test_a_dead_target_is_skipped_with_its_reason_not_approached() -> None:
     dead = replace(FAR, hp=0.0)
-    arb, state, intent = run_plan(Attack(target_id=4), Wait(seconds=1), s=snap(enemies=(dead,)))
+    _arb, state, intent = run_plan(Attack(target_id=4), Wait(seconds=1), s=snap(enemies=(dead,)))
     assert intent.step == Wait(seconds=1)
     assert state.metrics.llm_steps_skipped == 1
     assert state.metrics.llm_steps_grounded == 0
@@ -98,7 +98,7 @@ def test_a_dead_target_is_skipped_with_its_reason_not_approached() -> None:
 
 
 def test_an_empty_magazine_reloads_before_the_attack() -> None:
-    arb, state, intent = run_plan(Attack(target_id=4), s=snap(ammo=0))
+    _arb, _state, intent = run_plan(Attack(target_id=4), s=snap(ammo=0))
     assert intent.step == Reload()
 
 
@@ -113,13 +113,13 @@ def test_a_heal_on_a_short_cooldown_waits_it_out() -> None:
 
 def test_a_cooldown_longer_than_any_wait_skips_the_step() -> None:
     s = snap(cooldowns=MappingProxyType({"smoke": 30.0, "heal": 0.0}))
-    arb, state, intent = run_plan(ThrowSmoke(x=9, y=2), Wait(seconds=1), s=s)
+    _arb, state, intent = run_plan(ThrowSmoke(x=9, y=2), Wait(seconds=1), s=s)
     assert intent.step == Wait(seconds=1)
     assert state.metrics.llm_steps_skipped == 1
 
 
 def test_a_smoke_out_of_throwing_range_walks_into_range_first() -> None:
-    arb, state, intent = run_plan(ThrowSmoke(x=18, y=9))
+    _arb, _state, intent = run_plan(ThrowSmoke(x=18, y=9))
     assert isinstance(intent.step, MoveTo)
     dest = (intent.step.x, intent.step.y)
     assert ((dest[0] - 18) ** 2 + (dest[1] - 9) ** 2) ** 0.5 <= default_domain().rules.smoke_range
@@ -140,7 +140,7 @@ def test_a_heal_whose_ally_walked_off_walks_over_first() -> None:
 
 def test_a_plan_none_of_whose_steps_can_run_or_be_prepared_is_stale_on_arrival() -> None:
     dead = replace(FAR, hp=0.0)
-    arb, state, intent = run_plan(Attack(target_id=4), s=snap(enemies=(dead,)))
+    _arb, state, _intent = run_plan(Attack(target_id=4), s=snap(enemies=(dead,)))
     assert state.mode is Mode.GOAP
     assert state.metrics.llm_failures == 1
     assert "stale on arrival" in state.last_failure

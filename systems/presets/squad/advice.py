@@ -18,7 +18,6 @@ from esper_arbiter.components.actions import ActionStep, Attack, MoveTo, Revive,
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
-from esper_arbiter.systems.presets.squad.grounding import prepare_smoke
 from esper_arbiter.systems.presets.squad.percept import Percept
 
 Tile = tuple[int, int]
@@ -54,10 +53,7 @@ def advice(p: Percept) -> list[Advice]:
                             f"#{leader.id} is down: walk over and revive"))
     smoke = _smoke_option(p)
     if smoke is not None:
-        walk = prepare_smoke(smoke[0], p.snapshot, p.rules)
-        if isinstance(walk, MoveTo):
-            out.append((walk, "get within throwing range"))
-        out.append(smoke)
+        out.append(smoke)  # from afar, ThrowSmoke walks into throwing range when it comes up
     cover = p.take_cover_step()
     if cover is not None and p.visible:
         out.append((cover, f"nearest cover, {pf.distance(p.pos, (cover.x, cover.y)):.0f} "
@@ -93,8 +89,8 @@ def _inside(smoke: ActionStep, unit: UnitView, radius: float) -> bool:
 
 def _smoke_option(p: Percept) -> Advice | None:
     """Smoke that blinds the enemy firing on the leader (else me), or, before anyone is under
-    fire, the enemy covering the way to the objective (from afar, a walk into throwing range
-    is offered before it)."""
+    fire, the enemy covering the way to the objective (from afar too: ThrowSmoke's preparer
+    walks into throwing range when the step comes up, from wherever the agent is then)."""
     if not p.ready("smoke") or not p.hostiles:
         return None
     leader = p.leader
