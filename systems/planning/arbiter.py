@@ -210,15 +210,14 @@ class Arbiter:
         self._issue_llm_step(state, perception, intent)
 
     def _stale(self, steps: tuple[ActionStep, ...], snap: WorldSnapshot) -> str | None:
-        """Why no step of an arriving plan can run or be prepared now (``None``: some can;
-        the steps before it are skipped when issued, with their reasons)."""
-        first = ""
-        for step in steps:
-            err = validate_step(step, snap, self.registry, self.rules)
-            if err is None or ground_step(step, snap, self.registry, self.rules) is not None:
-                return None
-            first = first or err.message
-        return first or "no steps"
+        """Why an arriving plan cannot start: its first step can neither run nor be prepared
+        now (``None``: it can; the plan was built on that step, so the rest is not tried)."""
+        if not steps:
+            return "no steps"
+        err = validate_step(steps[0], snap, self.registry, self.rules)
+        if err is None or ground_step(steps[0], snap, self.registry, self.rules) is not None:
+            return None
+        return err.message
 
     def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str) -> None:
         m = state.metrics

@@ -468,3 +468,14 @@ def test_untrusted_input_never_raises(plan: object, snap_key: str) -> None:
     if result.ok:
         assert isinstance(plan, (list, dict))
         assert 1 <= len(result.steps) <= 8
+
+
+def test_a_step_written_eight_times_is_one_step_not_a_plan_on_cooldown() -> None:
+    from esper_arbiter.systems.planning.validation import collapse_raw_repeats
+
+    smoke = {"act": "ThrowSmoke", "x": 9, "y": 2}
+    padded = {"steps": [smoke] * 8 + [{"act": "Scan"}]}
+    assert not validate_plan(padded, hello_snapshot()).ok  # the second smoke is on cooldown
+    collapsed = validate_plan(collapse_raw_repeats(padded), hello_snapshot())
+    assert collapsed.ok and [s.act for s in collapsed.steps] == ["ThrowSmoke", "Scan"]
+    assert collapse_raw_repeats("not a plan") == "not a plan"

@@ -23,6 +23,7 @@ from esper_arbiter.components import (
     PlanIntent,
     PlanReady,
     Reload,
+    Scan,
     ThrowSmoke,
     UnitView,
     Wait,
@@ -89,9 +90,10 @@ def test_a_step_whose_preparation_keeps_failing_is_skipped_after_the_limit() -> 
 
 
 def test_a_dead_target_is_skipped_with_its_reason_not_approached() -> None:
-    dead = replace(FAR, hp=0.0)
-    _arb, state, intent = run_plan(Attack(target_id=4), Wait(seconds=1), s=snap(enemies=(dead,)))
-    assert intent.step == Wait(seconds=1)
+    arb, state, intent = run_plan(Wait(seconds=1), Attack(target_id=4), Scan())
+    intent.finish()
+    tick(arb, state, intent, snap(t=1.0, enemies=(replace(FAR, hp=0.0),)))
+    assert intent.step == Scan()
     assert state.metrics.llm_steps_skipped == 1
     assert state.metrics.llm_steps_grounded == 0
     assert "dead" in state.rejected_steps[0].reason
@@ -113,8 +115,10 @@ def test_a_heal_on_a_short_cooldown_waits_it_out() -> None:
 
 def test_a_cooldown_longer_than_any_wait_skips_the_step() -> None:
     s = snap(cooldowns=MappingProxyType({"smoke": 30.0, "heal": 0.0}))
-    _arb, state, intent = run_plan(ThrowSmoke(x=9, y=2), Wait(seconds=1), s=s)
-    assert intent.step == Wait(seconds=1)
+    arb, state, intent = run_plan(Wait(seconds=1), ThrowSmoke(x=9, y=2), Scan(), s=s)
+    intent.finish()
+    tick(arb, state, intent, snap(t=1.0, cooldowns=MappingProxyType({"smoke": 29.0})))
+    assert intent.step == Scan()
     assert state.metrics.llm_steps_skipped == 1
 
 
