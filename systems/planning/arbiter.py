@@ -39,7 +39,7 @@ from esper_arbiter.components.llm import (
 from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
-from esper_arbiter.systems.planning.grounding import ground_step
+from esper_arbiter.systems.planning.grounding import cannot_start, ground_step
 from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = WITHDRAWN_KINDS
@@ -177,7 +177,7 @@ class Arbiter:
         if not plan.steps:
             self._count_failure(state, t, FailureKind.INVALID_PLAN, f"plan {plan.plan_id} is empty")
             return
-        stale = self._stale(plan.steps, perception.snapshot)
+        stale = cannot_start(plan.steps, perception.snapshot, self.registry, self.rules)
         if stale is not None:
             self._count_failure(
                 state, t, FailureKind.INVALID_PLAN,
@@ -208,16 +208,6 @@ class Arbiter:
             force_event=old is Mode.EXECUTING_LLM,
         )
         self._issue_llm_step(state, perception, intent)
-
-    def _stale(self, steps: tuple[ActionStep, ...], snap: WorldSnapshot) -> str | None:
-        """Why an arriving plan cannot start: its first step can neither run nor be prepared
-        now (``None``: it can; the plan was built on that step, so the rest is not tried)."""
-        if not steps:
-            return "no steps"
-        err = validate_step(steps[0], snap, self.registry, self.rules)
-        if err is None or ground_step(steps[0], snap, self.registry, self.rules) is not None:
-            return None
-        return err.message
 
     def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str) -> None:
         m = state.metrics

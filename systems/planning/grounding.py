@@ -50,4 +50,18 @@ def ground_step(
     return prep
 
 
-__all__ = ["ground_step"]
+def cannot_start(
+    steps: tuple[ActionStep, ...], snapshot: WorldSnapshot, registry: ToolRegistry, rules: Rules
+) -> str | None:
+    """Why an arriving plan cannot start: its first step can neither run nor be prepared now
+    (``None``: it can). The rest of a plan was written to follow its first step, so a plan
+    whose opening is impossible (a wall, a dead target) is stale, not trimmed."""
+    if not steps:
+        return "no steps"
+    err = validate_step(steps[0], snapshot, registry, rules)
+    if err is None or ground_step(steps[0], snapshot, registry, rules) is not None:
+        return None
+    return err.message
+
+
+__all__ = ["cannot_start", "ground_step"]
