@@ -163,6 +163,11 @@ class ArbiterMetrics:
     goap_actions: int = 0
     llm_steps_executed: int = 0
     llm_steps_skipped: int = 0
+    llm_steps_failed: int = 0
+    """Model steps that were issued and that the host then reported failed."""
+    llm_steps_grounded: int = 0
+    """Preparatory steps issued so that a model step could run (walk into range, reload, wait
+    out a cooldown; see ``systems.planning.grounding``). Not model steps themselves."""
     bt_actions: int = 0
     host_step_failures: int = 0
     """GOAP/BT steps the host reported failed (each then rests; see ArbiterConfig.step_retry_s)."""
@@ -207,6 +212,10 @@ class ArbiterState:
     mode: Mode = Mode.GOAP
     plan: PlanIntent | None = None
     step_index: int = 0
+    preparing: bool = False
+    """The running step prepares the plan's current step (it is not the plan's own step)."""
+    prep_attempts: int = 0
+    """Preparatory steps issued for the plan's current step so far."""
     rejected_steps: list[StepRejection] = field(default_factory=list)
     mode_since: float = 0.0
     wake_at: float = float("-inf")

@@ -47,6 +47,7 @@ examples:
   run_demo.py --headless --seconds 60 --seed 1 --backend scripted
   run_demo.py --headless --backend scripted --llm-fail-every 2   # watch the fallbacks
   run_demo.py --headless --backend none          # GOAP and behaviour tree only
+  run_demo.py --headless --scenario ambush --backend embedded   # where a plan pays
   run_demo.py --headless --scenario my_map.json --log-level INFO
 
 --record RUN.jsonl keeps every round: R (restart) in the window records the next round to
@@ -118,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
              "gives the same round (default 1)",
     )
     parser.add_argument(
-        "--scenario", default=str(DEFAULT_SCENARIO), metavar="PATH",
-        help="scenario JSON file with the map, units and rule overrides "
-             "(default assets/hello_companion.json)",
+        "--scenario", default=str(DEFAULT_SCENARIO), metavar="NAME|PATH",
+        help="a shipped scenario by name (hello_companion, ambush) or a scenario JSON file "
+             "with the map, units and rule overrides (default hello_companion)",
     )
     parser.add_argument(
         "--tick-rate", type=_tick_rate, default=30.0, metavar="HZ",

@@ -21,9 +21,10 @@ from esper_arbiter.game.world import GameSession
 
 log = logging.getLogger("esper_arbiter.game.headless")
 
-PRINTED_KINDS = frozenset({"decision", "transition", "rejected"})
+PRINTED_KINDS = frozenset({"decision", "transition", "rejected", "grounded"})
 """Arbiter event kinds that make a line of the decision log (a model step that was skipped or
-failed is a decision not taken, so it is shown too)."""
+failed is a decision not taken, so it is shown too, and so is why a model step waits for a
+preparatory one)."""
 
 
 @dataclass(frozen=True, slots=True)

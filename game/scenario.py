@@ -25,7 +25,8 @@ from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 Tile = tuple[int, int]
 
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "assets" / "hello_companion.json"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_SCENARIO = ASSETS / "hello_companion.json"
 """The standard round (``assets/hello_companion.json``)."""
 
 ORDERS = ("follow", "hold", "attack", "extract")
@@ -131,8 +132,29 @@ class Scenario:
 # ----------------------------------------------------------------------------------------------
 
 
+def shipped_scenarios() -> tuple[str, ...]:
+    """Names of the scenario files in ``assets/`` (``hello_companion``, ``ambush`` ...)."""
+    return tuple(sorted(p.stem for p in ASSETS.glob("*.json")))
+
+
+def resolve_scenario(name_or_path: str | Path) -> Path:
+    """A shipped scenario's file for a bare name (``ambush`` -> ``assets/ambush.json``), else
+    the path as given. Raises :class:`ScenarioError` for a bare name that is neither."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix or "/" in text or "\\" in text or path.exists():
+        return path
+    shipped = ASSETS / f"{text}.json"
+    if shipped.is_file():
+        return shipped
+    raise ScenarioError(text, "", "no such scenario (shipped: "
+                        f"{', '.join(shipped_scenarios())}; or give a path to a .json file)")
+
+
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file. Raises :class:`ScenarioError` on any problem."""
+    """Read and validate a scenario file, or a shipped one by name (see
+    :func:`resolve_scenario`). Raises :class:`ScenarioError` on any problem."""
+    path = resolve_scenario(path)
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

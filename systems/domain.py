@@ -12,7 +12,10 @@ schema generation, LLM service) knows no game. A :class:`Domain` tells it what t
 * ``orders``: the order words an agent understands, each with what it means (for the prompt;
   the brain maps them to facts);
 * ``factions``: how sides regard each other (hostile, neutral, allied);
-* ``sensing``: how far agents perceive and how many units a snapshot lists.
+* ``sensing``: how far agents perceive and how many units a snapshot lists;
+* ``advise``: optional; the steps that make sense in a snapshot, each with a reason, which the
+  model's prompt offers as options and builds its example reply from (so a small model has
+  nothing fixed to copy, and what it copies fits the situation).
 
 ``install(domain=...)`` hands the one object to every consumer: perception (factions), the
 arbiter (brain, tree, per-step validation), and every :class:`PlanRequest` it submits, so the
@@ -24,7 +27,7 @@ preset, :func:`systems.presets.squad.squad_domain`, used when no domain is given
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -38,8 +41,13 @@ from esper_arbiter.systems.planning.rules import Rules
 from esper_arbiter.systems.planning.tools import ToolRegistry
 
 if TYPE_CHECKING:
+    from esper_arbiter.components.actions import ActionStep
     from esper_arbiter.components.snapshot import WorldSnapshot
     from esper_arbiter.systems.planning.validation import PlanValidation
+
+Advisor = Callable[["WorldSnapshot"], Sequence[tuple["ActionStep", str]]]
+"""A domain's advice: ``advise(snapshot)`` -> the legal steps worth considering now, most
+urgent first, each with a short reason (``(ThrowSmoke(9, 6), "blocks #5's line of fire")``)."""
 
 _NO_ORDERS: Mapping[str, str] = MappingProxyType({})
 _NO_ORDER_FACTS: Mapping[str, int] = MappingProxyType({})
@@ -67,6 +75,9 @@ class Domain:
     order_facts: Mapping[str, int] = field(default_factory=lambda: _NO_ORDER_FACTS)
     """The fact bit each order word sets in the brain's state (for code that reasons about
     orders without a brain, such as the scripted backend)."""
+    advise: Advisor | None = None
+    """Options for the prompt (see the module docstring); ``None``: the prompt lists none and
+    its example is made from the tools' own example arguments."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -126,4 +137,4 @@ def domain_of(request: PlanRequest) -> Domain:
     raise TypeError(f"PlanRequest.domain must be a Domain or None, got {type(d).__name__}")
 
 
-__all__ = ["Domain", "default_domain", "domain_of"]
+__all__ = ["Advisor", "Domain", "default_domain", "domain_of"]

@@ -71,7 +71,7 @@ FLOAT_TEXT_S = 1.1
 SMOKE_FADE_IN_S = 0.3
 SMOKE_FADE_OUT_S = 2.0
 TIMELINE_SPAN_S = 30.0
-LOG_KINDS = frozenset({"transition", "rejected", "outcome", "request", "order"})
+LOG_KINDS = frozenset({"transition", "rejected", "grounded", "outcome", "request", "order"})
 TIMED_ACTS = frozenset({"Reload", "Heal", "Revive", "Scan", "Wait", "CoverFire", "ThrowSmoke"})
 
 
@@ -763,7 +763,9 @@ def _agent_panel(
                          + (f"  cancelled {m.llm_cancelled}" if m.llm_cancelled else "")
                          + (f"  expired {m.llm_expired}" if m.llm_expired else "")),
         ("GOAP actions", str(m.goap_actions)),
-        ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"),
+        ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"
+                      + (f"  {m.llm_steps_failed} failed" if m.llm_steps_failed else "")
+                      + (f"  {m.llm_steps_grounded} prepared" if m.llm_steps_grounded else "")),
         ("BT actions", str(m.bt_actions)),
         ("refused steps", str(m.host_step_failures)),
         ("plans by origin", ", ".join(f"{k} {v}" for k, v in sorted(m.plans_by_source.items()))

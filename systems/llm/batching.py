@@ -33,6 +33,7 @@ Three pieces the LLM service plugs together:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -51,7 +52,11 @@ from esper_arbiter.systems.llm.stream_parser import (
 )
 from esper_arbiter.systems.planning.rules import Rules
 from esper_arbiter.systems.planning.tools import ToolRegistry
-from esper_arbiter.systems.planning.validation import PlanValidation, validate_plan
+from esper_arbiter.systems.planning.validation import (
+    PlanValidation,
+    collapse_raw_repeats,
+    validate_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +197,13 @@ def render_batch_user(
         out.append(f"Agent #{m.agent_id}:")
         own = [line for line in lines if line not in common]
         out.extend(own if own else ["(as shared)"])
-    example = ", ".join(f'{{"agent_id": {a}, "steps": [...]}}' for a in ids)
+    # Each agent's example is made from its own live options, as in a single prompt (a fixed
+    # example gets copied into every plan).
+    example = ", ".join(
+        json.dumps({"agent_id": m.agent_id,
+                    "steps": single_prompt.live_example(m.snapshot, domain_of(m.request))},
+                   separators=(",", ":"))
+        for m in members)
     max_steps = max((m.request.max_steps for m in members), default=8)
     out.append(
         f"Reply with a JSON array of {len(members)} objects, one per agent in this order: "
@@ -429,7 +440,7 @@ class BatchReplyRouter:
                 ev.index,
             )
         validation = self._validate(
-            value["steps"], member.snapshot, self._registry, self._rules,
+            collapse_raw_repeats(value["steps"]), member.snapshot, self._registry, self._rules,
             member.request.max_steps,
         )
         if not validation.ok:

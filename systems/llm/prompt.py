@@ -1,25 +1,38 @@
 """Prompts for a single agent: system rules, the tool list and a compact snapshot.
 
-Everything about tools (names, arguments, rules, the example) is generated from the tool
-registry, the same one the JSON schema and the validator come from, so the three never
-disagree. The text is kept short on purpose: the smallest supported model (SmolLM2-135M) has
-a context of about 2k tokens, and the JSON schema, not the prose, is what keeps its output in
-shape. The system prompt does not depend on the snapshot, so a llama.cpp backend reuses its
-cached prefix between requests; everything that changes goes into the user message.
+Everything about tools (names, arguments, rules) is generated from the tool registry, the same
+one the JSON schema and the validator come from, so the three never disagree. The text is kept
+short on purpose: the smallest supported model (SmolLM2-135M) has a context of about 2k
+tokens, and the JSON schema, not the prose, is what keeps its output in shape. The system
+prompt does not depend on the snapshot, so a llama.cpp backend reuses its cached prefix
+between requests; everything that changes goes into the user message.
+
+The user message starts with what matters most, the objective and the standing order, then
+the situation, then the domain's options for this moment (:attr:`Domain.advise`: legal steps,
+each with its reason) and an example reply made from those options. A small model copies its
+example; a fixed example (``TakeCover, Attack, Wait`` whatever the situation) was copied into
+every plan, while an example made from the live situation is worth copying and differs from
+one moment to the next. A domain without advice gets an example made from its tools' example
+arguments, in the user message as well.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from esper_arbiter.components.actions import ActionStep, step_to_dict
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.pathfinding import line_of_sight
 from esper_arbiter.systems.planning.tools import ToolRegistry, ToolSpec
+from esper_arbiter.systems.planning.validation import validate_plan
+
+log = logging.getLogger(__name__)
 
 MAX_COVER_LISTED = 10
 """Cover tiles listed in the prompt (nearest first); the rest are counted."""
@@ -60,20 +73,62 @@ _EXAMPLE_PREFERENCE = ("TakeCover", "Attack", "Wait")
 
 
 def system_prompt(domain: Domain | None = None, max_steps: int = 8) -> str:
-    """The domain's role text, the reply format, its tools and one example reply."""
+    """The domain's role text, the reply format and its tools (no example: that is built
+    from the live situation, in the user message)."""
     d = domain if domain is not None else default_domain()
-    example = json.dumps({"steps": example_steps(d.tools)}, separators=(",", ":"))
     orders = "; ".join(f"{word}: {meaning}" for word, meaning in d.orders.items())
     return "\n".join((
         d.role.strip(),
         *((f"Orders you may be given: {orders}.",) if orders else ()),
         f"Reply with JSON only: an object with \"steps\", a list of 1 to {max_steps} steps "
         "done in order. Each step is {\"act\": tool name, plus that tool's arguments}.",
-        "Use only the ids and tiles given in the situation.",
+        "Use only the ids and tiles given in the situation. Different steps, not one step "
+        "repeated; the options listed are good choices for this moment.",
         "Tools:",
         d.tools.prompt_tool_list(d.rules),
-        f"Example reply: {example}",
     ))
+
+
+MAX_EXAMPLE_STEPS = 3
+"""Steps in the user message's example reply."""
+
+
+def options(snapshot: WorldSnapshot, domain: Domain | None = None) -> list[tuple[ActionStep, str]]:
+    """The domain's advice for ``snapshot`` (legal steps with reasons, most urgent first), or
+    none. A domain's advisor that raises is treated as having nothing to say."""
+    d = domain if domain is not None else default_domain()
+    if d.advise is None:
+        return []
+    try:
+        advice = [(step, str(why)) for step, why in d.advise(snapshot)
+                  if getattr(step, "act", None) in d.tools]
+    except Exception:
+        log.exception("domain %s: advice failed", d.name)
+        return []
+    if not advice:
+        return []
+    # Offered in order, the options must make a plan the validator accepts: drop any that
+    # would not (a step the domain's own tools or rules refuse).
+    checked = validate_plan([step_to_dict(s) for s, _ in advice], snapshot, d.tools, d.rules,
+                            max_steps=len(advice))
+    legal = list(checked.steps)
+    out = []
+    for step, why in advice:
+        if legal and legal[0] == step:
+            out.append((step, why))
+            legal.pop(0)
+    return out
+
+
+def live_example(snapshot: WorldSnapshot, domain: Domain | None = None,
+                 advice: Sequence[tuple[ActionStep, str]] | None = None) -> list[dict[str, Any]]:
+    """The example reply's steps: the first options for this snapshot, else the tools' own
+    example arguments (:func:`example_steps`)."""
+    d = domain if domain is not None else default_domain()
+    opts = options(snapshot, d) if advice is None else advice
+    if opts:
+        return [step_to_dict(step) for step, _ in opts[:MAX_EXAMPLE_STEPS]]
+    return example_steps(d.tools)
 
 
 def example_steps(registry: ToolRegistry) -> list[dict[str, Any]]:
@@ -100,8 +155,10 @@ def example_steps(registry: ToolRegistry) -> list[dict[str, Any]]:
     return [{"act": s.name, **s.example_args()} for s in chosen]
 
 
-def render_snapshot(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> str:
-    """The situation as compact text: objective, time, orders, me, leader, enemies, allies,
+def render_snapshot(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
+                    domain: Domain | None = None) -> str:
+    """The situation as compact text: objective and standing order (with what the domain
+    says it means) first, then time, me, leader, enemies, allies,
     neutrals, points of interest, walls as runs, cover, smoke. Dead enemies are left out; live
     ones say whether they are in sight (Attack needs it; Approach first when hidden). Lists
     are nearest first and cut to ``limits``, counting what was left out."""
@@ -109,8 +166,11 @@ def render_snapshot(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> str
     me = s.me
     o = s.objective
     objective = f"{o.kind} {o.label} at ({o.x},{o.y})" if o is not None else "none"
+    meaning = domain.order_meaning(s.orders) if domain is not None and s.orders else None
+    order = (s.orders or "none") + (f" ({meaning})" if meaning else "")
     lines = [
-        f"time {s.t:.1f}s. objective: {objective}. orders: {s.orders or 'none'}.",
+        f"objective: {objective}. standing order: {order}.",
+        f"time {s.t:.1f}s.",
         "me " + _unit(me, None)
         + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
         + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
@@ -161,13 +221,30 @@ def _listed(items: Sequence[str], total: int) -> str:
     return text or "none"
 
 
+def render_options(snapshot: WorldSnapshot, domain: Domain | None = None,
+                   max_steps: int = 8,
+                   advice: Sequence[tuple[ActionStep, str]] | None = None) -> str:
+    """The options lines and the reply instruction with its live example."""
+    d = domain if domain is not None else default_domain()
+    opts = options(snapshot, d) if advice is None else list(advice)
+    lines = []
+    if opts:
+        lines.append("options now:")
+        lines.extend(f"- {json.dumps(step_to_dict(step), separators=(',', ':'))}: {why}"
+                     for step, why in opts)
+    example = json.dumps({"steps": live_example(snapshot, d, opts)}, separators=(",", ":"))
+    lines.append(f"You are #{snapshot.me.id}. Reply with the JSON plan ({max_steps} steps at "
+                 f"most), for example {example}")
+    return "\n".join(lines)
+
+
 def build_messages(snapshot: WorldSnapshot, domain: Domain | None = None,
                    max_steps: int = 8, limits: PromptLimits = FULL) -> list[dict[str, str]]:
     """Chat messages (system + user) for ollama's ``chat`` or llama.cpp's chat completion."""
-    user = (render_snapshot(snapshot, limits)
-            + f"\nYou are #{snapshot.me.id}. Reply with the JSON plan ({max_steps} steps at most).")
+    d = domain if domain is not None else default_domain()
+    user = render_snapshot(snapshot, limits, d) + "\n" + render_options(snapshot, d, max_steps)
     return [
-        {"role": "system", "content": system_prompt(domain, max_steps)},
+        {"role": "system", "content": system_prompt(d, max_steps)},
         {"role": "user", "content": user},
     ]
 

@@ -115,7 +115,11 @@ from esper_arbiter.systems.llm.request_queue import (
     outcome_label,
 )
 from esper_arbiter.systems.llm.timeline import RequestTimeline
-from esper_arbiter.systems.planning.validation import collapse_repeats, validate_plan
+from esper_arbiter.systems.planning.validation import (
+    collapse_raw_repeats,
+    collapse_repeats,
+    validate_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -747,7 +751,8 @@ class LlmPlanService:
         request = entry.request
         try:
             domain = domain_of(request)
-            result = self._validate(parsed.value, request.snapshot, domain.tools,
+            result = self._validate(collapse_raw_repeats(parsed.value), request.snapshot,
+                                    domain.tools,
                                     domain.rules, request.max_steps)
         except Exception as exc:
             return self._failure(entry, FailureKind.CRASH,

@@ -39,6 +39,7 @@ from esper_arbiter.components.llm import (
 from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
+from esper_arbiter.systems.planning.grounding import cannot_start, ground_step
 from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = WITHDRAWN_KINDS
@@ -75,6 +76,9 @@ class ArbiterConfig:
     that are due). The rest stay due and go first next frame, so a crowd that wakes together
     (spawned at once, a fight's bursts ending in step) is spread over a few frames instead
     of stalling one. An agent whose model plan just arrived is not held back."""
+    max_step_preparations: int = 3
+    """A model step that cannot run yet gets up to this many preparatory steps (approach,
+    reload, wait; see ``systems.planning.grounding``) before it is skipped."""
 
 
 class Arbiter:
@@ -178,11 +182,11 @@ class Arbiter:
         if not plan.steps:
             self._count_failure(state, t, FailureKind.INVALID_PLAN, f"plan {plan.plan_id} is empty")
             return
-        stale = validate_step(plan.steps[0], perception.snapshot, self.registry, self.rules)
+        stale = cannot_start(plan.steps, perception.snapshot, self.registry, self.rules)
         if stale is not None:
             self._count_failure(
                 state, t, FailureKind.INVALID_PLAN,
-                f"plan {plan.plan_id} stale on arrival: {stale.message}",
+                f"plan {plan.plan_id} stale on arrival: {stale}",
             )
             return
         m.plans_by_source[plan.source] = m.plans_by_source.get(plan.source, 0) + 1
@@ -199,6 +203,8 @@ class Arbiter:
         old = state.mode
         state.plan = plan
         state.step_index = 0
+        state.preparing = False
+        state.prep_attempts = 0
         state.rejected_steps = []
         self._transition(
             state, t, Mode.EXECUTING_LLM,
@@ -261,9 +267,15 @@ class Arbiter:
                 state.next_think_at = t + self._think_delay(state)
             return
         m = state.metrics
+        if state.preparing:
+            # A preparatory step ended (done or not): check the planned step again.
+            state.preparing = False
+            self._issue_llm_step(state, perception, intent)
+            return
         if intent.status is IntentStatus.DONE:
             m.llm_steps_executed += 1
         elif intent.status is IntentStatus.FAILED:
+            m.llm_steps_failed += 1
             plan = state.plan
             assert plan is not None
             state.rejected_steps.append(
@@ -275,6 +287,7 @@ class Arbiter:
                 f"{describe_step(plan.steps[state.step_index])} failed: {intent.reason}",
             )
         state.step_index += 1
+        state.prep_attempts = 0
         self._issue_llm_step(state, perception, intent)
 
     def _issue_llm_step(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
@@ -288,6 +301,8 @@ class Arbiter:
             if err is None:
                 self._issue(state, intent, step, t)
                 return
+            if self._prepare(state, perception, intent, step, err.message):
+                return
             state.metrics.llm_steps_skipped += 1
             state.rejected_steps.append(StepRejection(state.step_index, err.message))
             self._event(
@@ -296,6 +311,7 @@ class Arbiter:
                 f"skip step {state.step_index + 1}/{len(plan.steps)} {err.message}",
             )
             state.step_index += 1
+            state.prep_attempts = 0
         dropped = len(state.rejected_steps)
         self._transition(
             state, t, Mode.GOAP,
@@ -305,6 +321,26 @@ class Arbiter:
         state.plan = None
         state.next_think_at = t
         intent.status = IntentStatus.IDLE
+
+    def _prepare(self, state: ArbiterState, perception: Perception, intent: Intent,
+                 step: ActionStep, why: str) -> bool:
+        """Issue a step that brings the plan's current ``step`` within reach, if there is one
+        and the step has not used up its attempts; True when one was issued."""
+        if state.prep_attempts >= self.config.max_step_preparations:
+            return False
+        prep = ground_step(step, perception.snapshot, self.registry, self.rules)
+        if prep is None:
+            return False
+        plan = state.plan
+        assert plan is not None
+        state.prep_attempts += 1
+        state.preparing = True
+        state.metrics.llm_steps_grounded += 1
+        self._event(state, perception.t, "grounded",
+                    f"step {state.step_index + 1}/{len(plan.steps)} {why}: "
+                    f"{describe_step(prep)} first")
+        self._issue(state, intent, prep, perception.t)
+        return True
 
     def _unchanged(self, state: ArbiterState, perception: Perception, intent: Intent) -> bool:
         """A periodic re-think of a running step that would see exactly what the last decision

@@ -37,7 +37,7 @@ from typing import Any
 
 from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
-from esper_arbiter.systems.planning.pathfinding import step_distances
+from esper_arbiter.systems.planning.pathfinding import line_of_sight, step_distances
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 Tile = tuple[int, int]
@@ -105,6 +105,11 @@ class Effect(StrEnum):
 
 SecondsBounds = Callable[[Rules], tuple[float, float]]
 
+Preparer = Callable[[ActionStep, WorldSnapshot, Rules], ActionStep | None]
+"""Given a step of this tool that cannot be issued now, the snapshot and the rules: a step that
+brings it within reach (walk into range, reload, wait out a cooldown), or ``None`` when
+nothing soon would. See :mod:`systems.planning.grounding`."""
+
 
 @dataclass(frozen=True, slots=True)
 class ArgSpec:
@@ -140,6 +145,11 @@ class ToolSpec:
     (a key of ``WorldSnapshot.cooldowns``) and ``cooldown_time`` how long it is unavailable after
     use. Whether a cooldown has run out later in a plan is judged from the time that certainly
     passes: walks and SECONDS arguments.
+
+    ``prepare`` makes the tool an *intent* rather than a command that only works from here: when
+    a planned step fails its issue-time checks (target out of range or sight, cooldown not yet
+    over, magazine empty), the arbiter issues the step ``prepare`` returns first, then tries the
+    planned step again, instead of skipping it.
     """
 
     name: str
@@ -151,6 +161,7 @@ class ToolSpec:
     reach: Callable[[Rules], float] | None = None
     cooldown: str | None = None
     cooldown_time: Callable[[Rules], float] | None = None
+    prepare: Preparer | None = None
     arg_names: frozenset[str] = field(init=False)
     tile_args: tuple[str, str] | None = field(init=False)
     target_arg: ArgSpec | None = field(init=False)
@@ -387,8 +398,13 @@ def _reachable_from_me(snapshot: WorldSnapshot) -> frozenset[Tile]:
 
 
 def legal_targets(spec: ToolSpec, snapshot: WorldSnapshot,
-                  reachable: frozenset[Tile] | None = None) -> list[int]:
-    """Entity ids the spec's target argument may take in ``snapshot`` (reach not applied)."""
+                  reachable: frozenset[Tile] | None = None,
+                  rules: Rules = DEFAULT_RULES) -> list[int]:
+    """Entity ids the spec's target argument may take in ``snapshot`` (reach not applied).
+
+    A tool that shoots (LINE_OF_FIRE) is offered only targets it can engage: in sight and range
+    now, or reachable on foot (its preparer approaches them); a walled-off enemy out of sight is
+    not on offer."""
     t = spec.target_arg
     if t is None:
         return []
@@ -398,13 +414,26 @@ def legal_targets(spec: ToolSpec, snapshot: WorldSnapshot,
     for u in pool:
         if (u.hp <= 0) != downed:
             continue
-        if Check.REACHABLE in spec.checks:
+        if Check.REACHABLE in spec.checks or Check.LINE_OF_FIRE in spec.checks:
             if reachable is None:
                 reachable = _reachable_from_me(snapshot)
-            if u.pos not in reachable:
+            if u.pos not in reachable and not _next_to(u.pos, reachable) and not (
+                    Check.LINE_OF_FIRE in spec.checks and _engageable(snapshot, u, rules)):
                 continue
         out.append(u.id)
     return out
+
+
+def _next_to(tile: Tile, tiles: frozenset[Tile]) -> bool:
+    x, y = tile
+    return any((x + dx, y + dy) in tiles for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy)
+
+
+def _engageable(snapshot: WorldSnapshot, u: UnitView, rules: Rules) -> bool:
+    """In sight and within fire range of the agent now (shooting needs no walk)."""
+    me = snapshot.me
+    return (math.dist(me.pos, u.pos) <= rules.fire_range
+            and line_of_sight(snapshot.grid, me.pos, u.pos))
 
 
 def _whole_seconds(arg: ArgSpec, rules: Rules) -> list[int]:
@@ -418,12 +447,12 @@ def _tool_branches(spec: ToolSpec, ctx: _SchemaContext, rules: Rules) -> list[di
         return []
     if Check.AMMO in spec.checks and snap.ammo <= 0 and snap.ammo_capacity > 0:
         return []
-    needs_reach = Check.REACHABLE in spec.checks
+    needs_reach = Check.REACHABLE in spec.checks or Check.LINE_OF_FIRE in spec.checks
     reach = ctx.reachable_tiles() if needs_reach else None
     common: dict[str, dict[str, Any]] = {}
     for a in spec.args:
         if a.kind in (ArgKind.HOSTILE_ID, ArgKind.ALLY_ID):
-            ids = legal_targets(spec, snap, reach)
+            ids = legal_targets(spec, snap, reach, rules)
             if not ids:
                 return []
             common[a.name] = {"type": "integer", "enum": ids}

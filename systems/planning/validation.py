@@ -15,7 +15,9 @@ order with a small simulation of the agent:
 
 * position: after MoveTo / Retreat / TakeCover the agent stands on that tile, so a later Heal or
   ThrowSmoke measures its reach from there; after Approach the tile is unknown and reach checks
-  are left to :func:`validate_step` at issue time;
+  are left to :func:`validate_step` at issue time. A *tile* out of reach is accepted ahead of
+  time for a tool with a ``prepare`` (ThrowSmoke: the arbiter walks into throwing range
+  first, see :mod:`systems.planning.grounding`), and the agent's tile is unknown after it;
 * ammunition: a Reload makes Attack / CoverFire legal again. Rounds spent are *not* simulated
   (how many a burst fires depends on the fight); :func:`validate_step` checks the real count;
 * cooldowns: using ThrowSmoke / Heal puts it on cooldown, and a later use is rejected unless the
@@ -141,6 +143,10 @@ class _AgentState:
     capacity: int
     elapsed: float
     ready_in: Mapping[str, float]
+    planning: bool = False
+    """Checking a whole plan ahead of time, not a step about to be issued."""
+    walks_first: bool = False
+    """The step being checked is out of reach but its tool walks into reach first."""
 
     @staticmethod
     def of(snapshot: WorldSnapshot) -> _AgentState:
@@ -252,6 +258,7 @@ def _validate_plan(
             f"the plan has {len(raw_steps)} steps; at most {max_steps} are allowed",
         ))
     state = _AgentState.of(snapshot)
+    state.planning = True
     steps = []
     for i, raw in enumerate(raw_steps[:max(max_steps, MAX_CHECKED_STEPS)]):
         step_errors, step = _check_raw_step(i, raw, snapshot, registry, rules, state)
@@ -347,6 +354,7 @@ def _semantic(
     state: _AgentState,
 ) -> list[Issue]:
     """The legality checks of ``spec`` for well-typed ``values``; empty when legal."""
+    state.walks_first = False
     issues: list[Issue] = []
     checks = spec.checks
     if spec.tile_args is not None:
@@ -400,7 +408,11 @@ def _tile_issue(
     if Check.IN_REACH in checks and spec.reach is not None and state.pos is not None:
         r = spec.reach(rules)
         d = math.hypot(x - state.pos[0], y - state.pos[1])
-        if d > r + _EPS:
+        if d > r + _EPS and state.planning and spec.prepare is not None:
+            # Ahead of time, a tile out of reach is not an error for a tool whose preparer
+            # walks into reach first (ThrowSmoke); just before issue it is, and then prepared.
+            state.walks_first = True
+        elif d > r + _EPS:
             return (ValidationCode.OUT_OF_REACH,
                     f"tile ({x}, {y}) is {d:.1f} tiles from ({state.pos[0]}, {state.pos[1]}); "
                     f"{spec.name} reaches {r:g}")
@@ -455,6 +467,7 @@ def _target_issue(
 def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
            state: _AgentState) -> None:
     """Advance the simulated agent past a legal step."""
+    walked, state.walks_first = state.walks_first, False
     if spec.cooldown is not None and spec.cooldown_time is not None:
         ready = dict(state.ready_in)
         ready[spec.cooldown] = state.elapsed + spec.cooldown_time(rules)
@@ -473,8 +486,8 @@ def _apply(spec: ToolSpec, values: Mapping[str, int | float], rules: Rules,
             steps = max(abs(dest[0] - state.pos[0]), abs(dest[1] - state.pos[1]))
             took += steps / rules.move_speed
         state.pos = dest
-    elif spec.effect is Effect.APPROACH:
-        state.pos = None
+    elif spec.effect is Effect.APPROACH or walked:
+        state.pos = None  # somewhere near the target, or walked into reach first
     elif spec.effect is Effect.RELOAD:
         state.ammo = max(state.ammo, state.capacity, 1)
     state.elapsed += took
@@ -566,6 +579,22 @@ def _describe_typed(step: ActionStep) -> str:
         return describe_step(step)
     except TypeError:  # a host's extra tool whose step is not a dataclass
         return repr(step)
+
+
+def collapse_raw_repeats(plan: object) -> object:
+    """An untrusted plan (``{"steps": [...]}`` or a list) with runs of identical consecutive
+    step objects collapsed into one, *before* validation: ``ThrowSmoke`` written eight times is
+    one smoke, not a plan whose second smoke is on cooldown. Anything else is returned as is."""
+    steps = plan.get("steps") if isinstance(plan, dict) else plan
+    if not isinstance(steps, list):
+        return plan
+    out: list[object] = []
+    for step in steps:
+        if not out or out[-1] != step:
+            out.append(step)
+    if isinstance(plan, dict):
+        return {**plan, "steps": out}
+    return out
 
 
 def collapse_repeats(steps: Sequence[ActionStep]) -> tuple[ActionStep, ...]:

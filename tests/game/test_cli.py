@@ -154,3 +154,19 @@ def test_headless_rounds_wait_for_a_live_model_but_not_for_scripted_ones() -> No
         assert time.monotonic() - start >= 0.45
     finally:
         session.close()
+
+
+def test_a_shipped_scenario_is_chosen_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*FAST, "--backend", "none", "--scenario", "ambush", "--seconds", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "outcome:" in out and err == ""
+
+
+def test_an_unknown_scenario_name_is_one_line_listing_the_shipped_ones(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*FAST, "--backend", "none", "--scenario", "ambsuh"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("run_demo.py: error: ambsuh: no such scenario (shipped: ")
+    assert "ambush" in err and "hello_companion" in err and "Traceback" not in err

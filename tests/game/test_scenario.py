@@ -197,3 +197,23 @@ def test_stress_scenarios_are_playable_and_reproducible(n: int) -> None:
     from esper_arbiter.game.scenario import _connected
 
     assert all(_connected(sc, t, sc.extraction_tile) for t in tiles)
+
+
+def test_the_ambush_ships_and_loads_by_name() -> None:
+    from esper_arbiter.game.scenario import resolve_scenario, shipped_scenarios
+
+    assert {"hello_companion", "ambush"} <= set(shipped_scenarios())
+    sc = load_scenario("ambush")
+    assert resolve_scenario("ambush").name == "ambush.json"
+    assert sc.name == "ambush" and sc.enemies
+    # the gunner covers the last lane, in cover, where the walk to the door must pass
+    gunner = sc.enemies[0]
+    assert gunner.pos in sc.cover
+    assert abs(gunner.x - sc.extraction_tile[0]) <= 8
+
+
+def test_an_unknown_name_and_a_path_are_told_apart(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="no such scenario"):
+        load_scenario("nowhere")
+    with pytest.raises(ScenarioError, match="file not found"):
+        load_scenario(tmp_path / "nowhere.json")

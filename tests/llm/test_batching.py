@@ -147,7 +147,10 @@ def test_messages_reuse_the_single_agent_system_prompt_and_list_every_agent_once
     # each agent's own line is there
     for agent, pos in [(2, (2, 3)), (4, (3, 4))]:
         assert line_of(snap(agent, *pos), "me ") in text
-    assert '{"agent_id": 2, "steps": [...]}, {"agent_id": 4, "steps": [...]}' in text
+    # each agent's example is made from its own live options (nothing fixed to copy)
+    for agent, pos in [(2, (2, 3)), (4, (3, 4))]:
+        live = prompt.live_example(snap(agent, *pos))
+        assert json.dumps({"agent_id": agent, "steps": live}, separators=(",", ":")) in text
 
 
 def test_build_batch_rejects_empty_and_duplicate_agents() -> None:
@@ -282,7 +285,8 @@ def test_a_crashing_validator_does_not_stop_the_other_agents() -> None:
 
 
 def test_router_from_a_batch_prompt_and_max_steps_per_member() -> None:
-    long_plan = {"agent_id": 2, "steps": [{"act": "Scan"}] * 3}
+    long_plan = {"agent_id": 2, "steps": [{"act": "Scan"}, {"act": "Wait", "seconds": 1},
+                                          {"act": "Scan"}]}
     members = [BatchMember(1, PlanRequest(agent_id=2, snapshot=snap(2, 2, 3), max_steps=2))]
     router = BatchReplyRouter(build_batch(members))
     router.feed(reply_for(long_plan))

@@ -36,7 +36,7 @@ from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeRep
 from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
 from esper_arbiter.systems.llm.request_queue import QueueEntry, QueueEvent, QueueTicket
 from esper_arbiter.systems.llm.service import ENV_DISABLE_BACKGROUND, LlmPlanService, ServiceConfig
-from esper_arbiter.systems.planning.validation import validate_plan
+from esper_arbiter.systems.planning.validation import collapse_raw_repeats, validate_plan
 from tests.fixtures.fake_ollama import ChatScript, FakeOllama
 from tests.planning.snapshots import hello_snapshot, unit
 
@@ -606,7 +606,8 @@ def test_embedded_model_plans_a_batch_of_three_agent_by_agent() -> None:
     # element that arrived is a plan that validates against that agent's own snapshot.
     assert len(plans) == 3, {a: o and getattr(o, "message", "") for a, o in outcomes.items()}
     for agent, out in plans.items():
-        check = validate_plan(json.loads(out.raw)["steps"], squad_snapshot(agent))
+        check = validate_plan(collapse_raw_repeats(json.loads(out.raw)["steps"]),
+                              squad_snapshot(agent))
         assert check.ok, check.summary()
     assert len(from_batch) >= 2, "the batch reply itself gave fewer than two plans"
     # Incremental: the first plan of the batch was out before the last one.

@@ -8,11 +8,13 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esper_arbiter.components.actions import ACTION_TYPES
+from esper_arbiter.components.actions import ACTION_TYPES, step_to_dict
 from esper_arbiter.components.snapshot import GridView
+from esper_arbiter.systems.domain import default_domain
 from esper_arbiter.systems.llm.prompt import (
     build_messages,
     example_steps,
+    options,
     render_snapshot,
     system_prompt,
     wall_runs,
@@ -41,12 +43,46 @@ def test_system_prompt_lists_every_registered_tool_and_the_reply_format() -> Non
     assert "1 to 3 steps" in system_prompt(max_steps=3)
 
 
-def test_the_example_reply_is_a_valid_plan_made_of_registered_tools() -> None:
-    text = system_prompt()
-    example = json.loads(text.split("Example reply: ", 1)[1].splitlines()[0])
-    expected = [s["act"] for s in example_steps(DEFAULT_REGISTRY)]
-    assert [s["act"] for s in example["steps"]] == expected
-    assert validate_plan(example, hello_snapshot()).ok
+def _example(user: str) -> dict[str, object]:
+    return json.loads(user.split("for example ", 1)[1].splitlines()[0])  # type: ignore[no-any-return]
+
+
+def test_the_example_is_built_from_the_live_situation_and_is_a_valid_plan() -> None:
+    """Nothing fixed to copy: the system prompt has no example, the user message's example is
+    made of this moment's options, and two situations give two different examples."""
+    assert "xample" not in system_prompt()
+    opening = hello_snapshot()
+    later = with_enemy(hello_snapshot(t=20.0, orders="attack"), RIVAL_ID, hp=0)
+    examples = [_example(build_messages(s)[1]["content"]) for s in (opening, later)]
+    assert examples[0] != examples[1]
+    for s, example in zip((opening, later), examples, strict=True):
+        assert validate_plan(example, s).ok
+        assert example["steps"] == [step_to_dict(st) for st, _ in options(s)][:3]
+
+
+def test_the_options_come_with_reasons_and_are_legal_now() -> None:
+    snap = hello_snapshot(orders="attack")
+    user = build_messages(snap)[1]["content"]
+    opts = options(snap)
+    assert opts, "the opening has something worth doing"
+    assert "options now:" in user
+    for step, why in opts:
+        assert why and why in user
+        assert validate_plan([step_to_dict(step)], snap).ok
+
+
+def test_objective_and_standing_order_come_first() -> None:
+    user = build_messages(hello_snapshot(orders="hold"))[1]["content"]
+    first = user.splitlines()[0]
+    assert first.startswith("objective: reach") and "standing order: hold" in first
+
+
+def test_a_domain_without_advice_falls_back_to_its_tools_examples() -> None:
+    domain = default_domain().replace(advise=None)
+    user = build_messages(hello_snapshot(), domain)[1]["content"]
+    assert "options now" not in user
+    assert [s["act"] for s in _example(user)["steps"]] == [  # type: ignore[union-attr]
+        s["act"] for s in example_steps(DEFAULT_REGISTRY)]
 
 
 def test_prompt_never_mentions_an_unregistered_tool() -> None:
@@ -70,7 +106,7 @@ def test_snapshot_mentions_every_live_enemy_and_omits_the_dead() -> None:
 def test_snapshot_has_objective_time_orders_me_player_places_walls_cover() -> None:
     snap = hello_snapshot(t=12.25, orders="hold", ammo=7, cooldowns={"smoke": 3.2, "heal": 0})
     text = render_snapshot(snap)
-    assert "time 12.2s. objective: reach breach_door at (15,8). orders: hold." in text
+    assert "objective: reach breach_door at (15,8). standing order: hold.\ntime 12.2s." in text
     assert f"me #{COMPANION_ID} companion (2,3) hp 80/80 ammo 7/30" in text
     assert "smoke 4s" in text and "heal ready" in text
     assert f"leader #{PLAYER_ID} player (2,2) hp 100/100 dist 1" in text
@@ -97,7 +133,7 @@ def test_build_messages_is_system_then_user_with_the_situation() -> None:
     msgs = build_messages(snap, max_steps=4)
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert msgs[0]["content"] == system_prompt(max_steps=4)
-    assert render_snapshot(snap) in msgs[1]["content"]
+    assert render_snapshot(snap, domain=default_domain()) in msgs[1]["content"]
     assert f"You are #{COMPANION_ID}" in msgs[1]["content"]
 
 

@@ -26,6 +26,7 @@ from esper_arbiter.systems.planning.tools import (
     Effect,
     ToolRegistry,
     ToolSpec,
+    legal_targets,
 )
 from esper_arbiter.systems.planning.validation import ValidationCode, validate_plan
 from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
@@ -160,8 +161,8 @@ def test_tiles_walled_off_from_the_agent_are_not_offered() -> None:
     assert tiles_of(schema, "MoveTo") == {(x, y) for x in range(6) for y in range(10)}
     assert tiles_of(schema, "TakeCover") == {(5, 2), (5, 5)}
     assert branches(schema, "Approach") == []  # every enemy is on the far side
-    attack = branches(schema, "Attack")[0]["properties"]["target_id"]["enum"]
-    assert attack == list(ENEMY_IDS)  # shooting needs no path
+    # Nor can any be shot: behind a closed wall, out of sight, nothing engages them.
+    assert branches(schema, "Attack") == [] and branches(schema, "CoverFire") == []
 
 
 def test_target_ids_are_live_hostiles_and_allies() -> None:
@@ -312,3 +313,22 @@ def test_on_a_big_map_take_cover_offers_only_real_cover_tiles_nearest_first() ->
     nearest = min((t for t in cover if t[0] < 40),
                   key=lambda t: (t[0] - 10) ** 2 + (t[1] - 20) ** 2)
     assert nearest in allowed
+
+
+def test_shooting_tools_offer_only_enemies_that_can_be_engaged() -> None:
+    """In sight and range now, or reachable on foot (Attack approaches them); an enemy walled
+    off out of sight is not on offer, so a small model cannot pick it."""
+    from tests.planning.snapshots import RIVAL_ID, hello_snapshot
+
+    snap = hello_snapshot()
+    rival = snap.unit(RIVAL_ID)
+    assert rival is not None
+    box = frozenset((x, y) for x in range(rival.x - 1, rival.x + 2)
+                    for y in range(rival.y - 1, rival.y + 2) if (x, y) != rival.pos)
+    boxed = dataclasses.replace(snap, grid=dataclasses.replace(snap.grid,
+                                                               walls=snap.grid.walls | box))
+    attack = DEFAULT_REGISTRY.get("Attack")
+    assert attack is not None
+    assert RIVAL_ID in legal_targets(attack, snap)
+    assert RIVAL_ID not in legal_targets(attack, boxed)
+    assert legal_targets(attack, boxed)  # the others still are

@@ -116,8 +116,6 @@ CASES: list[tuple[str, object, Any, ValidationCode, str]] = [
      C.TARGET_NOT_DOWNED, "is not down (hp 100/100)"),
     ("heal out of reach", [{"act": "Heal", "target_id": PLAYER_ID}], far_player,
      C.OUT_OF_REACH, "is 8.2 tiles from (2, 3); Heal reaches 1.5"),
-    ("smoke out of reach", [{"act": "ThrowSmoke", "x": 19, "y": 9}], hello_snapshot,
-     C.OUT_OF_REACH, "ThrowSmoke reaches 8"),
     ("no ammo", [{"act": "Attack", "target_id": RIVAL_ID}], lambda: hello_snapshot(ammo=0),
      C.NO_AMMO, "no ammo loaded (0/30): Reload first"),
     ("smoke cooldown", [{"act": "ThrowSmoke", "x": 9, "y": 2}],
@@ -236,6 +234,17 @@ def test_reach_is_measured_from_where_the_agent_will_be() -> None:
     assert validate_plan(walk_then_heal, snap).ok
     smoke = [{"act": "MoveTo", "x": 14, "y": 8}, {"act": "ThrowSmoke", "x": 19, "y": 9}]
     assert validate_plan(smoke, hello_snapshot()).ok
+
+
+def test_a_far_smoke_is_accepted_and_checked_again_just_before_it_is_thrown() -> None:
+    """ThrowSmoke walks into throwing range first (its prepare), so a far tile is no reason
+    to reject a plan; the re-check at issue time still refuses it from here."""
+    far = [{"act": "ThrowSmoke", "x": 19, "y": 9}, {"act": "Heal", "target_id": COMPANION_ID}]
+    assert validate_plan(far, hello_snapshot()).ok
+    err = validate_step(ThrowSmoke(19, 9), hello_snapshot())
+    assert err is not None and err.code is C.OUT_OF_REACH and "ThrowSmoke reaches 8" in str(err)
+    heal_far = validate_plan([{"act": "Heal", "target_id": PLAYER_ID}], far_player())
+    assert heal_far.errors[0].code is C.OUT_OF_REACH  # a target's reach stays strict
 
 
 def test_after_approach_reach_is_left_to_issue_time() -> None:
@@ -358,8 +367,8 @@ def test_accepted_plans_are_executable(
         elif isinstance(step, ThrowSmoke):
             assert clock >= smoke_ready_at
             smoke_ready_at = clock + rules.smoke_cooldown
-            if pos is not None:
-                assert math.dist(pos, (step.x, step.y)) <= rules.smoke_range
+            if pos is not None and math.dist(pos, (step.x, step.y)) > rules.smoke_range:
+                pos = None  # out of reach: the arbiter walks into throwing range first
         elif isinstance(step, (Heal, Revive)):
             ally = snap.unit(step.target_id)
             assert ally is not None and ally.team == snap.me.team
@@ -459,3 +468,14 @@ def test_untrusted_input_never_raises(plan: object, snap_key: str) -> None:
     if result.ok:
         assert isinstance(plan, (list, dict))
         assert 1 <= len(result.steps) <= 8
+
+
+def test_a_step_written_eight_times_is_one_step_not_a_plan_on_cooldown() -> None:
+    from esper_arbiter.systems.planning.validation import collapse_raw_repeats
+
+    smoke = {"act": "ThrowSmoke", "x": 9, "y": 2}
+    padded = {"steps": [smoke] * 8 + [{"act": "Scan"}]}
+    assert not validate_plan(padded, hello_snapshot()).ok  # the second smoke is on cooldown
+    collapsed = validate_plan(collapse_raw_repeats(padded), hello_snapshot())
+    assert collapsed.ok and [s.act for s in collapsed.steps] == ["ThrowSmoke", "Scan"]
+    assert collapse_raw_repeats("not a plan") == "not a plan"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from esper_arbiter.components import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
+    Approach,
     ArbiterState,
     Attack,
     FailureKind,
@@ -259,15 +260,24 @@ def test_plan_stale_on_arrival_counts_as_invalid() -> None:
     assert state.metrics.failures_by_kind == {"invalid_plan": 1}
 
 
-def test_a_shot_out_of_range_is_skipped_not_issued() -> None:
+def test_a_shot_out_of_range_closes_in_first_and_an_unreachable_one_is_skipped() -> None:
     arb, state, intent = make(), ArbiterState(), Intent()
     tick(arb, state, intent, snap(0.0), ready(Scan(), Attack(RIVAL.id), Wait(1.0)))
     intent.finish()
     tick(arb, state, intent, snap(1.0))  # the Rival is 10 tiles off, behind the wall
+    assert intent.step == Approach(RIVAL.id) and intent.label == "LLM 2/3"
+    assert state.metrics.llm_steps_skipped == 0
+    # Walled in where nobody can walk: nothing brings it in range, so the shot is skipped.
+    box = frozenset((x, y) for x in range(11, 14) for y in range(1, 4) if (x, y) != (12, 2))
+    boxed = replace(GRID, walls=GRID.walls | box)
+    arb, state, intent = make(), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0, grid=boxed), ready(Scan(), Attack(RIVAL.id), Wait(1.0)))
+    intent.finish()
+    tick(arb, state, intent, snap(1.0, grid=boxed))
     assert intent.step == Wait(1.0) and intent.label == "LLM 3/3"
     assert "beyond fire range" in state.rejected_steps[0].reason
-    # A plan that would open with that shot cannot start: it counts as an invalid plan.
-    tick(arb, state, intent, snap(2.0), ready(Attack(RIVAL.id), rid=8))
+    # A plan none of whose steps can run or be prepared cannot start: an invalid plan.
+    tick(arb, state, intent, snap(2.0, grid=boxed), ready(Attack(RIVAL.id), rid=8))
     assert state.metrics.failures_by_kind == {"invalid_plan": 1}
 
 

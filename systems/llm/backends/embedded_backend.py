@@ -108,6 +108,7 @@ class EmbeddedBackend:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         temperature: float = 0.2,
+        repeat_penalty: float = 1.0,
         max_tokens: int = 256,
         seed: int | None = None,
         json_mode: bool = True,
@@ -118,6 +119,9 @@ class EmbeddedBackend:
         self.n_ctx = n_ctx
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self.temperature = temperature
+        self.repeat_penalty = repeat_penalty
+        """llama.cpp's penalty on tokens already in the reply (1.0: none). Sampling settings
+        are chosen by ``bench/plan_quality.py --sweep``; see the README's benchmarks."""
         self.max_tokens = max_tokens
         self.seed = seed
         self.json_mode = json_mode
@@ -227,6 +231,7 @@ class EmbeddedBackend:
             "messages": messages,
             "stream": True,
             "temperature": self.temperature,
+            "repeat_penalty": self.repeat_penalty,
             "max_tokens": self.max_tokens * plans,
         }
         if self.seed is not None:

@@ -32,6 +32,7 @@ from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapAction, GoapGoal, Grounder
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 from esper_arbiter.systems.planning.tools import ToolSpec
+from esper_arbiter.systems.presets.squad.advice import squad_advisor
 from esper_arbiter.systems.presets.squad.brain import FactReader, squad_brain
 from esper_arbiter.systems.presets.squad.facts import (
     DEFAULT_ORDERS,
@@ -103,6 +104,7 @@ def squad_domain(
     return Domain(
         name=name, tools=tools, rules=rules, brain=brain, fallback=fallback(rules), role=role,
         orders=meanings, factions=factions, sensing=sensing, order_facts=dict(orders),
+        advise=squad_advisor(rules),
     )
 
 

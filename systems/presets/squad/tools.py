@@ -29,6 +29,11 @@ from esper_arbiter.systems.planning.tools import (
     ToolRegistry,
     ToolSpec,
 )
+from esper_arbiter.systems.presets.squad.grounding import (
+    prepare_ally_reach,
+    prepare_engage,
+    prepare_smoke,
+)
 
 
 def _x(example: int = 3) -> ArgSpec:
@@ -57,24 +62,25 @@ SQUAD_TOOLS: tuple[ToolSpec, ...] = (
              (_x(1), _y(2)), _TILE_MOVE, Effect.MOVE),
     ToolSpec("TakeCover", "move to a cover tile and crouch (damage halved)", TakeCover,
              (_x(5), _y(2)), _TILE_MOVE | {Check.COVER}, Effect.MOVE),
-    ToolSpec("Attack", "fire a burst at an enemy in sight", Attack, (_hostile(),),
-             frozenset({Check.AMMO, Check.LINE_OF_FIRE})),
+    ToolSpec("Attack", "engage an enemy: close in until it is in range and sight, then fire a "
+             "burst", Attack, (_hostile(),),
+             frozenset({Check.AMMO, Check.LINE_OF_FIRE}), prepare=prepare_engage),
     ToolSpec("CoverFire", "suppress an enemy for some seconds", CoverFire,
              (_hostile(), ArgSpec("seconds", ArgKind.SECONDS, "how long",
                                   bounds=lambda r: (0.5, r.max_cover_fire), example=3)),
-             frozenset({Check.AMMO, Check.LINE_OF_FIRE})),
+             frozenset({Check.AMMO, Check.LINE_OF_FIRE}), prepare=prepare_engage),
     ToolSpec("ThrowSmoke", "throw smoke at a tile to block sight", ThrowSmoke,
              (_x(9), _y(2)), frozenset({Check.IN_REACH, Check.COOLDOWN}),
              reach=lambda r: r.smoke_range, cooldown="smoke",
-             cooldown_time=lambda r: r.smoke_cooldown),
+             cooldown_time=lambda r: r.smoke_cooldown, prepare=prepare_smoke),
     ToolSpec("Reload", "refill the magazine", Reload, (), frozenset(), Effect.RELOAD),
     ToolSpec("Heal", "use a medkit on yourself or an adjacent ally", Heal, (_ally(),),
              frozenset({Check.IN_REACH, Check.COOLDOWN}),
              reach=lambda r: r.heal_reach, cooldown="heal",
-             cooldown_time=lambda r: r.heal_cooldown),
+             cooldown_time=lambda r: r.heal_cooldown, prepare=prepare_ally_reach),
     ToolSpec("Revive", "get a downed adjacent ally back up", Revive, (_ally(),),
              frozenset({Check.TARGET_DOWNED, Check.IN_REACH}),
-             reach=lambda r: r.revive_reach),
+             reach=lambda r: r.revive_reach, prepare=prepare_ally_reach),
     ToolSpec("Scan", "stop and look around for enemies", Scan),
     ToolSpec("Wait", "hold position", Wait,
              (ArgSpec("seconds", ArgKind.SECONDS, "how long",

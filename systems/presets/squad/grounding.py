@@ -1,0 +1,109 @@
+"""The squad preset's preparers: what to do first when a planned step cannot run yet.
+
+Each function is a :data:`~systems.planning.tools.Preparer` for one or more of the preset's
+tools (see :mod:`systems.planning.grounding`). They reuse the grounding GOAP already has
+(:class:`~systems.presets.squad.percept.Percept`), so a model's ``Attack(#4)`` from across the
+map means what GOAP's approach-then-attack means: close in until #4 is in range and in sight,
+then fire.
+
+* Attack / CoverFire: reload when the magazine is empty; approach the target when it is out of
+  range or sight and can be walked to.
+* Heal / Revive: walk to a free tile beside the ally when out of reach; wait out a heal cooldown.
+* ThrowSmoke: walk until the tile is within throwing range; wait out the cooldown.
+
+A cooldown is waited out only when it ends within ``Rules.max_wait`` seconds (one Wait step);
+anything longer is not "soon", and the step is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from esper_arbiter.components.actions import (
+    ActionStep,
+    Approach,
+    MoveTo,
+    ThrowSmoke,
+    Wait,
+)
+from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.systems.planning import pathfinding as pf
+from esper_arbiter.systems.planning.rules import Rules
+from esper_arbiter.systems.presets.squad.percept import Percept
+
+_EPS = 1e-9
+
+
+def _wait_out(snapshot: WorldSnapshot, ability: str, rules: Rules) -> Wait | None:
+    left = snapshot.cooldown(ability)
+    if left <= 0 or left > rules.max_wait + _EPS:
+        return None
+    return Wait(seconds=round(max(0.1, min(left + 0.05, rules.max_wait)), 2))
+
+
+def prepare_engage(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> ActionStep | None:
+    """Reload, or approach the target until it is in range and in sight."""
+    target_id = getattr(step, "target_id", None)
+    if not isinstance(target_id, int):
+        return None
+    p = Percept(snapshot, rules)
+    target = next((h for h in p.hostiles if h.id == target_id), None)
+    if target is None:
+        return None  # dead, gone or not an enemy: nothing brings it within reach
+    if not p.has_ammo:
+        return p.reload_step()
+    in_range = pf.distance(p.pos, target.pos) <= rules.fire_range + _EPS
+    if in_range and pf.line_of_sight(p.grid, p.pos, target.pos):
+        return None
+    if not p.can_reach(target.pos) and not p.can_get_next_to(target.pos):
+        return None
+    return Approach(target_id=target_id)
+
+
+def prepare_ally_reach(step: ActionStep, snapshot: WorldSnapshot,
+                       rules: Rules) -> ActionStep | None:
+    """Heal / Revive: wait out the heal cooldown, or walk next to the ally."""
+    target_id = getattr(step, "target_id", None)
+    if not isinstance(target_id, int):
+        return None
+    if step.act == "Heal":
+        wait = _wait_out(snapshot, "heal", rules)
+        if wait is not None:
+            return wait
+    unit = snapshot.unit(target_id)
+    if unit is None or unit.id == snapshot.me.id:
+        return None
+    p = Percept(snapshot, rules)
+    reach = rules.revive_reach if step.act == "Revive" else rules.heal_reach
+    if pf.distance(p.pos, unit.pos) <= reach + _EPS:
+        return None
+    tile = p.tile_next_to(unit.pos)
+    if tile is None or tile == p.pos:
+        return None
+    return MoveTo(x=tile[0], y=tile[1])
+
+
+def prepare_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> ActionStep | None:
+    """Wait out the smoke cooldown, or walk to the nearest tile within throwing range."""
+    if not isinstance(step, ThrowSmoke):
+        return None
+    wait = _wait_out(snapshot, "smoke", rules)
+    if wait is not None:
+        return wait
+    if snapshot.cooldown("smoke") > 0:
+        return None
+    me = (snapshot.me.x, snapshot.me.y)
+    goal = (step.x, step.y)
+    if math.dist(me, goal) <= rules.smoke_range + _EPS:
+        return None
+    best: tuple[int, float, int, int] | None = None
+    for tile, n in pf.step_distances(snapshot.grid, me).items():
+        d = math.dist(tile, goal)
+        if d <= rules.smoke_range - 0.5:
+            key = (n, d, tile[1], tile[0])
+            if best is None or key < best:
+                best = key
+    return None if best is None else MoveTo(x=best[3], y=best[2])
+
+
+__all__ = ["prepare_ally_reach", "prepare_engage", "prepare_smoke"]

@@ -1,0 +1,150 @@
+"""Model steps are intents: a step that cannot run yet is prepared (approach, reload, walk into
+reach, wait out a cooldown), then carried out; only a step nothing can bring within reach is
+skipped. Driven through the arbiter with the real squad domain (real grounding, real
+validator)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+
+from esper_arbiter.components import (
+    Approach,
+    ArbiterState,
+    Attack,
+    GridView,
+    Heal,
+    Intent,
+    IntentStatus,
+    Mode,
+    MoveTo,
+    ObjectiveView,
+    Perception,
+    PlanIntent,
+    PlanReady,
+    Reload,
+    Scan,
+    ThrowSmoke,
+    UnitView,
+    Wait,
+    WorldSnapshot,
+)
+from esper_arbiter.components.actions import ActionStep
+from esper_arbiter.systems.domain import default_domain
+from esper_arbiter.systems.planning.arbiter import Arbiter
+from esper_arbiter.systems.planning.validation import validate_step
+
+GRID = GridView(20, 10, frozenset((6, y) for y in range(1, 9)), frozenset({(5, 2), (7, 3)}))
+ME = UnitView(2, 8, 2, 80, 80, "blue", name="companion")
+PLAYER = UnitView(1, 8, 3, 100, 100, "blue", name="player")
+FAR = UnitView(4, 19, 9, 40, 40, "red", name="Sentry")  # 13 tiles off, out of fire range
+
+
+def snap(t: float = 0.0, **kw: object) -> WorldSnapshot:
+    base = WorldSnapshot(
+        t=t, me=ME, leader=PLAYER, enemies=(FAR,), allies=(), grid=GRID,
+        objective=ObjectiveView("exit", "reach", 15, 8), ammo=30, ammo_capacity=30,
+        ammo_reserve=30, cooldowns=MappingProxyType({"smoke": 0.0, "heal": 0.0}),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def run_plan(*steps: ActionStep, s: WorldSnapshot | None = None
+             ) -> tuple[Arbiter, ArbiterState, Intent]:
+    arb, state, intent = Arbiter(default_domain()), ArbiterState(), Intent()
+    plan = PlanReady(7, PlanIntent("p-0007", tuple(steps), "llm"), "embedded")
+    arb.update(state, Perception.fixed(s or snap()), intent, plan)
+    return arb, state, intent
+
+
+def tick(arb: Arbiter, state: ArbiterState, intent: Intent, s: WorldSnapshot) -> None:
+    arb.update(state, Perception.fixed(s), intent)
+
+
+def test_an_attack_on_an_out_of_range_target_approaches_then_fires_and_is_not_skipped() -> None:
+    arb, state, intent = run_plan(Attack(target_id=4))
+    assert state.mode is Mode.EXECUTING_LLM
+    assert intent.step == Approach(target_id=4)
+    assert state.metrics.llm_steps_skipped == 0
+    intent.finish()  # the game walked the companion into range and sight
+    near = replace(ME, x=14, y=8)
+    tick(arb, state, intent, snap(t=3.0, me=near))
+    assert intent.step == Attack(target_id=4)
+    assert intent.status is IntentStatus.RUNNING
+    intent.finish()
+    tick(arb, state, intent, snap(t=4.0, me=near))
+    m = state.metrics
+    assert (m.llm_steps_executed, m.llm_steps_skipped, m.llm_steps_grounded) == (1, 0, 1)
+    assert state.mode is Mode.GOAP
+
+
+def test_a_step_whose_preparation_keeps_failing_is_skipped_after_the_limit() -> None:
+    arb, state, intent = run_plan(Attack(target_id=4))
+    for i in range(arb.config.max_step_preparations):
+        assert intent.step == Approach(target_id=4)
+        intent.fail("could not close in on the target")
+        tick(arb, state, intent, snap(t=1.0 + i))
+    assert state.metrics.llm_steps_skipped == 1
+    assert state.metrics.llm_steps_grounded == arb.config.max_step_preparations
+    assert state.mode is Mode.GOAP
+
+
+def test_a_dead_target_is_skipped_with_its_reason_not_approached() -> None:
+    arb, state, intent = run_plan(Wait(seconds=1), Attack(target_id=4), Scan())
+    intent.finish()
+    tick(arb, state, intent, snap(t=1.0, enemies=(replace(FAR, hp=0.0),)))
+    assert intent.step == Scan()
+    assert state.metrics.llm_steps_skipped == 1
+    assert state.metrics.llm_steps_grounded == 0
+    assert "dead" in state.rejected_steps[0].reason
+
+
+def test_an_empty_magazine_reloads_before_the_attack() -> None:
+    _arb, _state, intent = run_plan(Attack(target_id=4), s=snap(ammo=0))
+    assert intent.step == Reload()
+
+
+def test_a_heal_on_a_short_cooldown_waits_it_out() -> None:
+    s = snap(cooldowns=MappingProxyType({"smoke": 0.0, "heal": 3.0}))
+    arb, state, intent = run_plan(Heal(target_id=2), s=s)
+    assert isinstance(intent.step, Wait) and 3.0 <= intent.step.seconds <= 3.2
+    intent.finish()
+    tick(arb, state, intent, snap(t=3.2))
+    assert intent.step == Heal(target_id=2)
+
+
+def test_a_cooldown_longer_than_any_wait_skips_the_step() -> None:
+    s = snap(cooldowns=MappingProxyType({"smoke": 30.0, "heal": 0.0}))
+    arb, state, intent = run_plan(Wait(seconds=1), ThrowSmoke(x=9, y=2), Scan(), s=s)
+    intent.finish()
+    tick(arb, state, intent, snap(t=1.0, cooldowns=MappingProxyType({"smoke": 29.0})))
+    assert intent.step == Scan()
+    assert state.metrics.llm_steps_skipped == 1
+
+
+def test_a_smoke_out_of_throwing_range_walks_into_range_first() -> None:
+    _arb, _state, intent = run_plan(ThrowSmoke(x=18, y=9))
+    assert isinstance(intent.step, MoveTo)
+    dest = (intent.step.x, intent.step.y)
+    assert ((dest[0] - 18) ** 2 + (dest[1] - 9) ** 2) ** 0.5 <= default_domain().rules.smoke_range
+
+
+def test_a_heal_whose_ally_walked_off_walks_over_first() -> None:
+    hurt = replace(PLAYER, hp=40.0)
+    arb, state, intent = run_plan(Wait(seconds=1), Heal(target_id=1), s=snap(leader=hurt))
+    assert intent.step == Wait(seconds=1)
+    intent.finish()
+    walked_off = replace(hurt, x=13, y=2)
+    assert validate_step(Heal(target_id=1), snap(leader=walked_off)) is not None
+    tick(arb, state, intent, snap(t=1.0, leader=walked_off))
+    assert isinstance(intent.step, MoveTo)
+    assert abs(intent.step.x - 13) <= 1 and abs(intent.step.y - 2) <= 1
+    assert state.metrics.llm_steps_skipped == 0
+
+
+def test_a_plan_none_of_whose_steps_can_run_or_be_prepared_is_stale_on_arrival() -> None:
+    dead = replace(FAR, hp=0.0)
+    _arb, state, _intent = run_plan(Attack(target_id=4), s=snap(enemies=(dead,)))
+    assert state.mode is Mode.GOAP
+    assert state.metrics.llm_failures == 1
+    assert "stale on arrival" in state.last_failure
