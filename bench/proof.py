@@ -76,9 +76,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("scale", "game_scale.py", "3. Scaling: the real game from 100 to 10,000 agents",
          "a decision costs the same with 100 or 10,000 units on the map (per-agent cost "
          "within 1.5x), with the bare esper loop as the floor.",
-         ("--agents", "100", "300", "1000", "3000", "10000", "--frames", "40",
-          "--warmup-s", "2"),
-         ("--agents", "100", "300", "1000", "--frames", "10")),
+         ("--agents", "100", "300", "1000", "3000", "10000", "--crowd-agents", "100", "1000",
+          "--frames", "40", "--warmup-s", "2"),
+         ("--agents", "100", "300", "1000", "--crowd-agents", "100", "--frames", "10")),
     Spec("frames", "frame_isolation.py", "4. Frame isolation: the model never stalls a frame",
          "with the embedded model planning continuously, the real game loop's p99 frame stays "
          "within 1.1x of the loop with the model off, and no frame exceeds 2x that p99.",

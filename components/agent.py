@@ -23,6 +23,10 @@ class Agent:
     use_llm: bool = True
     sense_radius: float | None = None
     """Tiles this agent perceives; ``None`` takes the domain's :class:`Sensing` radius."""
+    leader: int | None = None
+    """The entity this agent follows (its squad leader), which must carry ``Leader``; ``None``
+    follows its side's leader (the first entity with ``Leader`` on its team). An agent whose
+    leader has lost ``Leader`` (fallen, demoted) has no leader until the host names another."""
 
 
 class SnapshotSource(Protocol):

@@ -48,8 +48,9 @@ class Name:
 
 @dataclass(slots=True)
 class Leader:
-    """Marks the unit its side's agents follow and protect (a VIP, a squad leader, the unit a
-    human controls). At most one per side; optional."""
+    """Marks a unit agents follow and protect (a VIP, a squad leader, the unit a human
+    controls). Optional. An agent follows the one its ``Agent.leader`` names, or else the first
+    on its side, so a side may have one per squad."""
 
 
 @dataclass(slots=True)

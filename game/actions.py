@@ -53,6 +53,7 @@ from esper_arbiter.components.world import (
 from esper_arbiter.game.sim import SimContext
 from esper_arbiter.game.state import Activity, Dead, Downed, Motion, Suppressed
 from esper_arbiter.systems.planning.pathfinding import find_path
+from esper_arbiter.systems.queries import components
 
 Tile = tuple[int, int]
 
@@ -81,10 +82,11 @@ class ActionSystem(esper.Processor):
     def process(self, *args: object, **kwargs: object) -> None:
         if self.ctx.result is not None:
             return
-        for ent, (intent, pos) in esper.get_components(Intent, Position):
+        running = IntentStatus.RUNNING
+        for ent, (intent, pos) in components(Intent, Position):
+            if intent.status is not running or intent.step is None:
+                continue  # the cheap test first: in a big fight most units wait or lie down
             if esper.has_component(ent, Dead) or esper.has_component(ent, Downed):
-                continue
-            if intent.status is not IntentStatus.RUNNING or intent.step is None:
                 continue
             activity = esper.try_component(ent, Activity)
             if activity is None:

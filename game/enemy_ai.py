@@ -33,6 +33,7 @@ from esper_arbiter.game.sim import SimContext, issue
 from esper_arbiter.game.state import Enemy
 from esper_arbiter.systems.perception import build_snapshot
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
+from esper_arbiter.systems.queries import components
 
 ENEMY_AI_PRIORITY = 90
 """After the arbiter (100), before the ActionSystem (50)."""
@@ -64,18 +65,20 @@ class EnemyAISystem(esper.Processor):
         if ctx.result is not None:
             return
         now = ctx.t
-        enemies = esper.get_components(Enemy, Intent, Position)
         if now >= self._next_alert_check:
             self._next_alert_check = now + ALERT_CHECK_INTERVAL
-            self._raise_alerts(now, enemies)
-        for ent, (enemy, intent, _pos) in enemies:
-            if not enemy.alerted or not ctx.active(ent):
+            self._raise_alerts(now, list(components(Enemy, Intent, Position, Health)))
+        for ent, (enemy, intent, _pos, hp) in components(Enemy, Intent, Position, Health):
+            # Cheapest tests first: most guards of a big fight are busy or down this frame.
+            if not enemy.alerted or hp.hp <= 0:
                 continue
             running = intent.status is IntentStatus.RUNNING and intent.step is not None
             if running and (
                 isinstance(intent.step, _UNINTERRUPTIBLE)
                 or now - enemy.last_think < self.think_interval
             ):
+                continue
+            if not ctx.active(ent):
                 continue
             snapshot = build_snapshot(ent, now)
             if snapshot is None:
@@ -93,7 +96,7 @@ class EnemyAISystem(esper.Processor):
             issue(intent, step, now, "BT", Mode.BEHAVIOR_TREE)
 
     def _raise_alerts(
-        self, now: float, enemies: list[tuple[int, tuple[Enemy, Intent, Position]]]
+        self, now: float, enemies: list[tuple[int, tuple[Enemy, Intent, Position, Health]]]
     ) -> None:
         """Alert every guard that is hurt, sees a hostile or hears an alerted ally.
 
@@ -102,20 +105,20 @@ class EnemyAISystem(esper.Processor):
         """
         ctx = self.ctx
         waiting = [
-            (ent, enemy, pos.tile) for ent, (enemy, _i, pos) in enemies
-            if not enemy.alerted and ctx.active(ent)
+            (ent, enemy, pos.tile) for ent, (enemy, _i, pos, hp) in enemies
+            if not enemy.alerted and hp.hp > 0 and ctx.active(ent)
         ]
         if not waiting:
             return
         cell = max(1.0, self.alert_range, self.call_range)
         callers: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for ent, (enemy, _i, pos) in enemies:
-            if enemy.alerted and ctx.active(ent):
+        for ent, (enemy, _i, pos, hp) in enemies:
+            if enemy.alerted and hp.hp > 0 and ctx.active(ent):
                 t = pos.tile
                 callers.setdefault((int(t[0] // cell), int(t[1] // cell)), []).append(t)
         units: dict[tuple[int, int], list[tuple[str, tuple[int, int]]]] = {}
-        for ent, (pos, team) in esper.get_components(Position, Team):
-            if ctx.active(ent):
+        for ent, (pos, team, hp) in components(Position, Team, Health):
+            if hp.hp > 0 and ctx.active(ent):
                 t = pos.tile
                 units.setdefault((int(t[0] // cell), int(t[1] // cell)), []).append(
                     (team.side, t)

@@ -1,6 +1,7 @@
 """Command-line face of the front end: window or headless, screenshots, stress maps.
 
 ``add_frontend_arguments(parser)`` adds ``--screenshot``, ``--screenshot-every``, ``--agents``,
+``--squad-size``,
 ``--fps`` and ``--window``; ``run_frontend(args, make_session)`` plays the round:
 
 * without ``--headless``, in a resizable window (:mod:`game.app`); on a machine with no display
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from esper_arbiter.game.headless import HeadlessReport, run_headless
 from esper_arbiter.game.interrupt import EXIT_INTERRUPTED
 from esper_arbiter.game.scenario import Scenario, build_stress_scenario, load_scenario
+from esper_arbiter.game.stress import MAX_SQUAD, build_squad_scenario
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import paced_by_wall_clock
 
@@ -100,6 +102,16 @@ def _agents(text: str) -> int:
     return value
 
 
+def _squad_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_SQUAD:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_SQUAD} agents a squad, got {value}")
+    return value
+
+
 def _fps(text: str) -> int:
     try:
         value = int(text)
@@ -146,6 +158,11 @@ def add_frontend_arguments(parser: argparse.ArgumentParser) -> None:
              f"{MAX_AGENTS} headless, {WINDOW_MAX_AGENTS} in the window; replaces --scenario)",
     )
     group.add_argument(
+        "--squad-size", type=_squad_size, default=None, metavar="K",
+        help="with --agents: squads of K (a leader and K-1 who follow it), one per sector of "
+             "a bigger map, each in its own fight; default: every companion follows the player",
+    )
+    group.add_argument(
         "--fps", type=_fps, default=60, metavar="N",
         help="window frame rate cap (default 60); the simulation keeps its fixed --tick-rate",
     )
@@ -166,7 +183,13 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         if int(agents) > WINDOW_MAX_AGENTS and not getattr(args, "headless", False):
             raise ValueError(f"the window draws at most {WINDOW_MAX_AGENTS} agents; add "
                              f"--headless for {agents}")
-        return build_stress_scenario(int(agents), seed=int(getattr(args, "seed", 0)))
+        seed = int(getattr(args, "seed", 0))
+        squad = getattr(args, "squad_size", None)
+        if squad:
+            return build_squad_scenario(int(agents), seed=seed, squad=int(squad))
+        return build_stress_scenario(int(agents), seed=seed)
+    if getattr(args, "squad_size", None):
+        raise ValueError("--squad-size needs --agents N")
     return load_scenario(args.scenario)
 
 

@@ -61,6 +61,13 @@ class UnitSpec:
     accuracy: float | None = None
     damage: float | None = None
     morale: float = 1.0
+    leads: bool = False
+    """A squad leader: carries ``Leader``, follows no one, and its squad follows it."""
+    leader: str | None = None
+    """The name of the squad leader this companion follows (``None``: the player)."""
+    order: str | None = None
+    """The standing order it starts with (``None``: none, which the squad preset reads as
+    "follow")."""
 
     @property
     def pos(self) -> Tile:

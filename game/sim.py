@@ -80,6 +80,7 @@ class SimContext:
         self.result: RoundResult | None = None
         self._grid_key: tuple[object, ...] | None = None
         self._grid: GridView | None = None
+        self._grid_checked: tuple[float, object] | None = None
 
     @property
     def t(self) -> float:
@@ -90,14 +91,23 @@ class SimContext:
     def grid_view(self) -> GridView:
         """Walls, cover and the live smoke clouds, as the pathfinder and sight checks want them.
 
-        Rebuilt only when the map version or the set of clouds changed.
+        Rebuilt only when the map version or the set of clouds changed, and checked once per
+        frame: every walk, path and sight check of a big fight asks for it.
         """
         m = self.map
         now = self.clock.t
+        clouds = esper.get_component(SmokeCloud)
+        checked = (now, clouds)
+        if self._grid is not None and self._grid_checked is not None and (
+            self._grid_checked[0] == now and self._grid_checked[1] is clouds
+            and self._grid.version == m.version
+        ):
+            return self._grid
+        self._grid_checked = checked
         smoke = tuple(
             sorted(
                 (c.x, c.y, c.radius)
-                for _, c in esper.get_component(SmokeCloud)
+                for _, c in clouds
                 if c.expires_at > now
             )
         )
@@ -116,9 +126,7 @@ class SimContext:
     @staticmethod
     def active(ent: int) -> bool:
         """Alive, on its feet and in the round."""
-        if not esper.entity_exists(ent):
-            return False
-        hp = esper.try_component(ent, Health)
+        hp = esper.try_component(ent, Health)  # None as well for an entity that is gone
         return (
             hp is not None
             and hp.hp > 0

@@ -26,6 +26,7 @@ from esper_arbiter.components.world import Orders
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.perception import MissingWorldPiece, game_time
 from esper_arbiter.systems.planning.arbiter import Arbiter
+from esper_arbiter.systems.queries import components
 
 log = logging.getLogger("esper_arbiter.arbiter")
 
@@ -58,11 +59,11 @@ class ArbiterSystem(esper.Processor):
             state = esper.try_component(ent, ArbiterState)
             if state is not None:
                 state.wake()
-        for _ent, (standing, waiting) in esper.get_components(Orders, ArbiterState):
+        for _ent, (standing, waiting) in components(Orders, ArbiterState):
             if standing.serial != waiting.last_order_serial:
                 waiting.wake()
         running, idle = IntentStatus.RUNNING, IntentStatus.IDLE
-        for ent, (agent, perception, state, intent) in esper.get_components(
+        for ent, (agent, perception, state, intent) in components(
             Agent, Perception, ArbiterState, Intent
         ):
             if t < state.wake_at and (intent.status is running or intent.status is idle):

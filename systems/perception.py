@@ -35,6 +35,7 @@ from esper_arbiter.components.world import (
 )
 from esper_arbiter.systems.planning.pathfinding import nearest_walkable
 from esper_arbiter.systems.planning.spatial import CellIndex
+from esper_arbiter.systems.queries import Membership
 
 log = logging.getLogger("esper_arbiter.perception")
 
@@ -43,7 +44,10 @@ REQUIRED = (Position, Health, Team)
 
 _NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
 _BUCKET_TTL_S = 0.25
-"""Spatial indexes are rebuilt this often (units move < 1 tile meanwhile)."""
+"""Spatial indexes are rebuilt this often (or when a side's units change)."""
+_BUCKET_SLACK = 2.0
+"""Tiles a unit may walk between two rebuilds (8 tiles/s at the TTL) without a query
+missing it."""
 _Raw = tuple[int, tuple[Position, Health, Team]]
 
 
@@ -74,7 +78,7 @@ class FrameMemory:
     __slots__ = ("buckets", "sides", "views")
 
     def __init__(self) -> None:
-        self.buckets: dict[str, tuple[list[Any], float, CellIndex[Any]]] = {}
+        self.buckets: dict[tuple[str, bool], tuple[list[Any], float, CellIndex[Any]]] = {}
         self.sides: list[Any] = []
         self.views: dict[int, UnitView] = {}
 
@@ -162,10 +166,15 @@ class FrameView:
         if self._sides is None:
             units = esper.get_components(Position, Health, Team)
             cached = self._side_cache
-            if cached and cached[0] is units:
+            if cached and (cached[0] is units or cached[0] == units):
                 # esper hands back the same list object until an entity or component is added
-                # or removed, so the grouping is still right (Team is replaced, not mutated).
+                # or removed anywhere, so the grouping is still right (Team is replaced, not
+                # mutated). In a fight something is added every frame (a unit falls) and the
+                # list is rebuilt, but with the same units and component objects: comparing it
+                # (in C, element by element, by identity first) keeps the grouping, and with it
+                # each side's spatial index.
                 sides = cached[1]
+                cached[0] = units
             else:
                 sides = {}
                 for item in units:
@@ -232,14 +241,18 @@ class FrameView:
         rel = self.factions.relation
         return [s for s in self._index() if s != side and rel(side, s) is relation]
 
-    def _cells(self, side: str) -> CellIndex[_Raw]:
-        """The spatial index of ``side``'s units, rebuilt when the side's membership changes
-        or every ``_BUCKET_TTL_S`` (positions are read live at query time)."""
+    def _cells(self, side: str, alive: bool = False) -> CellIndex[_Raw]:
+        """The spatial index of ``side``'s units (with ``alive``, of those with health left:
+        the fallen of a long fight must not crowd the cells a search for live enemies reads),
+        rebuilt when the side's membership changes or every ``_BUCKET_TTL_S`` (positions are
+        read live at query time; a unit that falls meanwhile is filtered at query time)."""
         group = self._index().get(side, [])
-        built = self._buckets.get(side)
+        slot = (side, alive)
+        built = self._buckets.get(slot)
         if built is None or built[0] is not group or self.t - built[1] >= _BUCKET_TTL_S:
-            built = (group, self.t, CellIndex(group, _raw_pos, _raw_key))
-            self._buckets[side] = built
+            items = [u for u in group if u[1][1].hp > 0] if alive else group
+            built = (group, self.t, CellIndex(items, _raw_pos, _raw_key, slack=_BUCKET_SLACK))
+            self._buckets[slot] = built
         return built[2]
 
     def nearest(
@@ -257,7 +270,7 @@ class FrameView:
             return []
         found: list[tuple[float, int, _Raw]] = []
         for side in sides:
-            for d2, item in self._cells(side).nearest(me.x, me.y, radius, k, skip,
+            for d2, item in self._cells(side, alive).nearest(me.x, me.y, radius, k, skip,
                                                       _alive if alive else None):
                 found.append((d2, item[0], item))
         found.sort(key=lambda f: (f[0], f[1]))
@@ -278,10 +291,15 @@ class FrameView:
         me = self.unit(entity)
         if me is None:
             raise MissingWorldPiece(missing_components(entity))
-        leader = self.leader_of(me.team)
-        lid = leader.id if leader is not None else -1
         sense = self.sensing
         agent = esper.try_component(entity, Agent)
+        if agent is None or agent.leader is None:
+            leader = self.leader_of(me.team)
+        elif esper.entity_exists(agent.leader) and esper.has_component(agent.leader, Leader):
+            leader = self.unit(agent.leader)
+        else:
+            leader = None  # its squad leader fell or was demoted: no leader until a new one
+        lid = leader.id if leader is not None else -1
         radius = sense.radius if agent is None or agent.sense_radius is None \
             else agent.sense_radius
         enemies = self.nearest(me, Relation.HOSTILE, sense.max_enemies, radius, alive=True)
@@ -345,9 +363,11 @@ class PerceptionSystem(esper.Processor):
     Only complete agents (``Agent`` with ``Position``, ``Health`` and ``Team``) get a
     Perception, so an incomplete one is skipped by the arbiter rather than breaking the frame;
     the log names each such entity once. Agents that come and go (an ``Agent`` removed from one
-    entity and added to another in the same frame) are followed whenever esper's component
-    lists change. With no :class:`MapGrid` in the world nobody is perceived (one error names
-    it); with no :class:`GameClock` time stands still at 0 (one warning).
+    entity and added to another in the same frame) are followed whenever an entity gains or
+    loses ``Agent``, ``Position``, ``Health``, ``Team`` or ``Perception``; other components
+    coming and going (a fight adds some every frame) cost a comparison of id sets. With no
+    :class:`MapGrid` in the world nobody is perceived (one error names it); with no
+    :class:`GameClock` time stands still at 0 (one warning).
     """
 
     def __init__(self, factions: Factions = DEFAULT_FACTIONS,
@@ -358,7 +378,7 @@ class PerceptionSystem(esper.Processor):
         self._memory = FrameMemory()
         self.frame: FrameView | None = None
         self.shared = PerceptionFrame()
-        self._seen: tuple[object, object] | None = None
+        self._members = Membership(Agent, *REQUIRED, Perception)
         self._warned: set[object] = set()
 
     def process(self, *args: object, **kwargs: object) -> None:
@@ -369,32 +389,29 @@ class PerceptionSystem(esper.Processor):
         frame = self.frame = FrameView(t, self._grid_cache, self._memory, self.factions,
                                        self.sensing)
         self.shared.advance(t, frame)
-        agents = esper.get_component(Agent)
-        complete = esper.get_components(Agent, *REQUIRED)
-        # esper hands back the same list objects until a component is added or removed
-        # anywhere, so a frame without churn costs two identity checks.
-        if self._seen is not None and self._seen[0] is agents and self._seen[1] is complete:
+        # A frame in which no entity gained or lost one of these types (most frames, even in
+        # a big fight, where what comes and goes is Dead, smoke, cover) costs five set
+        # comparisons: nobody to adopt or drop.
+        if not self._members.changed():
             return
         if not esper.get_component(MapGrid):
             self._warn_once("map", "no MapGrid in the world: agents are not perceived and do "
                             "nothing (add one entity with MapGrid(width, height, ...))",
                             logging.ERROR)
+            self._members = Membership(*self._members.types)  # look again next frame
             return
-        # Set arithmetic, not a component lookup per agent: in a big fight units go down every
-        # frame, which empties esper's caches, so this runs every frame there.
-        ok = {e for e, _ in complete}
-        perceived = {e for e, _ in esper.get_component(Perception)}
+        agents, pos, hp, team, perceived = self._members.sets()
+        ok = agents & pos & hp & team
         for ent in ok - perceived:
             self._adopt(ent, t)
         for ent in perceived - ok:
             esper.remove_component(ent, Perception)  # no longer an agent, or incomplete
         if len(ok) != len(agents):
-            for ent, _agent in agents:
-                if ent not in ok:
-                    self._warn_once(ent, missing_components(ent))
+            for ent in agents - ok:
+                self._warn_once(ent, missing_components(ent))
         if self._warned:
             self._warned.difference_update(ok)
-        self._seen = (esper.get_component(Agent), esper.get_components(Agent, *REQUIRED))
+        self._members.changed()  # what we just adopted and dropped is the new normal
 
     def _warn_once(self, key: object, message: str, level: int = logging.WARNING) -> None:
         if key not in self._warned:

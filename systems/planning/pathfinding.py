@@ -33,9 +33,15 @@ SQRT2 = math.sqrt(2.0)
 PATH_CACHE_SIZE = 4096
 """Paths kept per grid (LRU)."""
 STEP_MAP_CACHE_SIZE = 256
-"""Step-distance maps kept per grid (LRU); one per distinct start tile."""
-GRID_CACHE_SIZE = 16
-"""Distinct grids (wall layouts) kept at once (LRU)."""
+"""Step-distance maps kept per grid (LRU); one per distinct start tile. On a big map fewer are
+kept: see :data:`STEP_MAP_CELL_BUDGET`."""
+STEP_MAP_CELL_BUDGET = 1 << 18
+"""Tiles held by one grid's cached step maps, at most (a map costs ~100 bytes a reachable
+tile, so ~25 MB): a 416x208 stress map keeps 8 maps, not 256 maps of 2 GB in all."""
+GRID_CACHE_SIZE = 4
+"""Distinct grids (wall layouts) kept at once (LRU). A game that moves to another map (or
+opens a door) rarely returns to the old layout, and each cached one holds its paths, step maps
+and sight lines: a soak of 90 rounds on fresh maps grew by ~1 MB a round with 16."""
 LOS_CACHE_SIZE = 65536
 """Wall-only sight lines kept per grid before the table is cleared."""
 
@@ -317,7 +323,8 @@ def step_distances(
     out = {(i % w, i // w): n for i, n in dist.items()}
     if max_steps is None:
         cache[s] = out
-        if len(cache) > STEP_MAP_CACHE_SIZE:
+        keep = max(8, min(STEP_MAP_CACHE_SIZE, STEP_MAP_CELL_BUDGET // max(1, len(out))))
+        while len(cache) > keep:
             cache.popitem(last=False)
     return out
 
@@ -370,6 +377,42 @@ def nearest_walkable(grid: GridView, tile: Tile, origin: Tile | None = None) -> 
     return None
 
 
+COVER_CELL = 8
+"""Tiles per side of the buckets :func:`cover_near` sorts a map's cover into."""
+_cover_last: list[tuple[frozenset[Tile], dict[Tile, list[Tile]]]] = []
+
+
+def _cover_buckets(cover: frozenset[Tile]) -> dict[Tile, list[Tile]]:
+    if _cover_last and _cover_last[0][0] is cover:
+        return _cover_last[0][1]
+    buckets: dict[Tile, list[Tile]] = {}
+    for t in sorted(cover):
+        buckets.setdefault((t[0] // COVER_CELL, t[1] // COVER_CELL), []).append(t)
+    _cover_last[:] = [(cover, buckets)]
+    return buckets
+
+
+def cover_near(grid: GridView, centre: Tile, want: int) -> list[Tile]:
+    """Cover tiles around ``centre``: those in the smallest square (8, 16, 32 ... tiles
+    across each way) that holds at least ``want`` of them, or all of them. A big map has
+    thousands of cover tiles; a unit looking for cover needs the few nearby, in a time that
+    does not grow with the map."""
+    cover = grid.cover
+    if len(cover) <= max(want, 64):
+        return sorted(cover)
+    buckets = _cover_buckets(cover)
+    cx, cy = centre[0] // COVER_CELL, centre[1] // COVER_CELL
+    span = max(grid.width, grid.height) // COVER_CELL + 1
+    ring = 1
+    while True:
+        found = [t for gx in range(cx - ring, cx + ring + 1)
+                 for gy in range(cy - ring, cy + ring + 1)
+                 for t in buckets.get((gx, gy), ())]
+        if len(found) >= want or ring >= span:
+            return found
+        ring *= 2
+
+
 def line_of_sight(grid: GridView, a: Tile, b: Tile) -> bool:
     """True when nothing blocks sight between the centres of tiles ``a`` and ``b``.
 
@@ -420,9 +463,51 @@ def _bresenham_clear(idx: _GridIndex, a: Tile, b: Tile) -> bool:
             return False
 
 
-def smoke_blocks(smoke: Iterable[tuple[int, int, float]], a: Tile, b: Tile) -> bool:
+_Cloud = tuple[int, int, float]
+SMOKE_CELL = 8
+"""Tiles per side of the buckets clouds are sorted into when there are many."""
+_SMOKE_STRIDE = 1 << 20
+_smoke_last: list[tuple[tuple[_Cloud, ...], dict[int, list[_Cloud]]]] = []
+"""The last cloud tuple bucketed and its buckets (a frame shares one tuple)."""
+
+
+def _smoke_buckets(smoke: tuple[_Cloud, ...]) -> dict[int, list[_Cloud]]:
+    if _smoke_last and _smoke_last[0][0] is smoke:
+        return _smoke_last[0][1]
+    c = SMOKE_CELL
+    buckets: dict[int, list[_Cloud]] = {}
+    for cloud in smoke:
+        cx, cy, r = cloud
+        for gx in range(int((cx - r) // c), int((cx + r) // c) + 1):
+            for gy in range(int((cy - r) // c), int((cy + r) // c) + 1):
+                buckets.setdefault(gx * _SMOKE_STRIDE + gy, []).append(cloud)
+    _smoke_last[:] = [(smoke, buckets)]
+    return buckets
+
+
+def smoke_blocks(smoke: Iterable[_Cloud], a: Tile, b: Tile) -> bool:
     """True when the segment between tile centres ``a`` and ``b`` passes within the radius of
-    any cloud ``(x, y, radius)`` in ``smoke``."""
+    any cloud ``(x, y, radius)`` in ``smoke``.
+
+    With many clouds (a big battle throws hundreds) only those bucketed in cells the
+    segment's bounding box touches are tested, so a sight check costs the same however many
+    clouds hang elsewhere on the map."""
+    if isinstance(smoke, tuple) and len(smoke) > 8:
+        c = SMOKE_CELL
+        buckets = _smoke_buckets(smoke)
+        x0, x1 = (a[0], b[0]) if a[0] <= b[0] else (b[0], a[0])
+        y0, y1 = (a[1], b[1]) if a[1] <= b[1] else (b[1], a[1])
+        near: list[_Cloud] = []
+        for gx in range(x0 // c, x1 // c + 1):
+            for gy in range(y0 // c, y1 // c + 1):
+                bucket = buckets.get(gx * _SMOKE_STRIDE + gy)
+                if bucket is not None:
+                    near.extend(bucket)
+        return _segment_meets(near, a, b)
+    return _segment_meets(smoke, a, b)
+
+
+def _segment_meets(smoke: Iterable[_Cloud], a: Tile, b: Tile) -> bool:
     ax, ay = a
     vx, vy = b[0] - ax, b[1] - ay
     vv = vx * vx + vy * vy

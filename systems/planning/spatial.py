@@ -17,6 +17,22 @@ T = TypeVar("T")
 CELL = 4
 """Tiles per cell side: a crowd's nearest few are found in the first ring or two of cells."""
 
+_STRIDE = 1 << 20
+"""Cells are keyed by one int, ``gx * _STRIDE + gy`` (cheaper than a tuple per lookup)."""
+_RINGS: list[list[tuple[int, int, int]]] = []
+"""Per ring, the cells on it as (dx, dy, key offset); grown on demand."""
+
+
+def _ring(r: int) -> list[tuple[int, int, int]]:
+    while len(_RINGS) <= r:
+        n = len(_RINGS)
+        cells = [(dx, dy) for dx in range(-n, n + 1) for dy in range(-n, n + 1)
+                 if max(abs(dx), abs(dy)) == n]
+        # nearest first within the ring, so a full heap prunes the corners
+        cells.sort(key=lambda d: d[0] * d[0] + d[1] * d[1])
+        _RINGS.append([(dx, dy, dx * _STRIDE + dy) for dx, dy in cells])
+    return _RINGS[r]
+
 
 class HasXY(Protocol):
     """A live position (``components.world.Position`` is one)."""
@@ -36,27 +52,32 @@ class CellIndex(Generic[T]):
 
     ``pos(item)`` returns the item's *live* position object and ``key(item)`` a hashable id
     (for ``skip``); both are read once, at build time. Distances are measured on the position
-    objects at query time, so an index built a moment ago still answers for where units are."""
+    objects at query time, so an index built a moment ago still answers for where units are,
+    given ``slack``: how far (in tiles) an item may have moved since it was bucketed."""
 
-    __slots__ = ("_bounds", "_cells", "_entries", "cell")
+    __slots__ = ("_bounds", "_cells", "_entries", "cell", "slack")
 
     def __init__(self, items: Iterable[T], pos: Callable[[T], HasXY],
-                 key: Callable[[T], Hashable] = id, cell: int = CELL) -> None:
+                 key: Callable[[T], Hashable] = id, cell: int = CELL,
+                 slack: float = 0.0) -> None:
         self.cell = cell
+        self.slack = slack
+        """Tiles an item may have moved since it was bucketed (see :meth:`nearest`)."""
         entries: list[_Entry[T]] = [(pos(i), key(i), i) for i in items]
-        cells: dict[tuple[int, int], list[_Entry[T]]] = {}
+        cells: dict[int, list[_Entry[T]]] = {}
         lo_x = lo_y = 1 << 30
         hi_x = hi_y = -(1 << 30)
         for entry in entries:
             p = entry[0]
-            k = (int(p.x) // cell, int(p.y) // cell)
+            gx, gy = int(p.x // cell), int(p.y // cell)
+            k = gx * _STRIDE + gy
             bucket = cells.get(k)
             if bucket is None:
                 cells[k] = [entry]
             else:
                 bucket.append(entry)
-            lo_x, hi_x = min(lo_x, k[0]), max(hi_x, k[0])
-            lo_y, hi_y = min(lo_y, k[1]), max(hi_y, k[1])
+            lo_x, hi_x = min(lo_x, gx), max(hi_x, gx)
+            lo_y, hi_y = min(lo_y, gy), max(hi_y, gy)
         self._entries = entries
         self._cells = cells
         self._bounds = (lo_x, lo_y, hi_x, hi_y)
@@ -72,58 +93,72 @@ class CellIndex(Generic[T]):
         item); items whose key is in ``skip``, or for which ``where(item)`` is false, are left
         out (the agent itself, its leader; the dead).
 
-        Cells are visited in rings around (x, y); the search stops once it holds ``k`` items
-        and nothing in an unvisited ring could be nearer, so its cost follows the local
-        density, not the number of items or the radius."""
+        Cells are visited in rings around (x, y). A cell whose rectangle lies beyond the
+        radius, or (once ``k`` items are held) beyond the k-th distance, is passed over, and
+        the search stops when nothing in an unvisited ring could be nearer, so the cost follows
+        the local density, not the number of items or the radius. Cell rectangles are widened
+        by ``slack`` tiles: items may have moved that far since the index was built."""
         entries = self._entries
         if k <= 0 or not entries:
             return []
         c = self.cell
+        slack = self.slack
         lo_x, lo_y, hi_x, hi_y = self._bounds
-        cx, cy = int(x) // c, int(y) // c
+        cx, cy = int(x // c), int(y // c)
         max_ring = int(radius // c) + 1
         # A max-heap (negated distances) of the best k so far; once full, its top is the
         # k-th distance and bounds the search.
         best: list[tuple[float, int, T]] = []
-        bound = [radius * radius]
-        seq = [0]
+        r2 = radius * radius
+        seq = 0
         push, pushpop = heapq.heappush, heapq.heappushpop
-
-        def take(pool: list[_Entry[T]]) -> None:
-            r2 = bound[0]
-            for p, key, item in pool:
-                dx = p.x - x
-                dy = p.y - y
-                d2 = dx * dx + dy * dy
-                if d2 <= r2 and key not in skip and (where is None or where(item)):
-                    seq[0] += 1
-                    if len(best) < k:
-                        push(best, (-d2, -seq[0], item))
-                        if len(best) == k:
-                            r2 = bound[0] = -best[0][0]
-                    elif d2 < r2:
-                        pushpop(best, (-d2, -seq[0], item))
-                        r2 = bound[0] = -best[0][0]
-
         span = max(hi_x - lo_x, hi_y - lo_y) + 1
         if (2 * min(max_ring, span) + 1) ** 2 >= len(entries):
-            take(entries)  # fewer items than cells to visit: scan them all
+            pools: Iterable[list[_Entry[T]]] = (entries,)  # fewer items than cells: scan all
+            rings: Iterable[int] = (0,)
         else:
-            cells = self._cells
+            pools = ()
             far = max(abs(cx - lo_x), abs(cx - hi_x), abs(cy - lo_y), abs(cy - hi_y))
-            for ring in range(min(max_ring, far) + 1):
-                for gx in range(max(lo_x, cx - ring), min(hi_x, cx + ring) + 1):
-                    if gx == cx - ring or gx == cx + ring:
-                        rows: Iterable[int] = range(max(lo_y, cy - ring), min(hi_y, cy + ring) + 1)
-                    else:
-                        rows = (cy - ring, cy + ring)
-                    for gy in rows:
-                        bucket = cells.get((gx, gy))
-                        if bucket is not None:
-                            take(bucket)
-                reach = ring * c
-                if len(best) == k and bound[0] <= reach * reach:
-                    break
+            rings = range(min(max_ring, far) + 1)
+        cells = self._cells
+        base = cx * _STRIDE + cy
+        fx, fy = x - cx * c, y - cy * c  # where in its own cell (x, y) lies
+        # The visited square after ring n reaches at least n * c plus this far all round.
+        edge = min(fx, c - fx, fy, c - fy) - slack
+        for ring in rings:
+            todo: Iterable[list[_Entry[T]]]
+            if pools:
+                todo = pools
+            else:
+                todo = []
+                for dx, dy, off in _ring(ring):
+                    bucket = cells.get(base + off)
+                    if bucket is None:
+                        continue
+                    # distance from (x, y) to the cell's rectangle, widened by the slack
+                    ddx = (dx * c - fx if dx > 0 else fx - (dx + 1) * c if dx < 0 else 0.0) - slack
+                    ddy = (dy * c - fy if dy > 0 else fy - (dy + 1) * c if dy < 0 else 0.0) - slack
+                    ddx = ddx if ddx > 0 else 0.0
+                    ddy = ddy if ddy > 0 else 0.0
+                    if ddx * ddx + ddy * ddy <= r2:
+                        todo.append(bucket)  # else: all of it beyond the k-th nearest
+            for pool in todo:
+                for p, key, item in pool:
+                    dx_ = p.x - x
+                    dy_ = p.y - y
+                    d2 = dx_ * dx_ + dy_ * dy_
+                    if d2 <= r2 and key not in skip and (where is None or where(item)):
+                        seq += 1
+                        if len(best) < k:
+                            push(best, (-d2, -seq, item))
+                            if len(best) == k:
+                                r2 = -best[0][0]
+                        elif d2 < r2:
+                            pushpop(best, (-d2, -seq, item))
+                            r2 = -best[0][0]
+            reach = ring * c + edge
+            if len(best) == k and reach > 0 and r2 <= reach * reach:
+                break
         ordered = sorted(((-nd2, -ns, item) for nd2, ns, item in best),
                          key=lambda e: (e[0], e[1]))
         return [(d2, item) for d2, _, item in ordered]

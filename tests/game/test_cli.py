@@ -28,6 +28,9 @@ FAST = ["--headless", "--tick-rate", "20"]
         (["--log-level", "LOUD"], "argument --log-level: expected one of DEBUG"),
         (["--backend", "telepathy"], "argument --backend: invalid choice: 'telepathy'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--squad-size", "10"], "--squad-size needs --agents N"),
+        (["--agents", "50", "--squad-size", "0"], "argument --squad-size: expected 1 to 69"),
+        (["--agents", "10000", "--squad-size", "1"], "the largest is 512 a side"),
     ],
 )
 def test_a_bad_flag_value_is_one_line_and_exit_code_2(

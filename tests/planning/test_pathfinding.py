@@ -224,3 +224,40 @@ def test_line_of_sight_is_symmetric(
     assert pf.line_of_sight(grid, a, b) == pf.line_of_sight(grid, b, a)
     if pf.line_of_sight(grid, a, b) and a != b:
         assert not pf.smoke_blocks(grid.smoke, a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    clouds=st.lists(st.tuples(st.integers(-5, 60), st.integers(-5, 60),
+                              st.floats(0.5, 6.0)), min_size=9, max_size=80),
+    a=st.tuples(st.integers(0, 50), st.integers(0, 50)),
+    b=st.tuples(st.integers(0, 50), st.integers(0, 50)),
+)
+def test_many_clouds_block_sight_exactly_as_a_scan_of_them_all(
+    clouds: list[tuple[int, int, float]], a: tuple[int, int], b: tuple[int, int]
+) -> None:
+    """A big battle's hundreds of clouds are bucketed; the answer must not change."""
+    assert pf.smoke_blocks(tuple(clouds), a, b) == any(
+        pf.smoke_blocks([c], a, b) for c in clouds
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    cover=st.sets(st.tuples(st.integers(0, 199), st.integers(0, 199)), min_size=70,
+                  max_size=400),
+    centre=st.tuples(st.integers(0, 199), st.integers(0, 199)),
+    want=st.integers(1, 20),
+)
+def test_cover_near_holds_the_nearest_cover(
+    cover: set[tuple[int, int]], centre: tuple[int, int], want: int
+) -> None:
+    """On a big map only nearby cover is ranked: it must still include the `want` nearest."""
+    grid = GridView(200, 200, frozenset(), frozenset(cover))
+    near = set(pf.cover_near(grid, centre, want))
+    assert len(near) >= min(want, len(cover))
+    cheb = sorted(max(abs(t[0] - centre[0]), abs(t[1] - centre[1])) for t in cover)
+    kth = cheb[min(want, len(cover)) - 1]
+    # every tile strictly nearer (Chebyshev) than the want-th nearest is in the answer
+    assert all(t in near for t in cover
+               if max(abs(t[0] - centre[0]), abs(t[1] - centre[1])) < min(kth, 8))

@@ -46,3 +46,27 @@ def test_distances_use_live_positions() -> None:
     a.x = 10.0  # moved after the index was built
     assert [p for _, p in idx.nearest(3.0, 0.0, 5.0, 1)] == [b]
     assert [p for _, p in idx.nearest(9.0, 0.0, 5.0, 1)] == [a]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pts=st.lists(st.tuples(coord, coord, st.floats(-1, 1), st.floats(-1, 1)), max_size=300),
+    x=coord, y=coord,
+    radius=st.floats(min_value=0.5, max_value=60),
+    k=st.integers(1, 12),
+    cell=st.sampled_from([2, 4, 8]),
+)
+def test_items_that_moved_within_the_slack_are_still_found_exactly(
+    pts: list[tuple[float, float, float, float]], x: float, y: float, radius: float, k: int,
+    cell: int,
+) -> None:
+    """Perception keeps an index for a fraction of a second while units walk: pruning whole
+    cells must not lose a unit that has since stepped out of its cell's rectangle."""
+    live = [Position(px, py) for px, py, _, _ in pts]
+    idx = CellIndex(live, lambda p: p, cell=cell, slack=1.5)
+    for p, (_, _, mx, my) in zip(live, pts, strict=True):
+        p.x += mx
+        p.y += my
+    got = [d for d, _ in idx.nearest(x, y, radius, k)]
+    d2s = sorted((p.x - x) ** 2 + (p.y - y) ** 2 for p in live)
+    assert got == [d for d in d2s if d <= radius * radius][:k]

@@ -239,12 +239,14 @@ class Percept:
             return 0.1 * pf.distance(t, threat) if threat is not None else 0.0
 
         # Straight-line distance ranks the candidates cheaply; walking cost decides among the
-        # few nearest, so cover just behind a wall does not beat cover a few steps away.
-        cands = sorted(
-            (pf.octile(pos, t) - bonus(t), t[1], t[0])
-            for t in cover
-            if t not in occupied and self.can_reach(t)
-        )[:COVER_CANDIDATES]
+        # few nearest, so cover just behind a wall does not beat cover a few steps away. Only
+        # cover around me is ranked (a big map has thousands of tiles); all of it only when
+        # nothing nearby is free and reachable.
+        near = pf.cover_near(g, pos, 4 * COVER_CANDIDATES)
+        pool = [t for t in near if t not in occupied and self.can_reach(t)]
+        if not pool and len(near) < len(cover):
+            pool = [t for t in cover if t not in occupied and self.can_reach(t)]
+        cands = sorted((pf.octile(pos, t) - bonus(t), t[1], t[0]) for t in pool)[:COVER_CANDIDATES]
         best: tuple[float, int, int] | None = None
         for _, y, x in cands:
             path = pf.find_path(g, pos, (x, y))
