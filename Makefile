@@ -33,7 +33,7 @@ bench: install
 	status=0; for b in bench/*.py; do case $$b in bench/_*|bench/proof.py) continue;; esac; echo "== $$b"; \
 		$(HEADLESS_SDL) $(PY) $$b $(BENCH_ARGS) || status=1; done; exit $$status
 
-# Every comparison in docs/BENCHMARKS.md, measured from scratch (~20 min on 2 cores), with its
+# Every comparison in docs/BENCHMARKS.md, measured from scratch (10-20 min on 2 cores), with its
 # plots in docs/benchmarks/. PROOF_ARGS=--quick for a fast rehearsal, --check to gate on targets.
 proof: install
 	$(HEADLESS_SDL) $(PY) bench/proof.py $(PROOF_ARGS)

@@ -79,6 +79,9 @@ def draw(spec: Json, out_dir: Path) -> Path:
         ax.set_xscale("log")
     if spec.get("logy"):
         ax.set_yscale("log")
+    if kind == "bar":
+        bottom, top = ax.get_ylim()  # headroom, so the legend covers no bar or label
+        ax.set_ylim(bottom, top * (6.0 if spec.get("logy") else 1.3))
     ax.set_title(spec.get("title", ""))
     ax.set_xlabel(spec.get("xlabel", ""))
     ax.set_ylabel(spec.get("ylabel", ""))

@@ -255,6 +255,10 @@ def run(args: argparse.Namespace) -> int:
                "y": list(range(len(batches[-1].delivered) + 1))}])
     res.note("The adaptive batch size settles at 1 where a batch costs more per plan than "
              "single requests; the service then stops batching on that backend.")
+    res.note("A batch's first plan cannot arrive before the model has read the batch's "
+             "prompt (several snapshots at once): compare the time to first token per call. "
+             "'batch sizes' is how the service actually ran each member: a 1 is a member taken "
+             "as a single request before the batch formed.")
     res.summary(f"batch/singles {fmt(ratio)}x, first plan at {fmt(first_ratio)} of the batch")
     res.write(args.json)
     print(json.dumps({"singles_ppm": round(singles[-1].plans_per_min, 2),

@@ -240,6 +240,13 @@ def main() -> int:
     res.note(f"Model: {service.backend_name}; {feeder.submitted} requests fed to keep it busy "
              f"during the model segments; the naive loop made {len(blocking.calls)} blocking "
              f"calls (longest {max(blocking.calls, default=0.0):.2f} s).")
+    res.note("The model shares the game's process (a worker thread). llama.cpp releases the "
+             "GIL while it evaluates, but between tokens llama-cpp-python's own Python "
+             "(sampling, detokenising) and the service's (its asyncio loop, the stream parser, "
+             "the validator) need it, and a frame that asks for the GIL while another thread "
+             "holds it can wait up to Python's switch interval (5 ms) each time: that is how "
+             "background work in-process can stretch a frame. The off loop's own worst frame "
+             "is the machine's noise for comparison.")
     res.data("frames_ms", {lp.name: lp.frames for lp in (off, model, naive)})
     res.summary(f"p99 model/off {fmt(ratio)}x, worst {fmt(worst)}x off p99, naive max "
                 f"{fmt(max(naive.frames), 0)} ms")
