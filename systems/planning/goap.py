@@ -202,9 +202,33 @@ class GoapPlanner:
             return 0.0
         return math.ceil(unsat / self._max_bits) * self._min_cost
 
+    def reachable(self, start: int, mask: int, bits: int) -> bool:
+        """Whether the goal survives a relaxed search (effects only ever add what can be
+        true or false, never take it away): a fixpoint over the actions in a few integer
+        operations each. False proves there is no plan, so a goal nothing can bring about
+        costs microseconds instead of a search to the expansion bound."""
+        can_true, can_false = start, ~start  # the literals that hold now (all bits)
+        actions = self.actions
+        grew = True
+        while grew:
+            grew = False
+            for a in actions:
+                need_true = a.pre_bits
+                need_false = a.pre_mask & ~a.pre_bits
+                if need_true & ~can_true or need_false & ~can_false:
+                    continue
+                t = can_true | a.eff_bits
+                f = can_false | (a.eff_mask & ~a.eff_bits)
+                if t != can_true or f != can_false:
+                    can_true, can_false, grew = t, f, True
+        goal_true, goal_false = bits & mask, mask & ~bits
+        return not (goal_true & ~can_true or goal_false & ~can_false)
+
     def _search(self, start: int, mask: int, bits: int) -> tuple[GoapAction, ...] | None:
         if (start & mask) == bits:
             return ()
+        if not self.reachable(start, mask, bits):
+            return None
         actions = self.actions
         best: dict[int, float] = {start: 0.0}
         came: dict[int, tuple[int, GoapAction]] = {}

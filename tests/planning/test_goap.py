@@ -405,3 +405,33 @@ def test_goal_gating_by_when_and_unless() -> None:
     assert g.priority_for(F.ENEMY_KNOWN, snap) == 5.0
     assert g.priority_for(0, snap) == 0.0
     assert g.priority_for(F.ENEMY_KNOWN | F.ORDER_HOLD, snap) == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    acts=st.lists(st.tuples(st.integers(0, 63), st.integers(0, 63), st.integers(0, 63),
+                            st.integers(0, 63)), min_size=1, max_size=8),
+    start=st.integers(0, 63), gmask=st.integers(1, 63), gbits=st.integers(0, 63),
+)
+def test_the_relaxed_check_never_refuses_a_goal_the_search_can_reach(
+    acts: list[tuple[int, int, int, int]], start: int, gmask: int, gbits: int
+) -> None:
+    """The pre-check may only prove impossibility: whenever A* finds a plan, it said yes."""
+    from esper_arbiter.systems.planning.goap import GoapAction, GoapGoal, GoapPlanner
+
+    def facts(mask: int, bits: int) -> dict[int, bool]:
+        return {1 << i: bool(bits >> i & 1) for i in range(6) if mask >> i & 1}
+
+    actions = [GoapAction(f"a{i}", facts(pm, pb), facts(em, eb) or {1: True})
+               for i, (pm, pb, em, eb) in enumerate(acts)]
+    class Unchecked(GoapPlanner):
+        def reachable(self, start: int, mask: int, bits: int) -> bool:
+            return True
+
+    planner = GoapPlanner(actions, max_depth=8, max_expansions=100_000)
+    reference = Unchecked(actions, max_depth=8, max_expansions=100_000)
+    goal = GoapGoal("g", facts(gmask, gbits), 1.0)
+    want = reference.plan(start, goal)
+    if want is not None:
+        assert planner.reachable(start, goal.mask, goal.bits)
+    assert planner.plan(start, goal) == want  # the same plans, only impossibility is faster
