@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # suite (tests/conftest.py) and the `test` target pick SDL's dummy drivers for themselves.
 HEADLESS_SDL := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ demo: install
 
 bench: install
 	# BENCH_ARGS=--check: every benchmark still runs; the target fails if any missed a target.
-	status=0; for b in bench/*.py; do case $$b in bench/_*) continue;; esac; echo "== $$b"; \
+	status=0; for b in bench/*.py; do case $$b in bench/_*|bench/soak.py) continue;; esac; \
+		echo "== $$b"; \
 		$(HEADLESS_SDL) $(PY) $$b $(BENCH_ARGS) || status=1; done; exit $$status
+
+# 30 game minutes, 50 agents, a backend failing a third of the time (~10 min on 2 cores); the
+# figures go to docs/soak.md. SOAK_ARGS="--minutes 2 --agents 10" for a quick look.
+soak: install
+	$(HEADLESS_SDL) $(PY) bench/soak.py --check --write docs/soak.md $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

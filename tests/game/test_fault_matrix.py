@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import esper
 import pytest
 
-from bench._ledger import arbiter_ledger, service_ledger
 from esper_arbiter.components.agent import ArbiterState
 from esper_arbiter.components.llm import LlmTask, PlanProposal
 from esper_arbiter.game.headless import run_headless
@@ -39,6 +40,11 @@ from tests.fixtures.fake_openai import ChatScript as OpenAIScript
 from tests.fixtures.fake_openai import FakeOpenAI
 from tests.llm.test_ollama_faults import FAULTS as OLLAMA_FAULTS
 from tests.llm.test_openai_faults import FAULTS as OPENAI_FAULTS
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+from _ledger import arbiter_ledger, service_ledger  # noqa: E402  (bench/ is not a package)
 
 DEADLINE_S = 0.25
 SPEEDUP = 12.0
