@@ -383,7 +383,10 @@ class JsonArrayStreamParser:
                     return None
                 end = n
             else:
-                end = m.start()
+                # At least one character: a scalar that starts with a character \s matches
+                # but JSON does not call whitespace (\v, \f, U+2028) would otherwise be an
+                # empty element, re-begun at the same place forever (found by fuzzing).
+                end = max(m.start(), self._start + 1)
             return self._complete(buf, end)
         stack = self._stack
         while i < n:
