@@ -33,9 +33,17 @@ SQRT2 = math.sqrt(2.0)
 PATH_CACHE_SIZE = 4096
 """Paths kept per grid (LRU)."""
 STEP_MAP_CACHE_SIZE = 256
-"""Step-distance maps kept per grid (LRU); one per distinct start tile."""
-GRID_CACHE_SIZE = 16
-"""Distinct grids (wall layouts) kept at once (LRU)."""
+"""Step-distance maps kept per grid (LRU); one per distinct start tile. On a big map fewer are
+kept: see :data:`STEP_MAP_CELL_BUDGET`."""
+STEP_MAP_CELL_BUDGET = 1 << 18
+"""Tiles held by one grid's cached step maps, at most (a map costs ~100 bytes a reachable
+tile, so ~25 MB): a 416x208 stress map keeps 8 maps, not 256 maps of 2 GB in all."""
+GRID_CACHE_SIZE = 2
+"""Distinct grids (wall layouts) kept at once (LRU): the current one and the one before (a door
+that opens and closes again). A game that moves to another map does not come back to the old
+one soon, and each cached layout holds its paths, step maps and sight lines, tens of MB on a
+50-agent map: the soak (bench/soak.py, a fresh map each round) grew +120% after warm-up with
+16 layouts kept, +4% with 2."""
 LOS_CACHE_SIZE = 65536
 """Wall-only sight lines kept per grid before the table is cleared."""
 
@@ -317,7 +325,8 @@ def step_distances(
     out = {(i % w, i // w): n for i, n in dist.items()}
     if max_steps is None:
         cache[s] = out
-        if len(cache) > STEP_MAP_CACHE_SIZE:
+        keep = max(8, min(STEP_MAP_CACHE_SIZE, STEP_MAP_CELL_BUDGET // max(1, len(out))))
+        while len(cache) > keep:
             cache.popitem(last=False)
     return out
 
