@@ -6,8 +6,8 @@ elements however the reply is split (text or bytes), every batch member ends exa
 every plan the validator accepts obeys its invariants (tools registered, tiles in bounds and
 walkable, targets present, hostile and alive). See :mod:`tests.llm.fuzzing`.
 
-The default run is short (1,500 mutated replies and ~600 generated ones, ~10 s); ``pytest -m slow`` runs a million
-mutated replies.
+The default run is short (1,500 mutated replies and ~600 generated ones, ~10 s);
+``pytest -m slow`` runs a million mutated replies.
 """
 
 from __future__ import annotations
