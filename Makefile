@@ -33,7 +33,7 @@ bench: install
 		echo "== $$b"; \
 		$(HEADLESS_SDL) $(PY) $$b $(BENCH_ARGS) || status=1; done; exit $$status
 
-# 30 game minutes, 50 agents, a backend failing a third of the time (~10 min on 2 cores); the
+# 30 game minutes, 50 agents, a backend failing a third of the time (~2 min on 2 cores); the
 # figures go to docs/soak.md. SOAK_ARGS="--minutes 2 --agents 10" for a quick look.
 soak: install
 	$(HEADLESS_SDL) $(PY) bench/soak.py --check --write docs/soak.md $(SOAK_ARGS)

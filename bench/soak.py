@@ -133,7 +133,8 @@ class Books:
 
     metrics: list[ArbiterMetrics] = dataclasses.field(default_factory=list)
     open: int = 0
-    """Requests still out when their agent left: the arbiter never hears of them again."""
+    """Requests still out when their agent left or its round ended: the arbiter never hears
+    of them again (the service cancels them)."""
 
     def keep(self, ent: int) -> None:
         state = esper.try_component(ent, ArbiterState)
@@ -199,8 +200,8 @@ class Figures:
             f"service: {self.service.line()}",
             f"arbiter: {self.arbiter.line()}",
             f"backend calls {self.backend_calls}, failed {self.backend_failed} "
-            f"({self.backend_failed / max(1, self.backend_calls):.0%}); requests left behind "
-            f"by departing agents: {self.orphaned}",
+            f"({self.backend_failed / max(1, self.backend_calls):.0%}); requests still out when "
+            f"their agent left or its round ended (cancelled in the service): {self.orphaned}",
         ]
 
     def markdown(self, command: str) -> str:
@@ -224,8 +225,8 @@ class Figures:
             ("service books", f"{s.requests} requests = " + " + ".join(
                 f"{v} {n}" for n, v in s.settled.items()) + f" + {s.open} open"),
             ("arbiter books", f"{a.requests} requests = " + " + ".join(
-                f"{v} {n}" for n, v in a.settled.items()) + f" + {a.open} open (of which "
-                f"{self.orphaned} left behind by departing agents)"),
+                f"{v} {n}" for n, v in a.settled.items()) + f" + {a.open} open (still out when "
+                "their agent left or its round ended; the service cancelled them)"),
         ]
         verdict = "all limits met" if not self.problems() else "; ".join(self.problems())
         body = "\n".join(f"| {k_} | {v} |" for k_, v in rows)

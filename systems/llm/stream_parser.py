@@ -47,7 +47,9 @@ _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
 _FENCE = "```"
 _ENVELOPE_KEYS = ("plans",)
-_ENVELOPE = re.compile(r'\{\s*"(' + "|".join(_ENVELOPE_KEYS) + r')"\s*:\s*\[')
+# JSON's own whitespace only, as _skip_ws: with \s (which also matches U+2028, \v ...) a
+# streamed reply could be read as an envelope or not depending on where it was split.
+_ENVELOPE = re.compile(r'\{[ \t\r\n]*"(' + "|".join(_ENVELOPE_KEYS) + r')"[ \t\r\n]*:[ \t\r\n]*\[')
 # Outside strings inside an element, the only characters that matter:
 _STRUCT = re.compile(r'[{}\[\]"]')
 # Inside a string: its end or an escape.

@@ -216,3 +216,16 @@ def test_an_odd_space_between_elements_is_one_bad_element_not_a_hang(space: str)
                                                   "ParsedElement"]
     assert isinstance(events[1], ElementError) and events[1].raw == space
     assert problem is None
+
+
+def test_an_envelope_reads_the_same_however_the_stream_is_split() -> None:
+    """Found by the fuzzer: with U+2028 after the key, the whole reply was read as a
+    {"plans": [...]} envelope but the same reply streamed in pieces as a bare object."""
+    from esper_arbiter.systems.llm.stream_parser import JsonArrayStreamParser, parse_array
+
+    text = '{"plans"\u2028\u2028: [{}][[[{}'
+    whole = [(type(e).__name__, e.raw) for e in parse_array(text)[0]]
+    for cut in range(len(text) + 1):
+        parser = JsonArrayStreamParser()
+        events = parser.feed(text[:cut]) + parser.feed(text[cut:]) + parser.finish()
+        assert [(type(e).__name__, e.raw) for e in events] == whole, cut
