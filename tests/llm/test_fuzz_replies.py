@@ -7,7 +7,9 @@ every plan the validator accepts obeys its invariants (tools registered, tiles i
 walkable, targets present, hostile and alive). See :mod:`tests.llm.fuzzing`.
 
 The default run is short (1,500 mutated replies and ~600 generated ones, ~10 s);
-``pytest -m slow`` runs a million mutated replies.
+``pytest -m slow`` runs a million mutated replies (24 min on 2 shared cores: 445,662 parsed,
+100,276 accepted by the validator, 1,613,189 stream elements, 44,422 batch plans delivered, no
+broken promise).
 """
 
 from __future__ import annotations
