@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # suite (tests/conftest.py) and the `test` target pick SDL's dummy drivers for themselves.
 HEADLESS_SDL := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: install test lint demo bench proof clean
+.PHONY: install test lint demo bench proof soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +29,21 @@ demo: install
 
 bench: install
 	# BENCH_ARGS=--check: every benchmark still runs; the target fails if any missed a target.
-	# bench/proof.py runs all of them itself (see `make proof`), so the loop leaves it out.
-	status=0; for b in bench/*.py; do case $$b in bench/_*|bench/proof.py) continue;; esac; echo "== $$b"; \
+	# bench/proof.py runs all of them itself (see `make proof`), and bench/soak.py has its own
+	# target (`make soak`), so the loop leaves them out.
+	status=0; for b in bench/*.py; do case $$b in bench/_*|bench/proof.py|bench/soak.py) continue;; esac; \
+		echo "== $$b"; \
 		$(HEADLESS_SDL) $(PY) $$b $(BENCH_ARGS) || status=1; done; exit $$status
 
 # Every comparison in docs/BENCHMARKS.md, measured from scratch (10-20 min on 2 cores), with its
 # plots in docs/benchmarks/. PROOF_ARGS=--quick for a fast rehearsal, --check to gate on targets.
 proof: install
 	$(HEADLESS_SDL) $(PY) bench/proof.py $(PROOF_ARGS)
+
+# 30 game minutes, 50 agents, a backend failing a third of the time (~2 min on 2 cores); the
+# figures go to docs/soak.md. SOAK_ARGS="--minutes 2 --agents 10" for a quick look.
+soak: install
+	$(HEADLESS_SDL) $(PY) bench/soak.py --check --write docs/soak.md $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

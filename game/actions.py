@@ -446,8 +446,11 @@ class ActionSystem(esper.Processor):
         ctx, rules, now = self.ctx, self.ctx.rules, self.ctx.t
         downed = esper.try_component(target, Downed)
         if downed is None:
-            intent.fail("target dead" if esper.has_component(target, Dead) else
-                        "target is not downed")
+            if not esper.entity_exists(target):  # it left the game (the host deleted it)
+                intent.fail("target gone")
+            else:
+                intent.fail("target dead" if esper.has_component(target, Dead) else
+                            "target is not downed")
             return
         problem = self._reach_problem(ent, target, rules.revive_reach)
         if problem is not None:

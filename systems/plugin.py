@@ -82,8 +82,16 @@ class ArbiterPlugin:
         self.arbiter.request_now(state, reason)
         return True
 
+    def cancel_requests(self) -> int:
+        """Cancel every model request of the current world still in flight (before the world
+        is dropped while its service lives on, so the service does not keep planning for
+        agents that are gone). Returns how many were cancelled."""
+        return self.llm_poll.cancel_all()
+
     def uninstall(self) -> None:
-        """Remove the three systems from the current world (the service is left to its owner)."""
+        """Remove the three systems from the current world (the service is left to its owner;
+        requests still in flight are cancelled)."""
+        self.cancel_requests()
         for kind in (PerceptionSystem, LlmPollSystem, ArbiterSystem):
             esper.remove_processor(kind)
 

@@ -761,7 +761,8 @@ def _agent_panel(
         ("LLM requests", f"{m.llm_requests}  ok {sum(m.plans_by_source.values())}  "
                          f"failed {m.llm_failures}"
                          + (f"  cancelled {m.llm_cancelled}" if m.llm_cancelled else "")
-                         + (f"  expired {m.llm_expired}" if m.llm_expired else "")),
+                         + (f"  expired {m.llm_expired}" if m.llm_expired else "")
+                         + (f"  discarded {m.plans_discarded}" if m.plans_discarded else "")),
         ("GOAP actions", str(m.goap_actions)),
         ("LLM steps", f"{m.llm_steps_executed} done  {m.llm_steps_skipped} skipped"
                       + (f"  {m.llm_steps_failed} failed" if m.llm_steps_failed else "")
@@ -848,8 +849,9 @@ def llm_panel(service: object | None, status: ServiceStatus | None) -> LlmPanel:
     ]
     withdrawn = [(name, n) for name, n in (("cancelled", status.cancelled),
                                            ("superseded", status.superseded),
-                                           ("refused", status.refused)) if n]
-    if withdrawn:  # neither ok nor failed: a newer request replaced them, or they were refused
+                                           ("refused", status.refused),
+                                           ("expired", status.expired)) if n]
+    if withdrawn:  # neither ok nor failed: replaced, refused, or expired unseen in the queue
         rows.append(("withdrawn", "  ".join(f"{name} {n}" for name, n in withdrawn)))
     if status.warming_up:
         state, color = "WARMING UP", theme.WARN

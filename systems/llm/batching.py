@@ -326,7 +326,8 @@ class BatchSummary:
 
 PlanValidator = Callable[[object, WorldSnapshot, ToolRegistry, Rules, int], PlanValidation]
 
-_AGENT_ID_IN_RAW = re.compile(r'"agent_id"\s*:\s*"?(-?\d+)')
+# At most 18 digits: a longer run is no agent id (and int() refuses past 4300 digits).
+_AGENT_ID_IN_RAW = re.compile(r'"agent_id"\s*:\s*"?(-?\d{1,18})(?!\d)')
 
 
 class BatchReplyRouter:
@@ -463,7 +464,7 @@ def _as_agent_id(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
         return int(value)
     return None
 

@@ -47,7 +47,9 @@ _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
 _FENCE = "```"
 _ENVELOPE_KEYS = ("plans",)
-_ENVELOPE = re.compile(r'\{\s*"(' + "|".join(_ENVELOPE_KEYS) + r')"\s*:\s*\[')
+# JSON's own whitespace only, as _skip_ws: with \s (which also matches U+2028, \v ...) a
+# streamed reply could be read as an envelope or not depending on where it was split.
+_ENVELOPE = re.compile(r'\{[ \t\r\n]*"(' + "|".join(_ENVELOPE_KEYS) + r')"[ \t\r\n]*:[ \t\r\n]*\[')
 # Outside strings inside an element, the only characters that matter:
 _STRUCT = re.compile(r'[{}\[\]"]')
 # Inside a string: its end or an escape.
@@ -383,7 +385,10 @@ class JsonArrayStreamParser:
                     return None
                 end = n
             else:
-                end = m.start()
+                # At least one character: a scalar that starts with a character \s matches
+                # but JSON does not call whitespace (\v, \f, U+2028) would otherwise be an
+                # empty element, re-begun at the same place forever (found by fuzzing).
+                end = max(m.start(), self._start + 1)
             return self._complete(buf, end)
         stack = self._stack
         while i < n:

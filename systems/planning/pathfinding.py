@@ -38,10 +38,12 @@ kept: see :data:`STEP_MAP_CELL_BUDGET`."""
 STEP_MAP_CELL_BUDGET = 1 << 18
 """Tiles held by one grid's cached step maps, at most (a map costs ~100 bytes a reachable
 tile, so ~25 MB): a 416x208 stress map keeps 8 maps, not 256 maps of 2 GB in all."""
-GRID_CACHE_SIZE = 4
-"""Distinct grids (wall layouts) kept at once (LRU). A game that moves to another map (or
-opens a door) rarely returns to the old layout, and each cached one holds its paths, step maps
-and sight lines: a soak of 90 rounds on fresh maps grew by ~1 MB a round with 16."""
+GRID_CACHE_SIZE = 2
+"""Distinct grids (wall layouts) kept at once (LRU): the current one and the one before (a door
+that opens and closes again). A game that moves to another map does not come back to the old
+one soon, and each cached layout holds its paths, step maps and sight lines, tens of MB on a
+50-agent map: the soak (bench/soak.py, a fresh map each round) grew +120% after warm-up with
+16 layouts kept, +4% with 2."""
 LOS_CACHE_SIZE = 65536
 """Wall-only sight lines kept per grid before the table is cleared."""
 

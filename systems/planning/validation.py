@@ -277,7 +277,7 @@ def _extract_steps(plan: object) -> tuple[list[object] | None, str]:
             if isinstance(steps, (list, tuple)):
                 return list(steps), ""
             return None, f'"steps" must be a list of step objects, got {_typename(steps)}'
-        keys = ", ".join(sorted(repr(k) for k in list(plan)[:8]))
+        keys = ", ".join(sorted(_clip(_repr(k)) for k in list(plan)[:8]))
         hint = ' (a single step: wrap it as {"steps": [...]})' if "act" in plan else ""
         return None, (f'expected {{"steps": [...]}} or a list of steps, got an object with keys '
                       f"{keys or 'none'}{hint}")
@@ -322,7 +322,7 @@ def _check_raw_step(
             want = "an integer" if a.kind.is_int else "a number of seconds"
             errors.append(StepError(
                 i, ValidationCode.BAD_ARG_TYPE,
-                f"{label}: {a.name} must be {want}, got {_clip(repr(raw[a.name]))} "
+                f"{label}: {a.name} must be {want}, got {_clip(_repr(raw[a.name]))} "
                 f"({_typename(raw[a.name])})",
             ))
             continue
@@ -332,7 +332,7 @@ def _check_raw_step(
             takes = ", ".join(a.name for a in spec.args) or "no arguments"
             errors.append(StepError(
                 i, ValidationCode.EXTRA_ARG,
-                f"{label}: unexpected argument {_clip(repr(key))}; {spec.name} takes {takes}",
+                f"{label}: unexpected argument {_clip(_repr(key))}; {spec.name} takes {takes}",
             ))
     if errors:
         return errors, None
@@ -392,7 +392,8 @@ def _tile_issue(
     checks = spec.checks
     if not (0 <= x < grid.width and 0 <= y < grid.height):
         return (ValidationCode.OUT_OF_BOUNDS,
-                f"tile ({x}, {y}) is outside the {grid.width}x{grid.height} map "
+                f"tile ({_fmt_value(x)}, {_fmt_value(y)}) is outside the "
+                f"{grid.width}x{grid.height} map "
                 f"(x 0-{grid.width - 1}, y 0-{grid.height - 1})")
     if Check.WALKABLE in checks and (x, y) in grid.walls:
         return ValidationCode.ON_OBSTACLE, f"tile ({x}, {y}) is a wall"
@@ -435,7 +436,8 @@ def _target_issue(
                 else [u for u in ally_units(snap)])
         known = ", ".join(f"#{u.id}" for u in pool[:8]) or "none"
         who = "live enemies" if hostile else "you and your allies"
-        return ValidationCode.TARGET_MISSING, f"no unit #{tid} in sight ({who}: {known})"
+        return (ValidationCode.TARGET_MISSING,
+                f"no unit #{_fmt_value(tid)} in sight ({who}: {known})")
     is_enemy = any(e is unit for e in snap.enemies)
     if hostile and not is_enemy:
         return ValidationCode.TARGET_NOT_HOSTILE, f"#{tid} is {_relation(unit, snap)}, not an enemy"
@@ -510,8 +512,12 @@ def _coerce(v: object, kind: ArgKind) -> int | float | None:
         if isinstance(v, float) and math.isfinite(v) and v.is_integer():
             return int(v)
         return None
-    if isinstance(v, (int, float)) and math.isfinite(v):
-        return float(v)
+    if isinstance(v, int):
+        # An int beyond float range is a number, just far too large: inf, so the range check
+        # says so (math.isfinite / float() would raise OverflowError on it).
+        return float(v) if abs(v) < 2**1023 else math.inf
+    if isinstance(v, float) and math.isfinite(v):
+        return v
     return None
 
 
@@ -552,23 +558,38 @@ def _typename(v: object) -> str:
     return type(v).__name__
 
 
+def _repr(v: object) -> str:
+    """``repr(v)``, also for an int too long to print (Python refuses past 4300 digits)."""
+    try:
+        return repr(v)
+    except ValueError:
+        return f"<a {v.bit_length() * 30103 // 100000 + 1}-digit number>" if isinstance(
+            v, int) else f"<{type(v).__name__}>"
+
+
 def _clip(s: str, n: int = 24) -> str:
+    """``s`` cut to ``n`` characters, control characters escaped: a model's text goes into
+    one-line messages (log, HUD), where a newline in a tool name would break the line."""
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                    for c in s)
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
 def _fmt_value(v: object) -> str:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return _clip(repr(v), 16)
+        return _clip(_repr(v), 16)
     if isinstance(v, float):
         return f"{v:g}"
-    return _clip(str(v), 16)
+    return _clip(_repr(v), 16)
 
 
 def _describe_raw(raw: dict[object, object]) -> str:
     """``MoveTo(x=6, y=4)`` for an untrusted dict, clipped so a huge value stays readable."""
     act = raw.get("act")
     name = _clip(act) if isinstance(act, str) else "?"
-    args = [f"{_clip(str(k), 16)}={_fmt_value(v)}" for k, v in list(raw.items())[:6] if k != "act"]
+    args = [f"{_clip(k if isinstance(k, str) else _repr(k), 16)}={_fmt_value(v)}"
+            for k, v in list(raw.items())[:6] if k != "act"]
     if len(raw) > 7:
         args.append("...")
     return f"{name}({', '.join(args)})"
