@@ -104,8 +104,8 @@ class EnemyAISystem(esper.Processor):
             enemy.last_think = now
             enemy.trace = trace
             if step is None:
-                # Not one second for everybody: a crowd spawned together would wake together
-                # and think in one frame (10,000 guards: a 1.4 s frame every 1.1 s).
+                # Not one second for everybody, so idle guards that started together drift
+                # apart (the thinking budget above is what bounds a frame).
                 step = Wait(seconds=round(_spread(ent), 2))
             if running and (
                 step == intent.step

@@ -80,7 +80,7 @@ class SimContext:
         self.result: RoundResult | None = None
         self._grid_key: tuple[object, ...] | None = None
         self._grid: GridView | None = None
-        self._grid_checked: tuple[float, object] | None = None
+        self._grid_checked: tuple[float, object, int] | None = None
 
     @property
     def t(self) -> float:
@@ -96,11 +96,11 @@ class SimContext:
         """
         m = self.map
         now = self.clock.t
-        clouds = esper.get_component(SmokeCloud)
-        checked = (now, clouds)
+        clouds = esper.get_component(SmokeCloud)  # the same list until a component changes
+        checked = (now, clouds, m.version)
         if self._grid is not None and self._grid_checked is not None and (
             self._grid_checked[0] == now and self._grid_checked[1] is clouds
-            and self._grid.version == m.version
+            and self._grid_checked[2] == m.version
         ):
             return self._grid
         self._grid_checked = checked

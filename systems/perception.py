@@ -250,7 +250,7 @@ class FrameView:
         slot = (side, alive)
         built = self._buckets.get(slot)
         if built is None or built[0] is not group or self.t - built[1] >= _BUCKET_TTL_S:
-            items = [u for u in group if u[1][1].hp > 0] if alive else group
+            items = [u for u in group if _alive(u)] if alive else group
             built = (group, self.t, CellIndex(items, _raw_pos, _raw_key, slack=_BUCKET_SLACK))
             self._buckets[slot] = built
         return built[2]
