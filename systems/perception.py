@@ -108,6 +108,7 @@ class FrameView:
         self._leader_ids: dict[str, int] = {}
         self._views: dict[int, UnitView] = {}
         self._buckets = memory.buckets
+        self._relations: dict[tuple[str, Relation], tuple[str, ...]] = {}
 
     # -- shared parts -------------------------------------------------------------------
 
@@ -237,9 +238,18 @@ class FrameView:
         ent = self._leader_ids.get(side)
         return None if ent is None else self.unit(ent)
 
-    def _sides_with(self, side: str, relation: Relation) -> list[str]:
-        rel = self.factions.relation
-        return [s for s in self._index() if s != side and rel(side, s) is relation]
+    def _sides_with(self, side: str, relation: Relation) -> tuple[str, ...]:
+        """The sides in ``relation`` to ``side`` (ALLIED includes ``side`` itself, last),
+        worked out once per frame and pair: every snapshot asks the same few questions."""
+        key = (side, relation)
+        found = self._relations.get(key)
+        if found is None:
+            rel = self.factions.relation
+            others = [s for s in self._index() if s != side and rel(side, s) is relation]
+            if relation is Relation.ALLIED:
+                others.append(side)
+            found = self._relations[key] = tuple(others)
+        return found
 
     def _cells(self, side: str, alive: bool = False) -> CellIndex[_Raw]:
         """The spatial index of ``side``'s units (with ``alive``, of those with health left:
@@ -264,8 +274,6 @@ class FrameView:
         ``alive`` the units with no health left (dead enemies must not crowd out live ones;
         downed allies stay, to be revived)."""
         sides = self._sides_with(me.team, relation)
-        if relation is Relation.ALLIED:
-            sides.append(me.team)
         if not sides or k <= 0:
             return []
         found: list[tuple[float, int, _Raw]] = []

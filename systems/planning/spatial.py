@@ -159,6 +159,7 @@ class CellIndex(Generic[T]):
             reach = ring * c + edge
             if len(best) == k and reach > 0 and r2 <= reach * reach:
                 break
-        ordered = sorted(((-nd2, -ns, item) for nd2, ns, item in best),
-                         key=lambda e: (e[0], e[1]))
-        return [(d2, item) for d2, _, item in ordered]
+        # (-d2, -seq) descending is (d2, seq) ascending: nearest first, ties in visiting
+        # order; seq is unique, so items themselves are never compared.
+        best.sort(reverse=True)
+        return [(-nd2, item) for nd2, _, item in best]
