@@ -32,8 +32,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 
-from _llama_server import ALIAS, llama_server
-from _llama_server import missing as server_missing
 from _results import Results, add_json_flag, fmt
 from _snapshots import bench_snapshots
 from _targets import Targets, add_check_flag
@@ -42,6 +40,8 @@ from esper_arbiter.components.llm import PlanReady, PlanRequest
 from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.llm.backends.base import PlanBackend
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend, default_model_path
+from esper_arbiter.systems.llm.backends.llama_server import ALIAS, llama_server
+from esper_arbiter.systems.llm.backends.llama_server import missing as server_missing
 from esper_arbiter.systems.llm.backends.openai_backend import OpenAIBackend
 from esper_arbiter.systems.llm.batching import AdaptiveBatchSize
 from esper_arbiter.systems.llm.request_queue import QueueTicket

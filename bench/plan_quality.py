@@ -5,7 +5,9 @@ plan should pay) are played headless, to the end or ``--seconds``, once per side
 behaviour tree alone (``--backend none``), and each model backend available. The embedded
 model (SmolLM2-135M via llama.cpp, or ``--model-path``) is always played; ollama when its
 server answers and has ``--ollama-model``; an OpenAI-compatible server when ``--base-url`` or
-``OPENAI_BASE_URL`` is set and it answers. A live model answers on the wall clock, so its
+``OPENAI_BASE_URL`` is set and it answers, or with ``--serve-openai`` llama-cpp-python's own
+server on loopback serving the same SmolLM2 GGUF (the openai path: HTTP, streaming, the
+server's schema-constrained JSON mode). A live model answers on the wall clock, so its
 rounds run at real time (about ``--seconds`` each at most).
 
 Per side and scenario, over the seeds: the share of model steps carried out, skipped (could
@@ -21,12 +23,14 @@ many rounds won and a lower median HP lost by the player).
 
     python bench/plan_quality.py [--seeds 4] [--seconds 60] [--scenarios hello_companion,ambush]
                                  [--model-path FILE.gguf|gemma3-270m] [--nice 0]
+                                 [--serve-openai | --base-url URL --openai-model NAME]
                                  [--json out.json] [--check] [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -51,6 +55,9 @@ from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.domain import Domain
 from esper_arbiter.systems.llm.api import PlanService, paced_by_wall_clock
 from esper_arbiter.systems.llm.backends.embedded_backend import EmbeddedBackend
+from esper_arbiter.systems.llm.backends.llama_server import ALIAS as SERVED_ALIAS
+from esper_arbiter.systems.llm.backends.llama_server import LlamaServerError, llama_server
+from esper_arbiter.systems.llm.backends.llama_server import missing as server_missing
 from esper_arbiter.systems.llm.factory import (
     embedded_problem,
     make_service,
@@ -411,6 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ollama-model", default="qwen2.5:1.5b")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible server")
     parser.add_argument("--openai-model", default=None, help="model the server serves")
+    parser.add_argument("--serve-openai", action="store_true",
+                        help="start llama-cpp-python's OpenAI-compatible server on loopback "
+                             "serving the shipped SmolLM2 GGUF and play the openai side "
+                             "against it (needs llama-cpp-python[server])")
+    parser.add_argument("--llama-threads", type=int, default=1,
+                        help="with --serve-openai: the server's n_threads (default 1, as the "
+                             "embedded model uses)")
     parser.add_argument("--no-models", action="store_true", help="GOAP alone only (quick)")
     parser.add_argument("--sweep", action="store_true",
                         help="instead of rounds: the embedded model's sampling settings compared "
@@ -427,6 +441,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                      if name.strip()]
     except ScenarioError as exc:
         parser.exit(2, f"plan_quality.py: error: {exc}\n")
+    with contextlib.ExitStack() as stack:
+        if args.serve_openai and not args.no_models:
+            why = server_missing()
+            if why is not None:
+                print(f"openai: not served ({why})")
+            else:
+                try:
+                    args.base_url = stack.enter_context(llama_server(args.llama_threads))
+                except LlamaServerError as exc:
+                    parser.exit(1, f"plan_quality.py: error: {exc}\n")
+                args.openai_model = SERVED_ALIAS
+        return run(args, scenarios)
+
+
+def run(args: argparse.Namespace, scenarios: list[Scenario]) -> int:
+    """Play every side on every scenario and seed; print, judge and write the figures."""
     sides: list[tuple[str, ServiceFactory, str]] = [("goap", lambda _seed: None,
                                                      "GOAP and the behaviour tree alone")]
     if not args.no_models:

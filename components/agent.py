@@ -29,6 +29,12 @@ class Agent:
     leader has lost ``Leader`` (fallen, demoted) has no leader until the host names another."""
 
 
+def think_phase(entity: int) -> float:
+    """A number in [0, 1) fixed per entity id and spread evenly over a crowd (the golden-ratio
+    sequence), so timers of units spawned together do not fire in the same frame."""
+    return (entity * 0.6180339887) % 1.0
+
+
 class SnapshotSource(Protocol):
     """Something that can build an entity's snapshot for the current frame."""
 

@@ -27,7 +27,7 @@ from esper_arbiter.components.actions import (
     ThrowSmoke,
     Wait,
 )
-from esper_arbiter.components.agent import Intent, IntentStatus, Mode
+from esper_arbiter.components.agent import Intent, IntentStatus, Mode, think_phase
 from esper_arbiter.components.world import Health, Position, Team
 from esper_arbiter.game.sim import SimContext, issue
 from esper_arbiter.game.state import Enemy
@@ -39,21 +39,22 @@ ENEMY_AI_PRIORITY = 90
 """After the arbiter (100), before the ActionSystem (50)."""
 
 _UNINTERRUPTIBLE = (Attack, CoverFire, ThrowSmoke, Reload, Heal, Revive)
+"""Running steps no new decision replaces."""
 _REACTIONS = _UNINTERRUPTIBLE
 """Steps that may cut a running move short."""
 _IDLE = (Wait, Scan)
+"""Running steps any new decision replaces."""
 MIN_THINKS_PER_FRAME = 64
 THINK_SHARE_PER_FRAME = 0.1
 """At most this share of the guards (and at least ``MIN_THINKS_PER_FRAME``) think in one
 frame; on average about one in fifteen does."""
 ALERT_CHECK_INTERVAL = 0.25
 """Seconds between checks whether a guard noticed something."""
-"""Running steps any new decision replaces."""
 
 
 def _spread(ent: int) -> float:
     """A factor in [0.75, 1.25) fixed per entity, to keep a crowd's timers out of step."""
-    return 0.75 + 0.5 * ((ent * 0.6180339887) % 1.0)
+    return 0.75 + 0.5 * think_phase(ent)
 
 
 class EnemyAISystem(esper.Processor):

