@@ -40,14 +40,23 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from esper_arbiter.components.actions import ActionStep, describe_step
+from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning.pathfinding import line_of_sight, reachable
+from esper_arbiter.systems.planning.repeats import collapse_raw_repeats, collapse_repeats
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.planning.step_text import (
+    clip,
+    describe_raw,
+    describe_typed,
+    fmt_value,
+    safe_repr,
+    typename,
+)
 from esper_arbiter.systems.planning.tools import (
     ArgKind,
     Check,
@@ -59,6 +68,11 @@ from esper_arbiter.systems.planning.tools import (
 from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_CHECKED_STEPS", "PlanValidation", "StepError", "ValidationCode", "collapse_raw_repeats",
+    "collapse_repeats", "validate_plan", "validate_step",
+]
 
 MAX_CHECKED_STEPS = 64
 """Steps of an over-long plan past this index are not checked one by one (the plan is rejected
@@ -201,13 +215,13 @@ def validate_step(
     spec = registry.get(getattr(step, "act", ""))
     if spec is None:
         return StepError(None, ValidationCode.UNKNOWN_TOOL,
-                         f"{_describe_typed(step)}: unknown tool {getattr(step, 'act', '?')!r}")
+                         f"{describe_typed(step)}: unknown tool {getattr(step, 'act', '?')!r}")
     values: dict[str, int | float] = {}
     for a in spec.args:
         v = getattr(step, a.name, None)
         if not _is_number(v):
             return StepError(None, ValidationCode.MISSING_ARG,
-                             f"{_describe_typed(step)}: argument {a.name!r} missing or not a "
+                             f"{describe_typed(step)}: argument {a.name!r} missing or not a "
                              "number")
         assert isinstance(v, (int, float))
         values[a.name] = v
@@ -217,7 +231,7 @@ def validate_step(
     if not issues:
         return None
     code, detail = issues[0]
-    return StepError(None, code, f"{_describe_typed(step)}: {detail}")
+    return StepError(None, code, f"{describe_typed(step)}: {detail}")
 
 
 def _line_of_fire(
@@ -276,12 +290,12 @@ def _extract_steps(plan: object) -> tuple[list[object] | None, str]:
             steps = plan["steps"]
             if isinstance(steps, (list, tuple)):
                 return list(steps), ""
-            return None, f'"steps" must be a list of step objects, got {_typename(steps)}'
-        keys = ", ".join(sorted(_clip(_repr(k)) for k in list(plan)[:8]))
+            return None, f'"steps" must be a list of step objects, got {typename(steps)}'
+        keys = ", ".join(sorted(clip(safe_repr(k)) for k in list(plan)[:8]))
         hint = ' (a single step: wrap it as {"steps": [...]})' if "act" in plan else ""
         return None, (f'expected {{"steps": [...]}} or a list of steps, got an object with keys '
                       f"{keys or 'none'}{hint}")
-    return None, f'expected {{"steps": [...]}} or a list of steps, got {_typename(plan)}'
+    return None, f'expected {{"steps": [...]}} or a list of steps, got {typename(plan)}'
 
 
 def _check_raw_step(
@@ -295,20 +309,20 @@ def _check_raw_step(
     n = i + 1
     if not isinstance(raw, dict):
         return [StepError(i, ValidationCode.NOT_A_PLAN,
-                          f'step {n} is {_typename(raw)}, not an object like {{"act": ...}}')], None
-    label = f"step {n} {_describe_raw(raw)}"
+                          f'step {n} is {typename(raw)}, not an object like {{"act": ...}}')], None
+    label = f"step {n} {describe_raw(raw)}"
     if "act" not in raw:
         return [StepError(i, ValidationCode.MISSING_ARG,
                           f'{label}: missing "act" (the tool name)')], None
     act = raw["act"]
     if not isinstance(act, str):
         return [StepError(i, ValidationCode.BAD_ARG_TYPE,
-                          f'{label}: "act" must be a tool name string, got {_typename(act)}')
+                          f'{label}: "act" must be a tool name string, got {typename(act)}')
                 ], None
     spec = registry.get(act)
     if spec is None:
         return [StepError(i, ValidationCode.UNKNOWN_TOOL,
-                          f"{label}: unknown tool {_clip(act)!r}{_suggest(act, registry)}")], None
+                          f"{label}: unknown tool {clip(act)!r}{_suggest(act, registry)}")], None
 
     errors: list[StepError] = []
     values: dict[str, int | float] = {}
@@ -322,8 +336,8 @@ def _check_raw_step(
             want = "an integer" if a.kind.is_int else "a number of seconds"
             errors.append(StepError(
                 i, ValidationCode.BAD_ARG_TYPE,
-                f"{label}: {a.name} must be {want}, got {_clip(_repr(raw[a.name]))} "
-                f"({_typename(raw[a.name])})",
+                f"{label}: {a.name} must be {want}, got {clip(safe_repr(raw[a.name]))} "
+                f"({typename(raw[a.name])})",
             ))
             continue
         values[a.name] = v
@@ -332,7 +346,7 @@ def _check_raw_step(
             takes = ", ".join(a.name for a in spec.args) or "no arguments"
             errors.append(StepError(
                 i, ValidationCode.EXTRA_ARG,
-                f"{label}: unexpected argument {_clip(_repr(key))}; {spec.name} takes {takes}",
+                f"{label}: unexpected argument {clip(safe_repr(key))}; {spec.name} takes {takes}",
             ))
     if errors:
         return errors, None
@@ -392,7 +406,7 @@ def _tile_issue(
     checks = spec.checks
     if not (0 <= x < grid.width and 0 <= y < grid.height):
         return (ValidationCode.OUT_OF_BOUNDS,
-                f"tile ({_fmt_value(x)}, {_fmt_value(y)}) is outside the "
+                f"tile ({fmt_value(x)}, {fmt_value(y)}) is outside the "
                 f"{grid.width}x{grid.height} map "
                 f"(x 0-{grid.width - 1}, y 0-{grid.height - 1})")
     if Check.WALKABLE in checks and (x, y) in grid.walls:
@@ -437,7 +451,7 @@ def _target_issue(
         known = ", ".join(f"#{u.id}" for u in pool[:8]) or "none"
         who = "live enemies" if hostile else "you and your allies"
         return (ValidationCode.TARGET_MISSING,
-                f"no unit #{_fmt_value(tid)} in sight ({who}: {known})")
+                f"no unit #{fmt_value(tid)} in sight ({who}: {known})")
     is_enemy = any(e is unit for e in snap.enemies)
     if hostile and not is_enemy:
         return ValidationCode.TARGET_NOT_HOSTILE, f"#{tid} is {_relation(unit, snap)}, not an enemy"
@@ -538,93 +552,3 @@ def _suggest(act: str, registry: ToolRegistry) -> str:
     if close:
         return f" (did you mean {lower[close[0]]}?)"
     return f"; tools are {', '.join(names)}"
-
-
-def _typename(v: object) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, (list, tuple)):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    if isinstance(v, int):
-        return "an integer"
-    if isinstance(v, float):
-        return "a number"
-    return type(v).__name__
-
-
-def _repr(v: object) -> str:
-    """``repr(v)``, also for an int too long to print (Python refuses past 4300 digits)."""
-    try:
-        return repr(v)
-    except ValueError:
-        return f"<a {v.bit_length() * 30103 // 100000 + 1}-digit number>" if isinstance(
-            v, int) else f"<{type(v).__name__}>"
-
-
-def _clip(s: str, n: int = 24) -> str:
-    """``s`` cut to ``n`` characters, control characters escaped: a model's text goes into
-    one-line messages (log, HUD), where a newline in a tool name would break the line."""
-    if not s.isprintable():
-        s = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                    for c in s)
-    return s if len(s) <= n else s[: n - 3] + "..."
-
-
-def _fmt_value(v: object) -> str:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return _clip(_repr(v), 16)
-    if isinstance(v, float):
-        return f"{v:g}"
-    return _clip(_repr(v), 16)
-
-
-def _describe_raw(raw: dict[object, object]) -> str:
-    """``MoveTo(x=6, y=4)`` for an untrusted dict, clipped so a huge value stays readable."""
-    act = raw.get("act")
-    name = _clip(act) if isinstance(act, str) else "?"
-    args = [f"{_clip(k if isinstance(k, str) else _repr(k), 16)}={_fmt_value(v)}"
-            for k, v in list(raw.items())[:6] if k != "act"]
-    if len(raw) > 7:
-        args.append("...")
-    return f"{name}({', '.join(args)})"
-
-
-def _describe_typed(step: ActionStep) -> str:
-    try:
-        return describe_step(step)
-    except TypeError:  # a host's extra tool whose step is not a dataclass
-        return repr(step)
-
-
-def collapse_raw_repeats(plan: object) -> object:
-    """An untrusted plan (``{"steps": [...]}`` or a list) with runs of identical consecutive
-    step objects collapsed into one, *before* validation: ``ThrowSmoke`` written eight times is
-    one smoke, not a plan whose second smoke is on cooldown. Anything else is returned as is."""
-    steps = plan.get("steps") if isinstance(plan, dict) else plan
-    if not isinstance(steps, list):
-        return plan
-    out: list[object] = []
-    for step in steps:
-        if not out or out[-1] != step:
-            out.append(step)
-    if isinstance(plan, dict):
-        return {**plan, "steps": out}
-    return out
-
-
-def collapse_repeats(steps: Sequence[ActionStep]) -> tuple[ActionStep, ...]:
-    """``steps`` with runs of identical consecutive steps collapsed into one.
-
-    Small models pad a plan by repeating a step (``Attack(#4)`` seven times); carried out, the
-    copies only replay what the first did, so a plan keeps one of each run."""
-    out: list[ActionStep] = []
-    for step in steps:
-        if not out or out[-1] != step:
-            out.append(step)
-    return tuple(out)

@@ -86,11 +86,13 @@ def llama_server(
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-           "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", str(n_ctx), "--seed", "1"]
+    options = {"model": str(model), "model_alias": alias, "host": "127.0.0.1",
+               "port": str(port), "n_ctx": str(n_ctx), "seed": "1"}
     if threads is not None:
-        cmd += ["--n_threads", str(threads)]
+        options["n_threads"] = str(threads)
+    cmd = [sys.executable, "-m", "llama_cpp.server"]
+    for name, value in options.items():  # the server's own options, as its CLI spells them
+        cmd += ["-" * 2 + name, value]
     try:
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
