@@ -68,7 +68,7 @@ from esper_arbiter.systems.llm.parsing import parse_plan_reply
 from esper_arbiter.systems.llm.prompt import live_example
 from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
 from esper_arbiter.systems.perception import build_snapshot
-from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 
 DT = 1.0 / 30.0
 STANDARD = "hello_companion"

@@ -49,7 +49,7 @@ from esper_arbiter.game.scenario import UnitSpec, build_stress_scenario
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.backends.base import BackendError, BackendReply, JsonSchema, Message
 from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
-from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 
 DT = 1 / 30
 RSS_GROWTH_LIMIT = 0.10

@@ -54,7 +54,7 @@ from esper_arbiter.game.sim import RoundResult, SimContext
 from esper_arbiter.game.state import Activity, Combatant, Dead, Enemy, Motion, PlayerInput
 from esper_arbiter.game.vitals import VITALS_PRIORITY, VitalsSystem
 from esper_arbiter.systems.llm.api import PlanService
-from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.plugin import ArbiterPlugin, install
 from esper_arbiter.systems.presets.squad import enemy_tree
 

@@ -417,8 +417,11 @@ class PerceptionSystem(esper.Processor):
             return
         agents, pos, hp, team, perceived = self._members.sets()
         ok = agents & pos & hp & team
+        grid = esper.get_component(MapGrid)[0][1]
+        self._check_objective(grid)
         for ent in ok - perceived:
             self._adopt(ent, t)
+            self._check_standing(ent, grid)
         for ent in perceived - ok:
             esper.remove_component(ent, Perception)  # no longer an agent, or incomplete
         if len(ok) != len(agents):
@@ -427,6 +430,29 @@ class PerceptionSystem(esper.Processor):
         if self._warned:
             self._warned.difference_update(ok)
         self._members.changed()  # what we just adopted and dropped is the new normal
+
+    def _check_objective(self, grid: MapGrid) -> None:
+        """An objective naming no point of interest is a typo the agents cannot show: they
+        would just never head anywhere. Say so once."""
+        o = grid.objective
+        if o is not None and o.poi not in grid.pois:
+            known = ", ".join(sorted(grid.pois)) or "none"
+            self._warn_once(("objective", o.poi),
+                            f"the MapGrid's objective names point of interest {o.poi!r}, which "
+                            f"is not in its pois ({known}): agents have no objective")
+
+    def _check_standing(self, ent: int, grid: MapGrid) -> None:
+        """A new agent outside the map or inside a wall cannot path anywhere; say so once."""
+        p = esper.component_for_entity(ent, Position)
+        x, y = round(p.x), round(p.y)
+        if not grid.in_bounds(x, y):
+            self._warn_once(("standing", ent),
+                            f"entity {ent} is an Agent at ({x}, {y}), outside the "
+                            f"{grid.width}x{grid.height} MapGrid: it cannot walk anywhere")
+        elif not grid.walkable(x, y):
+            self._warn_once(("standing", ent),
+                            f"entity {ent} is an Agent at ({x}, {y}), inside a wall of the "
+                            "MapGrid: it cannot walk anywhere")
 
     def _warn_once(self, key: object, message: str, level: int = logging.WARNING) -> None:
         if key not in self._warned:

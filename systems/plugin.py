@@ -29,7 +29,8 @@ from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm_poll import LlmPollSystem
 from esper_arbiter.systems.perception import PerceptionSystem
-from esper_arbiter.systems.planning.arbiter import Arbiter, ArbiterConfig
+from esper_arbiter.systems.planning.arbiter import Arbiter
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 
 log = logging.getLogger("esper_arbiter")
 
@@ -113,6 +114,19 @@ def install(
     """
     if domain is not None and not isinstance(domain, Domain):
         raise TypeError(f"install(domain=...) takes a Domain, got {type(domain).__name__}")
+    if config is not None and not isinstance(config, ArbiterConfig):
+        raise TypeError(
+            f"install(config=...) takes an ArbiterConfig, got {type(config).__name__}"
+            + (" (build one with ArbiterConfig(**settings))" if isinstance(config, dict) else ""))
+    if on_event is not None and not callable(on_event):
+        raise TypeError(f"install(on_event=...) takes a callable (entity, ArbiterEvent), got "
+                        f"{type(on_event).__name__}")
+    present = [kind.__name__ for kind in (PerceptionSystem, LlmPollSystem, ArbiterSystem)
+               if esper.get_processor(kind) is not None]
+    if present:
+        raise RuntimeError(
+            f"the arbiter is already installed in world {esper.current_world!r} "
+            f"({', '.join(present)}); call the plugin's uninstall() first, or switch worlds")
     dom = domain if domain is not None else default_domain()
     arbiter = Arbiter(
         dom,

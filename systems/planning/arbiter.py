@@ -15,8 +15,6 @@ imports esper: :class:`esper_arbiter.systems.arbiter_system.ArbiterSystem` feeds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from esper_arbiter.components.actions import ActionStep, describe_step
 from esper_arbiter.components.agent import (
     ArbiterEvent,
@@ -28,7 +26,6 @@ from esper_arbiter.components.agent import (
     StepRejection,
 )
 from esper_arbiter.components.llm import (
-    DEFAULT_MAX_STEPS,
     PRIORITY_HIGH,
     PRIORITY_LOW,
     WITHDRAWN_KINDS,
@@ -38,6 +35,7 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.grounding import cannot_start, ground_step
 from esper_arbiter.systems.planning.validation import validate_step
@@ -46,39 +44,6 @@ _NOT_FAILURES = WITHDRAWN_KINDS
 """Withdrawn, refused or expired requests: counted apart, never model failures."""
 
 LABEL_WIDTH = 18
-
-
-@dataclass(frozen=True, slots=True)
-class ArbiterConfig:
-    """Policy knobs. Times are game seconds."""
-
-    llm_cooldown_s: float = 15.0
-    """Minimum time between the end of one background request and the next."""
-    first_request_at_s: float = 1.0
-    """When an agent that never asked may send its first background request."""
-    max_plan_steps: int = DEFAULT_MAX_STEPS
-    bt_after_failures: int = 3
-    """Consecutive model failures that send the agent to the behaviour tree."""
-    bt_hold_s: float = 5.0
-    """Minimum stay in BehaviorTree after model failures before GOAP takes over again."""
-    failure_backoff_max_s: float = 60.0
-    """The cooldown doubles with each consecutive failure, up to this."""
-    think_interval_s: float = 0.5
-    """GOAP/BT re-decide this often while a step runs (to react to threats)."""
-    min_commit_s: float = 1.0
-    """A running GOAP step is not replaced by a different kind of step before this."""
-    step_retry_s: float = 2.0
-    """After the host fails a GOAP/BT step, that exact step is not issued again for this long
-    (doubling while it keeps failing, up to ``step_retry_max_s``); GOAP plans around it."""
-    step_retry_max_s: float = 30.0
-    max_decisions_per_frame: int | None = None
-    """Agents the arbiter advances past the fast path in one frame, at most (``None``: all
-    that are due). The rest stay due and go first next frame, so a crowd that wakes together
-    (spawned at once, a fight's bursts ending in step) is spread over a few frames instead
-    of stalling one. An agent whose model plan just arrived is not held back."""
-    max_step_preparations: int = 3
-    """A model step that cannot run yet gets up to this many preparatory steps (approach,
-    reload, wait; see ``systems.planning.grounding``) before it is skipped."""
 
 
 class Arbiter:

@@ -183,6 +183,10 @@ class ToolSpec:
             raise ValueError(f"tool {self.name}: COOLDOWN needs a cooldown name")
         if self.effect is Effect.MOVE and not xs:
             raise ValueError(f"tool {self.name}: a MOVE effect needs a tile")
+        act = getattr(self.build, "act", None) if isinstance(self.build, type) else None
+        if isinstance(act, str) and act != self.name:
+            raise ValueError(f"tool {self.name}: builds {self.build.__name__}, whose act is "
+                             f"{act!r}; a tool is named as its step's act")
         object.__setattr__(self, "arg_names", frozenset(names))
         object.__setattr__(self, "tile_args", (xs[0], ys[0]) if xs else None)
         object.__setattr__(self, "target_arg", targets[0] if targets else None)

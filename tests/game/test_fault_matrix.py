@@ -33,7 +33,7 @@ from esper_arbiter.systems.llm.backends.ollama_backend import OllamaBackend
 from esper_arbiter.systems.llm.backends.openai_backend import OpenAIBackend
 from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
-from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from tests.fixtures.fake_ollama import ChatScript as OllamaScript
 from tests.fixtures.fake_ollama import FakeOllama
 from tests.fixtures.fake_openai import ChatScript as OpenAIScript

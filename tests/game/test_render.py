@@ -37,7 +37,7 @@ from esper_arbiter.game.scenario import DEFAULT_SCENARIO, build_stress_scenario,
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
 from esper_arbiter.systems.llm.scripted import ScriptedPlanService
-from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 
 DT = 1.0 / 30.0
 SIZE = (1280, 720)

@@ -22,7 +22,7 @@ from esper_arbiter.game.state import Motion
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm.scripted import ScriptedPlanService
-from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 
 DT = 1.0 / 20.0
 SUMMARY = re.compile(

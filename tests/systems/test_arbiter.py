@@ -28,7 +28,8 @@ from esper_arbiter.components import (
 )
 from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.systems.domain import default_domain
-from esper_arbiter.systems.planning.arbiter import Arbiter, ArbiterConfig
+from esper_arbiter.systems.planning.arbiter import Arbiter
+from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.goap import GoapDecision
 
 WALL = frozenset((6, y) for y in range(1, 9))

@@ -259,3 +259,72 @@ def test_dead_enemies_do_not_crowd_live_ones_out_of_a_snapshot(world: str) -> No
     step()
     snap = esper.component_for_entity(me, ea.Perception).snapshot
     assert [u.id for u in snap.enemies] == [live]
+
+
+# -- mistakes a stranger made on a first game (each was silent, or a traceback frames later) --
+
+
+def test_install_refuses_a_settings_dict_and_a_second_install(world: str) -> None:
+    arena()
+    with pytest.raises(TypeError, match=r"ArbiterConfig\(\*\*settings\)"):
+        ea.install(config={"think_interval_s": 0.5})  # type: ignore[arg-type]
+    plugin = ea.install()
+    with pytest.raises(RuntimeError, match=r"already installed.*uninstall"):
+        ea.install()
+    plugin.uninstall()
+    ea.install()  # after uninstall() it may be installed again
+    assert len(esper._processors) == 3
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("think_interval_s", -1), ("think_interval_s", float("nan")), ("llm_cooldown_s", 0),
+    ("max_plan_steps", 0), ("max_decisions_per_frame", 0), ("bt_hold_s", -2.0),
+    ("max_plan_steps", True),
+])
+def test_arbiter_config_names_a_value_it_cannot_run_on(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"ArbiterConfig.{field}: expected"):
+        ea.ArbiterConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_an_objective_naming_no_point_of_interest_is_said_once(
+    world: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    arena(ea.Objective("crat"))
+    esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                        ea.Team("blue"))
+    ea.install()
+    with caplog.at_level(logging.WARNING, logger="esper_arbiter"):
+        for _ in range(30):
+            step()
+    said = [r.getMessage() for r in caplog.records if "'crat'" in r.getMessage()]
+    assert said == ["the MapGrid's objective names point of interest 'crat', which is not in "
+                    "its pois (relay): agents have no objective"]
+
+
+def test_an_agent_off_the_map_or_in_a_wall_is_said_once(
+    world: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    esper.create_entity(ea.MapGrid(24, 12, walls=frozenset({(5, 5)})))
+    esper.create_entity(ea.GameClock(0.0))
+    off = esper.create_entity(ea.Agent(use_llm=False), ea.Position(40, 40), ea.Health(80, 80),
+                              ea.Team("blue"))
+    wall = esper.create_entity(ea.Agent(use_llm=False), ea.Position(5, 5), ea.Health(80, 80),
+                               ea.Team("blue"))
+    ea.install()
+    with caplog.at_level(logging.WARNING, logger="esper_arbiter"):
+        for _ in range(30):
+            step()
+    said = sorted(r.getMessage() for r in caplog.records
+                  if "cannot walk anywhere" in r.getMessage())
+    assert said == [
+        f"entity {off} is an Agent at (40, 40), outside the 24x12 MapGrid: it cannot walk "
+        "anywhere",
+        f"entity {wall} is an Agent at (5, 5), inside a wall of the MapGrid: it cannot walk "
+        "anywhere",
+    ]
+
+
+def test_a_tool_is_named_as_its_steps_act() -> None:
+    with pytest.raises(ValueError, match="builds MoveTo, whose act is 'MoveTo'"):
+        ea.ToolSpec("Yell", "shout", ea.MoveTo,
+                    (ea.ArgSpec("x", ea.ArgKind.X), ea.ArgSpec("y", ea.ArgKind.Y)))

@@ -83,7 +83,7 @@ def test_a_decision_budget_spreads_a_crowd_that_wakes_together(world: str) -> No
     """200 agents spawned in one frame: with ``max_decisions_per_frame=50`` the first frame
     decides for 50 of them, the next for the next 50 (those held back go first), and after
     four frames everyone has a step."""
-    from esper_arbiter.systems.planning.arbiter import ArbiterConfig
+    from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 
     esper.create_entity(ea.MapGrid(60, 40, pois={"exit": (58, 20)},
                                    objective=ea.Objective("exit")))

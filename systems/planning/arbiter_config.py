@@ -1,0 +1,77 @@
+"""The arbiter's policy knobs (:class:`ArbiterConfig`), checked when built.
+
+Hosts pass one to ``ea.install(config=...)``; every time is in game seconds. A value the
+policy cannot run on (a negative interval, a zero step budget) is a ``ValueError`` naming the
+field, at construction, not a stall or a traceback frames later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from esper_arbiter.components.llm import DEFAULT_MAX_STEPS
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterConfig:
+    """Policy knobs. Times are game seconds."""
+
+    llm_cooldown_s: float = 15.0
+    """Minimum time between the end of one background request and the next."""
+    first_request_at_s: float = 1.0
+    """When an agent that never asked may send its first background request."""
+    max_plan_steps: int = DEFAULT_MAX_STEPS
+    bt_after_failures: int = 3
+    """Consecutive model failures that send the agent to the behaviour tree."""
+    bt_hold_s: float = 5.0
+    """Minimum stay in BehaviorTree after model failures before GOAP takes over again."""
+    failure_backoff_max_s: float = 60.0
+    """The cooldown doubles with each consecutive failure, up to this."""
+    think_interval_s: float = 0.5
+    """GOAP/BT re-decide this often while a step runs (to react to threats)."""
+    min_commit_s: float = 1.0
+    """A running GOAP step is not replaced by a different kind of step before this."""
+    step_retry_s: float = 2.0
+    """After the host fails a GOAP/BT step, that exact step is not issued again for this long
+    (doubling while it keeps failing, up to ``step_retry_max_s``); GOAP plans around it."""
+    step_retry_max_s: float = 30.0
+    max_decisions_per_frame: int | None = None
+    """Agents the arbiter advances past the fast path in one frame, at most (``None``: all
+    that are due). The rest stay due and go first next frame, so a crowd that wakes together
+    (spawned at once, a fight's bursts ending in step) is spread over a few frames instead
+    of stalling one. An agent whose model plan just arrived is not held back."""
+    max_step_preparations: int = 3
+    """A model step that cannot run yet gets up to this many preparatory steps (approach,
+    reload, wait; see ``systems.planning.grounding``) before it is skipped."""
+
+    def __post_init__(self) -> None:
+        """Reject values the policy cannot run on, naming the field (``ValueError``): a
+        negative interval would re-decide every agent every frame, a zero step budget would
+        never plan."""
+        for name in ("llm_cooldown_s", "think_interval_s", "step_retry_s", "step_retry_max_s",
+                     "failure_backoff_max_s"):
+            _check_number(name, getattr(self, name), positive=True)
+        for name in ("first_request_at_s", "bt_hold_s", "min_commit_s"):
+            _check_number(name, getattr(self, name), positive=False)
+        for name in ("max_plan_steps", "bt_after_failures"):
+            _check_count(name, getattr(self, name), minimum=1)
+        _check_count("max_step_preparations", self.max_step_preparations, minimum=0)
+        if self.max_decisions_per_frame is not None:
+            _check_count("max_decisions_per_frame", self.max_decisions_per_frame, minimum=1)
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> None:
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value) and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise ValueError(f"ArbiterConfig.{name}: expected a number of game seconds "
+                         f"{'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"ArbiterConfig.{name}: expected a whole number >= {minimum}, "
+                         f"got {value!r}")
+
+
