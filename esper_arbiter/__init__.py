@@ -25,6 +25,7 @@ from esper_arbiter.systems.perception import MissingWorldPiece, build_snapshot
 from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapAction, GoapBrain, GoapGoal
+from esper_arbiter.systems.planning.pathfinding import find_path, line_of_sight
 from esper_arbiter.systems.planning.rules import Rules
 from esper_arbiter.systems.planning.tools import (
     ArgKind,
@@ -74,7 +75,9 @@ __all__ = [
     "build_snapshot",
     "default_domain",
     "domain_of",
+    "find_path",
     "install",
+    "line_of_sight",
     "make_service",
     "paced_by_wall_clock",
     "squad_domain",
