@@ -491,21 +491,25 @@ def test_plans_are_valid_cheapest_and_none_exactly_when_no_plan_fits_the_depth(
 
 
 def test_a_cheaper_but_longer_way_to_a_need_does_not_hide_a_shorter_one() -> None:
-    """The depth bound: the cheap way to M is too long for the plan to fit, the dear one fits."""
-    m, p, q1, q2, g = 1, 2, 4, 8, 16
+    """The depth bound is exact. Backwards from the goal, the need for M is reached cheaply in
+    two steps (via Q) and dearly in one; from M the plan needs three more steps. With room for
+    five actions the cheap way wins; with four only the dear way fits, and must be found."""
+    m, q, r1, r2, g = 1, 2, 4, 8, 16
     actions = [
-        GoapAction("to_p", {}, {p: True}, 1.0),
-        GoapAction("p_to_m", {p: True}, {m: True}, 1.0),
-        GoapAction("straight_to_m", {}, {m: True}, 5.0),
-        GoapAction("q1", {m: True}, {q1: True}, 1.0),
-        GoapAction("q2", {q1: True}, {q2: True}, 1.0),
-        GoapAction("goal", {q2: True}, {g: True}, 1.0),
+        GoapAction("q_to_goal", {q: True}, {g: True}, 1.0),
+        GoapAction("m_to_q", {m: True}, {q: True}, 1.0),
+        GoapAction("m_to_goal", {m: True}, {g: True}, 5.0),
+        GoapAction("r1_to_m", {r1: True}, {m: True}, 1.0),
+        GoapAction("r2_to_r1", {r2: True}, {r1: True}, 1.0),
+        GoapAction("to_r2", {}, {r2: True}, 1.0),
     ]
     goal = GoapGoal("g", {g: True})
     cheap = GoapPlanner(actions, max_depth=5).plan(0, goal)
-    assert cheap is not None and [a.name for a in cheap][:2] == ["to_p", "p_to_m"]
+    assert cheap is not None
+    assert [a.name for a in cheap] == ["to_r2", "r2_to_r1", "r1_to_m", "m_to_q", "q_to_goal"]
     short = GoapPlanner(actions, max_depth=4).plan(0, goal)
-    assert short is not None and [a.name for a in short] == ["straight_to_m", "q1", "q2", "goal"]
+    assert short is not None
+    assert [a.name for a in short] == ["to_r2", "r2_to_r1", "r1_to_m", "m_to_goal"]
     assert GoapPlanner(actions, max_depth=3).plan(0, goal) is None
 
 
