@@ -138,6 +138,8 @@ class GoapGoal:
         return float(p) if isinstance(p, int | float) else p(state, snapshot)
 
 
+_MISSING = object()
+
 _Link = tuple["GoapAction", "_Link | None"]
 """A plan as a linked list: its first action, then the rest (``None`` when done)."""
 
@@ -181,7 +183,7 @@ class GoapPlanner:
         # Domain tables, built once. Each action as plain ints; for each fact bit, the actions
         # that make it true and those that make it false, as a bitmask of action indices (a
         # union of them is walked lowest bit first, which is action list order).
-        self._acts: tuple[tuple[int, int, int, int, float, GoapAction], ...] = tuple(
+        acts: tuple[tuple[int, int, int, int, float, GoapAction], ...] = tuple(
             (a.pre_mask, a.pre_bits, a.eff_mask, a.eff_bits, a.cost, a) for a in self.actions)
         makes_true: dict[int, int] = {}
         makes_false: dict[int, int] = {}
@@ -192,12 +194,10 @@ class GoapPlanner:
                 m ^= low
                 table = makes_true if a.eff_bits & low else makes_false
                 table[low] = table.get(low, 0) | (1 << i)
-        self._makes_true = makes_true
-        self._makes_false = makes_false
         self._index = {a: i for i, a in enumerate(self.actions)}
-        self._can_true = sum(makes_true)  # facts some action makes true
-        self._can_false = sum(makes_false)  # ... and false
-        self._width = max([a.pre_mask | a.eff_mask for a in self.actions]).bit_length()
+        width = max([a.pre_mask | a.eff_mask for a in self.actions]).bit_length()
+        # With the facts some action makes true and those some action makes false.
+        self._tables = (acts, makes_true, makes_false, sum(makes_true), sum(makes_false), width)
 
     def clear_cache(self) -> None:
         """Forget all cached plans and reset the hit/miss counters (for cold timings)."""
@@ -216,9 +216,10 @@ class GoapPlanner:
         """
         key = (state, goal.mask, goal.bits)
         cache = self._cache
-        if key in cache:
+        hit = cache.get(key, _MISSING)
+        if hit is not _MISSING:
             self.hits += 1
-            return cache[key]
+            return hit  # type: ignore[return-value]
         self.misses += 1
         result = self._search(state, goal.mask, goal.bits)
         if len(cache) >= self.cache_size:
@@ -262,36 +263,27 @@ class GoapPlanner:
     def _search(self, start: int, mask: int, bits: int) -> tuple[GoapAction, ...] | None:
         if (start & mask) == bits:
             return ()
-        # Facts that can move away from their start value: a node needing any other fact at
-        # a value it does not have now is a dead end.
-        movable = (self._can_true & ~start) | (self._can_false & start)
-        if (start ^ bits) & mask & ~movable or self.max_depth <= 0:
-            return None
-        acts = self._acts
-        makes_true = self._makes_true
-        makes_false = self._makes_false
-        width = max(self._width, mask.bit_length())  # node key: mask << width | values
+        acts, makes_true, makes_false, can_true, can_false, width = self._tables
+        # Facts that cannot move away from their start value: a node needing one of them at
+        # the other value is a dead end.
+        stuck = ~((can_true & ~start) | (can_false & start))
         max_depth = self.max_depth
+        if (start ^ bits) & mask & stuck or max_depth <= 0:
+            return None
+        width = max(width, mask.bit_length())  # a node's key: mask << width | values
         limit = self.max_expansions
         best_g = math.inf
         best: _Link | None = None
         # Entries: (cost so far, tie-break, need mask, need values, depth, plan suffix).
-        frontier: list[tuple[float, int, int, int, int, _Link | None]] = [
-            (0.0, 0, mask, bits, 0, None)]
+        frontier: list[tuple[float, int, int, int, int, _Link | None]] = []
         # Node key -> the smallest depth it was expanded at. Nodes pop cheapest first, so a
         # node popped again is dearer and only worth expanding when it is shallower.
         closed: dict[int, int] = {}
         counter = expansions = 0
         pop, push = heapq.heappop, heapq.heappush
-        while frontier:
-            g, _, nm, nb, d, suffix = pop(frontier)
-            if g > best_g:
-                break  # every plan still to be found costs more
-            key = nm << width | nb
-            seen = closed.get(key)
-            if seen is not None and seen <= d:
-                continue
-            closed[key] = d
+        g, nm, nb, d, suffix = 0.0, mask, bits, 0, None  # the goal: the first node
+        while True:
+            closed[nm << width | nb] = d
             expansions += 1
             if expansions > limit:
                 log.debug("GOAP search gave up after %d expansions", limit)
@@ -325,14 +317,23 @@ class GoapPlanner:
                     if ng < best_g or self._earlier(found, best):
                         best_g, best = ng, found
                     continue
-                if last or diff & ~movable:
+                if last or ng >= best_g or diff & stuck:
                     continue
-                key2 = nm2 << width | nb2
-                seen = closed.get(key2)
+                seen = closed.get(nm2 << width | nb2)
                 if seen is not None and seen <= nd:
                     continue
                 counter += 1
                 push(frontier, (ng, counter, nm2, nb2, nd, (act, suffix)))
+            # The next node to expand: the cheapest not already expanded as shallow.
+            while frontier:
+                g, _, nm, nb, d, suffix = pop(frontier)
+                seen = closed.get(nm << width | nb)
+                if seen is None or seen > d:
+                    break
+            else:
+                break
+            if g >= best_g:
+                break  # every plan still to be found costs more
         if best is None:
             return None
         plan: list[GoapAction] = []
