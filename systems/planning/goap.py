@@ -140,6 +140,10 @@ class GoapGoal:
 
 _MISSING = object()
 
+RELAX_AFTER = 3
+"""A search still going at this many expansions first runs the relaxed fixpoint (once per
+start state a decision plans from) to prune the needs that can never be met."""
+
 _Link = tuple["GoapAction", "_Link | None"]
 """A plan as a linked list: its first action, then the rest (``None`` when done)."""
 
@@ -153,7 +157,10 @@ class GoapPlanner:
     satisfies ends a plan. Goals want one to three facts, so a node has a handful of achievers,
     found in per-fact tables built once from the actions; a node that needs a fact no action
     can change from its start value is a dead end, so a goal nothing can bring about costs a
-    few integer operations. The search is uniform-cost (cheapest first, which is A* with the
+    few integer operations. A search still going after ``RELAX_AFTER`` expansions widens that
+    test with the relaxed fixpoint of :meth:`reachable` (run once per start state, shared by
+    the goals a decision tries in turn), so a goal with no plan rarely costs more than a few
+    expansions. The search is uniform-cost (cheapest first, which is A* with the
     zero heuristic), so plans are cheapest; of equally cheap plans it finds, it keeps the one
     whose actions come first in action list order, first action first (the forward search it
     replaced broke ties much the same way). Bounded by ``max_depth`` (no plan is longer) and
@@ -198,10 +205,18 @@ class GoapPlanner:
         width = max([a.pre_mask | a.eff_mask for a in self.actions]).bit_length()
         # With the facts some action makes true and those some action makes false.
         self._tables = (acts, makes_true, makes_false, sum(makes_true), sum(makes_false), width)
+        # Each action for the relaxed fixpoint: (needs true, needs false, sets true, sets false).
+        self._relax_acts: tuple[tuple[int, int, int, int], ...] = tuple(
+            (a.pre_bits, a.pre_mask & ~a.pre_bits, a.eff_bits, a.eff_mask & ~a.eff_bits)
+            for a in self.actions)
+        # The last start state's facts stuck at their start value even in the relaxed
+        # problem (see _relaxed_stuck): shared by the goals a decision tries in turn.
+        self._relaxed: tuple[int, int] | None = None
 
     def clear_cache(self) -> None:
         """Forget all cached plans and reset the hit/miss counters (for cold timings)."""
         self._cache.clear()
+        self._relaxed = None
         self.hits = 0
         self.misses = 0
 
@@ -248,6 +263,31 @@ class GoapPlanner:
         goal_true, goal_false = bits & mask, mask & ~bits
         return not (goal_true & ~can_true or goal_false & ~can_false)
 
+    def _relaxed_stuck(self, start: int) -> int:
+        """Facts that cannot leave their value in ``start`` even when effects only ever add
+        what can be true or false (the relaxed fixpoint :meth:`reachable` runs): a node needing
+        one at the other value has no plan. Remembered for the last start state only, and
+        forgotten by :meth:`clear_cache`."""
+        memo = self._relaxed
+        if memo is not None and memo[0] == start:
+            return memo[1]
+        can_true, can_false = start, ~start
+        pending = self._relax_acts
+        while pending:
+            rest = []
+            for act in pending:
+                if act[0] & ~can_true or act[1] & ~can_false:
+                    rest.append(act)
+                else:
+                    can_true |= act[2]
+                    can_false |= act[3]
+            if len(rest) == len(pending):
+                break  # nothing more fires
+            pending = tuple(rest)
+        stuck = (~can_true & ~start) | (~can_false & start)
+        self._relaxed = (start, stuck)
+        return stuck
+
     def _earlier(self, plan: _Link, other: _Link | None) -> bool:
         """Whether ``plan`` comes before ``other`` (an equally cheap plan) in action list
         order, compared first action first: the tie-break a forward search would make."""
@@ -285,6 +325,13 @@ class GoapPlanner:
         while True:
             closed[nm << width | nb] = d
             expansions += 1
+            if expansions == RELAX_AFTER:
+                # Not a short search: prove dead ends harder, with the relaxed problem.
+                stuck = self._relaxed_stuck(start)
+                if (start ^ bits) & mask & stuck:
+                    return None
+                if (start ^ nb) & nm & stuck:
+                    nm = 0  # this node is a dead end: expand nothing
             if expansions > limit:
                 log.debug("GOAP search gave up after %d expansions", limit)
                 return None
@@ -328,7 +375,7 @@ class GoapPlanner:
             while frontier:
                 g, _, nm, nb, d, suffix = pop(frontier)
                 seen = closed.get(nm << width | nb)
-                if seen is None or seen > d:
+                if (seen is None or seen > d) and not (start ^ nb) & nm & stuck:
                     break
             else:
                 break

@@ -464,16 +464,27 @@ domains = st.lists(
 
 
 @settings(max_examples=600, deadline=None)
-@given(acts=domains, start=st.integers(0, 63), gmask=st.integers(1, 63),
-       gbits=st.integers(0, 63), max_depth=st.integers(0, 6))
+@given(acts=domains, starts=st.lists(st.integers(0, 63), min_size=1, max_size=3),
+       goals=st.lists(st.tuples(st.integers(1, 63), st.integers(0, 63)), min_size=1,
+                      max_size=3),
+       max_depth=st.integers(0, 6))
 def test_plans_are_valid_cheapest_and_none_exactly_when_no_plan_fits_the_depth(
-    acts: list[tuple[int, int, int, int, float]], start: int, gmask: int, gbits: int,
-    max_depth: int,
+    acts: list[tuple[int, int, int, int, float]], starts: list[int],
+    goals: list[tuple[int, int]], max_depth: int,
 ) -> None:
+    """One planner asked about several start states and goals in turn (what it remembers of a
+    start state between searches must not leak into the next)."""
     actions = [GoapAction(f"a{i}", _facts(pm, pb), _facts(em, eb), cost)
                for i, (pm, pb, em, eb, cost) in enumerate(acts)]
-    goal = GoapGoal("g", _facts(gmask, gbits))
     planner = GoapPlanner(actions, max_depth=max_depth, max_expansions=1_000_000)
+    for start in starts:
+        for gmask, gbits in goals:
+            check_plan(planner, actions, start, GoapGoal("g", _facts(gmask, gbits)))
+
+
+def check_plan(planner: GoapPlanner, actions: list[GoapAction], start: int,
+               goal: GoapGoal) -> None:
+    max_depth = planner.max_depth
     plan = planner.plan(start, goal)
     want = cheapest_within(actions, start, goal, max_depth)
     if want is None:
