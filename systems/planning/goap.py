@@ -1,12 +1,12 @@
-"""GOAP: a forward A* planner over symbolic facts, and the brain that grounds its plans.
+"""GOAP: a regressive A* planner over symbolic facts, and the brain that grounds its plans.
 
 Two layers, both game-agnostic:
 
-* :class:`GoapPlanner` is a plain forward A* over world states that are ``int`` bitmasks of
-  fact flags (each fact is one bit; the domain names them). Actions (:class:`GoapAction`) have
-  preconditions, effects and a cost; goals (:class:`GoapGoal`) name the facts they want and a
-  priority. Plans are cached by ``(state, goal)``: a frame whose symbolic state did not change
-  costs one dict lookup.
+* :class:`GoapPlanner` is a regressive (backward) A* from a goal's facts to a world state;
+  states are ``int`` bitmasks of fact flags (each fact is one bit; the domain names them).
+  Actions (:class:`GoapAction`) have preconditions, effects and a cost; goals
+  (:class:`GoapGoal`) name the facts they want and a priority. Plans are cached by
+  ``(state, goal)``: a frame whose symbolic state did not change costs one dict lookup.
 * :class:`GoapBrain` ties a planner to a domain: it *reads* a :class:`WorldSnapshot` into a
   percept (whatever object the domain's grounders want) and a fact state, picks the
   highest-priority goal that is unsatisfied and plannable, plans, and *grounds* the plan's
@@ -138,11 +138,32 @@ class GoapGoal:
         return float(p) if isinstance(p, int | float) else p(state, snapshot)
 
 
-class GoapPlanner:
-    """Forward A* from a fact state to a goal, with a bounded plan cache.
+_MISSING = object()
 
-    The heuristic (unsatisfied goal facts / most facts one action sets x cheapest cost) never
-    overestimates, so plans are cheapest. Search is bounded by ``max_depth`` and
+RELAX_AFTER = 3
+"""A search still going at this many expansions first runs the relaxed fixpoint (once per
+start state a decision plans from) to prune the needs that can never be met."""
+
+_Link = tuple["GoapAction", "_Link | None"]
+"""A plan as a linked list: its first action, then the rest (``None`` when done)."""
+
+
+class GoapPlanner:
+    """Regressive (backward) A* from a goal to a fact state, with a bounded plan cache.
+
+    The search starts from the goal's facts and regresses them through the actions that bring
+    one of them about and contradict none: each node is the set of facts that must hold
+    *before* the rest of the plan, as two ints (mask, values), and a node the start state
+    satisfies ends a plan. Goals want one to three facts, so a node has a handful of achievers,
+    found in per-fact tables built once from the actions; a node that needs a fact no action
+    can change from its start value is a dead end, so a goal nothing can bring about costs a
+    few integer operations. A search still going after ``RELAX_AFTER`` expansions widens that
+    test with the relaxed fixpoint of :meth:`reachable` (run once per start state, shared by
+    the goals a decision tries in turn), so a goal with no plan rarely costs more than a few
+    expansions. The search is uniform-cost (cheapest first, which is A* with the
+    zero heuristic), so plans are cheapest; of equally cheap plans it finds, it keeps the one
+    whose actions come first in action list order, first action first (the forward search it
+    replaced broke ties much the same way). Bounded by ``max_depth`` (no plan is longer) and
     ``max_expansions``; hitting a bound means "no plan" (``None``), never an exception.
     """
 
@@ -163,15 +184,39 @@ class GoapPlanner:
         self.max_depth = max_depth
         self.max_expansions = max_expansions
         self.cache_size = cache_size
-        self._min_cost = min(a.cost for a in self.actions)
-        self._max_bits = max(a.eff_mask.bit_count() for a in self.actions)
         self._cache: dict[tuple[int, int, int], tuple[GoapAction, ...] | None] = {}
         self.hits = 0
         self.misses = 0
+        # Domain tables, built once. Each action as plain ints; for each fact bit, the actions
+        # that make it true and those that make it false, as a bitmask of action indices (a
+        # union of them is walked lowest bit first, which is action list order).
+        acts: tuple[tuple[int, int, int, int, float, GoapAction], ...] = tuple(
+            (a.pre_mask, a.pre_bits, a.eff_mask, a.eff_bits, a.cost, a) for a in self.actions)
+        makes_true: dict[int, int] = {}
+        makes_false: dict[int, int] = {}
+        for i, a in enumerate(self.actions):
+            m = a.eff_mask
+            while m:
+                low = m & -m
+                m ^= low
+                table = makes_true if a.eff_bits & low else makes_false
+                table[low] = table.get(low, 0) | (1 << i)
+        self._index = {a: i for i, a in enumerate(self.actions)}
+        width = max([a.pre_mask | a.eff_mask for a in self.actions]).bit_length()
+        # With the facts some action makes true and those some action makes false.
+        self._tables = (acts, makes_true, makes_false, sum(makes_true), sum(makes_false), width)
+        # Each action for the relaxed fixpoint: (needs true, needs false, sets true, sets false).
+        self._relax_acts: tuple[tuple[int, int, int, int], ...] = tuple(
+            (a.pre_bits, a.pre_mask & ~a.pre_bits, a.eff_bits, a.eff_mask & ~a.eff_bits)
+            for a in self.actions)
+        # The last start state's facts stuck at their start value even in the relaxed
+        # problem (see _relaxed_stuck): shared by the goals a decision tries in turn.
+        self._relaxed: tuple[int, int] | None = None
 
     def clear_cache(self) -> None:
         """Forget all cached plans and reset the hit/miss counters (for cold timings)."""
         self._cache.clear()
+        self._relaxed = None
         self.hits = 0
         self.misses = 0
 
@@ -186,9 +231,10 @@ class GoapPlanner:
         """
         key = (state, goal.mask, goal.bits)
         cache = self._cache
-        if key in cache:
+        hit = cache.get(key, _MISSING)
+        if hit is not _MISSING:
             self.hits += 1
-            return cache[key]
+            return hit  # type: ignore[return-value]
         self.misses += 1
         result = self._search(state, goal.mask, goal.bits)
         if len(cache) >= self.cache_size:
@@ -196,17 +242,10 @@ class GoapPlanner:
         cache[key] = result
         return result
 
-    def _h(self, state: int, mask: int, bits: int) -> float:
-        unsat = ((state ^ bits) & mask).bit_count()
-        if not unsat:
-            return 0.0
-        return math.ceil(unsat / self._max_bits) * self._min_cost
-
     def reachable(self, start: int, mask: int, bits: int) -> bool:
         """Whether the goal survives a relaxed search (effects only ever add what can be
         true or false, never take it away): a fixpoint over the actions in a few integer
-        operations each. False proves there is no plan, so a goal nothing can bring about
-        costs microseconds instead of a search to the expansion bound."""
+        operations each. False proves there is no plan."""
         can_true, can_false = start, ~start  # the literals that hold now (all bits)
         actions = self.actions
         grew = True
@@ -224,53 +263,132 @@ class GoapPlanner:
         goal_true, goal_false = bits & mask, mask & ~bits
         return not (goal_true & ~can_true or goal_false & ~can_false)
 
+    def _relaxed_stuck(self, start: int) -> int:
+        """Facts that cannot leave their value in ``start`` even when effects only ever add
+        what can be true or false (the relaxed fixpoint :meth:`reachable` runs): a node needing
+        one at the other value has no plan. Remembered for the last start state only, and
+        forgotten by :meth:`clear_cache`."""
+        memo = self._relaxed
+        if memo is not None and memo[0] == start:
+            return memo[1]
+        can_true, can_false = start, ~start
+        pending = self._relax_acts
+        while pending:
+            rest = []
+            for act in pending:
+                if act[0] & ~can_true or act[1] & ~can_false:
+                    rest.append(act)
+                else:
+                    can_true |= act[2]
+                    can_false |= act[3]
+            if len(rest) == len(pending):
+                break  # nothing more fires
+            pending = tuple(rest)
+        stuck = (~can_true & ~start) | (~can_false & start)
+        self._relaxed = (start, stuck)
+        return stuck
+
+    def _earlier(self, plan: _Link, other: _Link | None) -> bool:
+        """Whether ``plan`` comes before ``other`` (an equally cheap plan) in action list
+        order, compared first action first: the tie-break a forward search would make."""
+        index = self._index
+        a: _Link | None = plan
+        b = other
+        while a is not None and b is not None:
+            if a[0] is not b[0]:
+                return index[a[0]] < index[b[0]]
+            a, b = a[1], b[1]
+        return b is not None and a is None
+
     def _search(self, start: int, mask: int, bits: int) -> tuple[GoapAction, ...] | None:
         if (start & mask) == bits:
             return ()
-        if not self.reachable(start, mask, bits):
+        acts, makes_true, makes_false, can_true, can_false, width = self._tables
+        # Facts that cannot move away from their start value: a node needing one of them at
+        # the other value is a dead end.
+        stuck = ~((can_true & ~start) | (can_false & start))
+        max_depth = self.max_depth
+        if (start ^ bits) & mask & stuck or max_depth <= 0:
             return None
-        actions = self.actions
-        best: dict[int, float] = {start: 0.0}
-        came: dict[int, tuple[int, GoapAction]] = {}
-        depth: dict[int, int] = {start: 0}
-        counter = 0
-        frontier: list[tuple[float, int, int]] = [(self._h(start, mask, bits), 0, start)]
-        closed: set[int] = set()
-        expansions = 0
-        while frontier:
-            _, _, st = heapq.heappop(frontier)
-            if (st & mask) == bits:
-                plan: list[GoapAction] = []
-                while st != start:
-                    st, act = came[st]
-                    plan.append(act)
-                plan.reverse()
-                return tuple(plan)
-            if st in closed:
-                continue
-            closed.add(st)
+        width = max(width, mask.bit_length())  # a node's key: mask << width | values
+        limit = self.max_expansions
+        best_g = math.inf
+        best: _Link | None = None
+        # Entries: (cost so far, tie-break, need mask, need values, depth, plan suffix).
+        frontier: list[tuple[float, int, int, int, int, _Link | None]] = []
+        # Node key -> the smallest depth it was expanded at. Nodes pop cheapest first, so a
+        # node popped again is dearer and only worth expanding when it is shallower.
+        closed: dict[int, int] = {}
+        counter = expansions = 0
+        pop, push = heapq.heappop, heapq.heappush
+        g, nm, nb, d, suffix = 0.0, mask, bits, 0, None  # the goal: the first node
+        while True:
+            closed[nm << width | nb] = d
             expansions += 1
-            if expansions > self.max_expansions:
-                log.debug("GOAP search gave up after %d expansions", expansions - 1)
+            if expansions == RELAX_AFTER:
+                # Not a short search: prove dead ends harder, with the relaxed problem.
+                stuck = self._relaxed_stuck(start)
+                if (start ^ bits) & mask & stuck:
+                    return None
+                if (start ^ nb) & nm & stuck:
+                    nm = 0  # this node is a dead end: expand nothing
+            if expansions > limit:
+                log.debug("GOAP search gave up after %d expansions", limit)
                 return None
-            d = depth[st]
-            if d >= self.max_depth:
-                continue
-            g = best[st]
-            for a in actions:
-                if (st & a.pre_mask) != a.pre_bits:
+            # The actions that bring about a needed fact.
+            rel = 0
+            m = nm
+            while m:
+                low = m & -m
+                m ^= low
+                rel |= makes_true.get(low, 0) if nb & low else makes_false.get(low, 0)
+            nd = d + 1
+            last = nd >= max_depth
+            while rel:
+                low = rel & -rel
+                rel ^= low
+                pm, pb, em, eb, cost, act = acts[low.bit_length() - 1]
+                if em & nm & (eb ^ nb):
+                    continue  # it undoes a needed fact
+                keep = nm & ~em  # needs the action leaves to the steps before it
+                if pm & keep & (pb ^ nb):
+                    continue  # its preconditions contradict them
+                ng = g + cost
+                if ng > best_g:
                     continue
-                ns = (st & ~a.eff_mask) | a.eff_bits
-                if ns == st or ns in closed:
+                nm2 = keep | pm
+                nb2 = (nb & keep) | pb
+                diff = (start ^ nb2) & nm2
+                if not diff:  # the start state satisfies it: a plan
+                    found = (act, suffix)
+                    if ng < best_g or self._earlier(found, best):
+                        best_g, best = ng, found
                     continue
-                ng = g + a.cost
-                if ng < best.get(ns, math.inf):
-                    best[ns] = ng
-                    came[ns] = (st, a)
-                    depth[ns] = d + 1
-                    counter += 1
-                    heapq.heappush(frontier, (ng + self._h(ns, mask, bits), counter, ns))
-        return None
+                if last or ng >= best_g or diff & stuck:
+                    continue
+                seen = closed.get(nm2 << width | nb2)
+                if seen is not None and seen <= nd:
+                    continue
+                counter += 1
+                push(frontier, (ng, counter, nm2, nb2, nd, (act, suffix)))
+            # The next node to expand: the cheapest not already expanded as shallow.
+            while frontier:
+                g, _, nm, nb, d, suffix = pop(frontier)
+                seen = closed.get(nm << width | nb)
+                if (seen is None or seen > d) and not (start ^ nb) & nm & stuck:
+                    break
+            else:
+                break
+            if g >= best_g:
+                break  # every plan still to be found costs more
+        if best is None:
+            return None
+        plan: list[GoapAction] = []
+        link: _Link | None = best
+        while link is not None:
+            act, link = link
+            plan.append(act)
+        return tuple(plan)
 
 
 @dataclass(frozen=True, slots=True)

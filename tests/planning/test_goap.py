@@ -416,22 +416,116 @@ def test_goal_gating_by_when_and_unless() -> None:
 def test_the_relaxed_check_never_refuses_a_goal_the_search_can_reach(
     acts: list[tuple[int, int, int, int]], start: int, gmask: int, gbits: int
 ) -> None:
-    """The pre-check may only prove impossibility: whenever A* finds a plan, it said yes."""
-    from esper_arbiter.systems.planning.goap import GoapAction, GoapGoal, GoapPlanner
-
-    def facts(mask: int, bits: int) -> dict[int, bool]:
-        return {1 << i: bool(bits >> i & 1) for i in range(6) if mask >> i & 1}
-
-    actions = [GoapAction(f"a{i}", facts(pm, pb), facts(em, eb) or {1: True})
+    """The relaxed check may only prove impossibility: whenever a plan exists, it says yes."""
+    actions = [GoapAction(f"a{i}", _facts(pm, pb), _facts(em, eb) or {1: True})
                for i, (pm, pb, em, eb) in enumerate(acts)]
-    class Unchecked(GoapPlanner):
-        def reachable(self, start: int, mask: int, bits: int) -> bool:
-            return True
-
     planner = GoapPlanner(actions, max_depth=8, max_expansions=100_000)
-    reference = Unchecked(actions, max_depth=8, max_expansions=100_000)
-    goal = GoapGoal("g", facts(gmask, gbits), 1.0)
-    want = reference.plan(start, goal)
-    if want is not None:
+    goal = GoapGoal("g", _facts(gmask, gbits), 1.0)
+    if cheapest_within(actions, start, goal, 8) is not None:
         assert planner.reachable(start, goal.mask, goal.bits)
-    assert planner.plan(start, goal) == want  # the same plans, only impossibility is faster
+    if not planner.reachable(start, goal.mask, goal.bits):
+        assert planner.plan(start, goal) is None
+
+
+# -- the search against a plain reference ----------------------------------------------------
+
+FACT_BITS = 6
+
+
+def _facts(mask: int, bits: int) -> dict[int, bool]:
+    return {1 << i: bool(bits >> i & 1) for i in range(FACT_BITS) if mask >> i & 1}
+
+
+def cheapest_within(actions: list[GoapAction], start: int, goal: GoapGoal,
+                    max_depth: int) -> float | None:
+    """Reference: the cheapest cost of any plan of at most ``max_depth`` actions, by
+    Bellman-Ford over every state (``cost[s]``: cheapest way to ``s`` in <= k steps)."""
+    cost = {start: 0.0}
+    best = 0.0 if goal.satisfied(start) else None
+    for _ in range(max_depth):
+        nxt = dict(cost)
+        for s, c in cost.items():
+            for a in actions:
+                if a.usable(s):
+                    t = a.apply(s)
+                    if c + a.cost < nxt.get(t, float("inf")):
+                        nxt[t] = c + a.cost
+        cost = nxt
+    for s, c in cost.items():
+        if goal.satisfied(s) and (best is None or c < best):
+            best = c
+    return best
+
+
+domains = st.lists(
+    st.tuples(st.integers(0, 63), st.integers(0, 63), st.integers(1, 63), st.integers(0, 63),
+              st.sampled_from([0.5, 1.0, 1.0, 1.5, 2.0, 3.0])),
+    min_size=1, max_size=10)
+
+
+@settings(max_examples=600, deadline=None)
+@given(acts=domains, starts=st.lists(st.integers(0, 63), min_size=1, max_size=3),
+       goals=st.lists(st.tuples(st.integers(1, 63), st.integers(0, 63)), min_size=1,
+                      max_size=3),
+       max_depth=st.integers(0, 6))
+def test_plans_are_valid_cheapest_and_none_exactly_when_no_plan_fits_the_depth(
+    acts: list[tuple[int, int, int, int, float]], starts: list[int],
+    goals: list[tuple[int, int]], max_depth: int,
+) -> None:
+    """One planner asked about several start states and goals in turn (what it remembers of a
+    start state between searches must not leak into the next)."""
+    actions = [GoapAction(f"a{i}", _facts(pm, pb), _facts(em, eb), cost)
+               for i, (pm, pb, em, eb, cost) in enumerate(acts)]
+    planner = GoapPlanner(actions, max_depth=max_depth, max_expansions=1_000_000)
+    for start in starts:
+        for gmask, gbits in goals:
+            check_plan(planner, actions, start, GoapGoal("g", _facts(gmask, gbits)))
+
+
+def check_plan(planner: GoapPlanner, actions: list[GoapAction], start: int,
+               goal: GoapGoal) -> None:
+    max_depth = planner.max_depth
+    plan = planner.plan(start, goal)
+    want = cheapest_within(actions, start, goal, max_depth)
+    if want is None:
+        assert plan is None
+        return
+    assert plan is not None
+    assert (plan == ()) == goal.satisfied(start)
+    assert len(plan) <= max_depth
+    s = start
+    for a in plan:  # executed forward, every step is usable and the goal holds at the end
+        assert a.usable(s), (a.name, s)
+        s = a.apply(s)
+    assert goal.satisfied(s)
+    assert sum(a.cost for a in plan) == pytest.approx(want)
+
+
+def test_a_cheaper_but_longer_way_to_a_need_does_not_hide_a_shorter_one() -> None:
+    """The depth bound is exact. Backwards from the goal, the need for M is reached cheaply in
+    two steps (via Q) and dearly in one; from M the plan needs three more steps. With room for
+    five actions the cheap way wins; with four only the dear way fits, and must be found."""
+    m, q, r1, r2, g = 1, 2, 4, 8, 16
+    actions = [
+        GoapAction("q_to_goal", {q: True}, {g: True}, 1.0),
+        GoapAction("m_to_q", {m: True}, {q: True}, 1.0),
+        GoapAction("m_to_goal", {m: True}, {g: True}, 5.0),
+        GoapAction("r1_to_m", {r1: True}, {m: True}, 1.0),
+        GoapAction("r2_to_r1", {r2: True}, {r1: True}, 1.0),
+        GoapAction("to_r2", {}, {r2: True}, 1.0),
+    ]
+    goal = GoapGoal("g", {g: True})
+    cheap = GoapPlanner(actions, max_depth=5).plan(0, goal)
+    assert cheap is not None
+    assert [a.name for a in cheap] == ["to_r2", "r2_to_r1", "r1_to_m", "m_to_q", "q_to_goal"]
+    short = GoapPlanner(actions, max_depth=4).plan(0, goal)
+    assert short is not None
+    assert [a.name for a in short] == ["to_r2", "r2_to_r1", "r1_to_m", "m_to_goal"]
+    assert GoapPlanner(actions, max_depth=3).plan(0, goal) is None
+
+
+def test_a_goal_on_a_fact_no_action_changes_is_refused_without_a_search() -> None:
+    planner = GoapPlanner([GoapAction("a", {}, {A: True})], max_expansions=0)
+    assert planner.plan(0, GoapGoal("b", {B: True})) is None
+    assert planner.plan(B, GoapGoal("b", {B: True})) == ()
+    assert planner.plan(0, GoapGoal("a", {A: True})) is None  # the expansion bound
