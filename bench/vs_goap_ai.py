@@ -152,7 +152,10 @@ def per_decision_us(fn: Callable[[int, list[GoapGoal]], object], qs: list[Query]
     """Microseconds of each decision, in query order; ``prepare(state)`` runs untimed first
     (goap-ai's world dictionary is filled there)."""
     out = []
-    clock = time.perf_counter
+    # CPU time of this thread: on a shared machine a wall clock also counts the moments the
+    # scheduler gave the core to someone else, and one such stall in a 5 us decision swings
+    # a round's mean by several times.
+    clock = time.thread_time
     for state, goals in qs:
         if prepare is not None:
             prepare(state)
