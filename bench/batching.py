@@ -272,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
              "prompt (several snapshots at once): compare the time to first token per call. "
              "'batch sizes' is how the service actually ran each member: a 1 is a member taken "
              "as a single request before the batch formed.")
+    res.note(f"Batch mode {mode}: with turns, each member's 'first token' counts from the "
+             "batch's start (it waits for the turns before its own), so it is not a per-call "
+             "figure; the first plan is. Squad-mates in one world (--worlds shared) share the "
+             "map, hostiles, objective and order; --worlds separate gives each its own situation.")
     res.summary(f"batch/singles {fmt(ratio)}x, first plan at {fmt(first_ratio)} of the batch")
     res.write(args.json)
     print(json.dumps({"singles_ppm": round(singles[-1].plans_per_min, 2),

@@ -9,6 +9,7 @@ what the server is sent (schema, token budget, seed, key), how a server that rej
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -361,7 +362,7 @@ def test_by_default_a_batch_runs_as_turns_each_call_extending_the_last(
     assert all(isinstance(o, PlanReady) for o in outcomes.values()), outcomes
     turns = [b["messages"] for b in server.chat_requests[1:]]
     assert len(turns) == 3
-    for before, after in zip(turns, turns[1:], strict=False):
+    for before, after in itertools.pairwise(turns):
         assert after[:len(before)] == before and after[len(before)]["role"] == "assistant"
     for body in server.chat_requests[1:]:
         assert body["max_tokens"] == 384
