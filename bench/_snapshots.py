@@ -7,6 +7,7 @@ walkable tiles, random health (some enemies dead), ammo, cooldowns, orders and s
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from types import MappingProxyType
 
@@ -74,3 +75,28 @@ def bench_snapshots(n: int, seed: int = 2024) -> list[WorldSnapshot]:
     """``n`` snapshots, the same for the same seed."""
     rng = random.Random(seed)
     return [bench_snapshot(rng, t=round(i * 3.7, 2)) for i in range(n)]
+
+
+def bench_squad(n: int, ids: tuple[int, ...], seed: int = 2024) -> list[WorldSnapshot]:
+    """One seeded world seen by ``n`` squad-mates (agent ids ``ids``): the same enemies, player,
+    smoke, time and order; each member on its own tile with its own health, ammo and
+    cooldowns, and the others listed as its allies."""
+    rng = random.Random(seed)
+    world = bench_snapshot(rng)
+    taken = {world.me.pos, *(u.pos for u in world.enemies)}
+    if world.leader is not None:
+        taken.add(world.leader.pos)
+    members = [dataclasses.replace(world.me, id=ids[0])]
+    for aid in ids[1:n]:
+        x, y = _tile(rng, taken, (0, 14))
+        hp = float(rng.choice([80, 80, 60, 35]))
+        members.append(UnitView(aid, x, y, hp, 80.0, "blue", (x, y) in COVER, "companion"))
+    out = []
+    for m in members:
+        out.append(dataclasses.replace(
+            world, me=m, allies=tuple(a for a in members if a.id != m.id),
+            ammo=rng.choice([30, 30, 12, 3]), ammo_reserve=rng.choice([90, 30, 0]),
+            morale=round(rng.uniform(0.3, 1.0), 2),
+            cooldowns=MappingProxyType({"smoke": rng.choice([0.0, 0.0, 5.0]),
+                                        "heal": rng.choice([0.0, 4.0])})))
+    return out

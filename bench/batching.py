@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from _results import Results, add_json_flag, fmt
-from _snapshots import bench_snapshots
+from _snapshots import bench_snapshots, bench_squad
 from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.llm import PlanReady, PlanRequest
@@ -76,8 +76,12 @@ class Arm:
         return 60.0 * self.plans / self.span_s if self.span_s > 0 else 0.0
 
 
-def squad(n: int) -> list[WorldSnapshot]:
-    """``n`` seeded snapshots, each seen by a different companion id."""
+def squad(n: int, worlds: str = "shared") -> list[WorldSnapshot]:
+    """``n`` seeded snapshots, each seen by a different companion id: one world seen by a
+    squad (``worlds="shared"``: the same map, enemies, time and order, each member on its own
+    tile), or ``"separate"``: an unrelated random situation each (only the map is common)."""
+    if worlds == "shared":
+        return bench_squad(n, AGENT_IDS[:n])
     out = []
     for aid, snap in zip(AGENT_IDS, bench_snapshots(n), strict=False):
         out.append(dataclasses.replace(snap, me=dataclasses.replace(snap.me, id=aid)))
@@ -86,15 +90,16 @@ def squad(n: int) -> list[WorldSnapshot]:
 
 def make_service(args: argparse.Namespace, batch: int) -> LlmPlanService:
     backend: PlanBackend
+    # max_tokens is per plan on both backends (a batch of n gets n times as many, and the
+    # context budget reserves that much for the answers): --max-tokens is the batch's total.
+    per_plan = max(64, args.max_tokens // args.agents)
     if args.backend == "openai":
-        # max_tokens is per plan for this backend (a batch of n gets n times as many): the
-        # same total cap as the embedded arm's.
-        backend = OpenAIBackend(args.model, args.base_url,
-                                max_tokens=max(64, args.max_tokens // args.agents), seed=11)
+        backend = OpenAIBackend(args.model, args.base_url, max_tokens=per_plan, seed=11)
     else:
-        backend = EmbeddedBackend(n_threads=args.threads, max_tokens=args.max_tokens, seed=11)
+        backend = EmbeddedBackend(n_threads=args.threads, max_tokens=per_plan, seed=11)
     config = ServiceConfig(timeout_s=600.0, max_concurrent=1, max_batch_size=batch,
-                           batch_latency_target_s=600.0, probe_on_start=False)
+                           batch_latency_target_s=600.0, probe_on_start=False,
+                           batch_mode=args.batch_mode)
     return LlmPlanService(backend, config)
 
 
@@ -151,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--base-url", default=None, help="--backend openai: a running server "
                     "(default: start llama_cpp.server on loopback with the shipped GGUF)")
     ap.add_argument("--model", default=ALIAS, help="--backend openai: the served model")
+    ap.add_argument("--batch-mode", choices=("auto", "array", "turns"), default="auto",
+                    help="how the batch arm runs (auto: the backend's own mode, turns on both "
+                    "llama.cpp backends)")
+    ap.add_argument("--worlds", choices=("shared", "separate"), default="shared",
+                    help="shared: one world seen by a squad (default); separate: an unrelated "
+                    "situation per agent")
     add_check_flag(ap)
     add_json_flag(ap)
     args = ap.parse_args(argv)
@@ -177,7 +188,7 @@ def serving(args: argparse.Namespace) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Both arms, ``args.rounds`` times; print and report the figures."""
-    snaps = squad(args.agents)
+    snaps = squad(args.agents, args.worlds)
     singles: list[Arm] = []
     batches: list[Arm] = []
     for _ in range(args.rounds):
@@ -190,8 +201,10 @@ def run(args: argparse.Namespace) -> int:
              if args.backend == "embedded" else
              f"OpenAI-compatible llama_cpp.server at {args.base_url}, model {args.model} "
              f"({default_model_path()}")
+    with make_service(args, batch=args.agents) as probe:
+        mode = probe.batch_mode
     print(f"{where}, max_tokens={args.max_tokens}), {args.agents} agents, "
-          f"{args.rounds} round(s)")
+          f"{args.rounds} round(s), batch mode {mode}, {args.worlds} world(s)")
     for arms in (singles, batches):
         a = arms[-1]
         span = statistics.median(x.span_s for x in arms)
@@ -259,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
              "prompt (several snapshots at once): compare the time to first token per call. "
              "'batch sizes' is how the service actually ran each member: a 1 is a member taken "
              "as a single request before the batch formed.")
+    res.note(f"Batch mode {mode}: with turns, each member's 'first token' counts from the "
+             "batch's start (it waits for the turns before its own), so it is not a per-call "
+             "figure; the first plan is. Squad-mates in one world (--worlds shared) share the "
+             "map, hostiles, objective and order; --worlds separate gives each its own situation.")
     res.summary(f"batch/singles {fmt(ratio)}x, first plan at {fmt(first_ratio)} of the batch")
     res.write(args.json)
     print(json.dumps({"singles_ppm": round(singles[-1].plans_per_min, 2),

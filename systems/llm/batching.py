@@ -174,36 +174,44 @@ def build_batch_schema(
     return {"type": "array", "items": {"anyOf": items}, "minItems": n, "maxItems": n}
 
 
-def render_batch_user(
-    members: Sequence[BatchMember],
-    render: Callable[[WorldSnapshot], str] = single_prompt.render_snapshot,
-) -> str:
-    """The user message: shared situation lines once, then each agent's own lines, then the
-    reply instructions. Deterministic for the same members."""
+def split_situations(members: Sequence[BatchMember]) -> tuple[list[str], list[list[str]]]:
+    """What a batch states once and what it states per member: the shared situation lines
+    (:func:`prompt.shared_lines`) every member's snapshot has alike, in the first member's
+    order, and for each member the rest of them plus its own :func:`prompt.member_lines`.
+    Deterministic for the same members."""
     ids = [m.agent_id for m in members]
-    blocks = [render(m.snapshot).splitlines() for m in members]
-    shared: list[str] = []
-    if len(blocks) > 1:
-        common = set(blocks[0]).intersection(*blocks[1:])
-        shared = [line for line in blocks[0] if line in common]
-    else:
-        common = set()
-    id_list = ", ".join(f"#{a}" for a in ids)
-    out = [f"Plan for {len(members)} agents: {id_list}."]
+    candidates = [single_prompt.shared_lines(m.snapshot, single_prompt.FULL,
+                                             domain_of(m.request)) for m in members]
+    common = set(candidates[0]).intersection(*candidates[1:]) if len(members) > 1 else set()
+    shared = [line for line in candidates[0] if line in common]
+    blocks = []
+    for m, lines in zip(members, candidates, strict=True):
+        own = [line for line in lines if line not in common]
+        blocks.append(own + single_prompt.member_lines(m.snapshot, ids))
+    return shared, blocks
+
+
+def member_example(m: BatchMember) -> str:
+    """The member's example element, made from its own live options (a fixed example gets
+    copied into every plan)."""
+    return json.dumps({"agent_id": m.agent_id,
+                       "steps": single_prompt.live_example(m.snapshot, domain_of(m.request))},
+                      separators=(",", ":"))
+
+
+def render_batch_user(members: Sequence[BatchMember]) -> str:
+    """The user message: the shared situation once, then each agent's own lines (its state
+    and what it sees from where it stands), then the reply instructions."""
+    ids = [m.agent_id for m in members]
+    shared, blocks = split_situations(members)
+    out = [f"Plan for {len(members)} agents: {', '.join(f'#{a}' for a in ids)}."]
     if shared:
         out.append("Shared situation:")
         out.extend(shared)
     for m, lines in zip(members, blocks, strict=True):
         out.append(f"Agent #{m.agent_id}:")
-        own = [line for line in lines if line not in common]
-        out.extend(own if own else ["(as shared)"])
-    # Each agent's example is made from its own live options, as in a single prompt (a fixed
-    # example gets copied into every plan).
-    example = ", ".join(
-        json.dumps({"agent_id": m.agent_id,
-                    "steps": single_prompt.live_example(m.snapshot, domain_of(m.request))},
-                   separators=(",", ":"))
-        for m in members)
+        out.extend(lines)
+    example = ", ".join(member_example(m) for m in members)
     max_steps = max((m.request.max_steps for m in members), default=8)
     out.append(
         f"Reply with a JSON array of {len(members)} objects, one per agent in this order: "
@@ -230,16 +238,7 @@ def build_batch(
     Members are sorted by agent id. Raises ``ValueError`` for no items, two items of one
     agent (a programming error: the queue keeps one request per agent) or items of two
     domains."""
-    if not items:
-        raise ValueError("a batch needs at least one request")
-    members = tuple(
-        sorted(
-            (BatchMember(i.request_id, i.request) for i in items), key=lambda m: m.agent_id
-        )
-    )
-    ids = [m.agent_id for m in members]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"agents appear twice in one batch: {ids}")
+    members = _members(items)
     max_steps = max(m.request.max_steps for m in members)
     domain = batch_domain(members)
     schema = build_batch_schema(
@@ -254,6 +253,101 @@ def build_batch(
         {"role": "user", "content": render_batch_user(members)},
     )
     return BatchPrompt(members=members, messages=messages, schema=schema, max_steps=max_steps)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnsPrompt:
+    """A batch planned as one conversation, one member per turn (``batch_mode="turns"``).
+
+    The first user message states the shared situation once, then the first member's own
+    lines; the model answers that member's plan alone (its own single-agent schema), and the
+    next member's lines follow as the next user message, after the answers so far. Every
+    call's prompt extends the previous call's prompt and answer, so a backend that keeps the
+    longest common token prefix in its KV cache (llama.cpp: llama-cpp-python, its server,
+    llama-server, ollama) reads the shared part once and each member's lines once, and each
+    plan is delivered when its own turn ends, not after the last member's."""
+
+    members: tuple[BatchMember, ...]
+    system: str
+    shared: str
+    """The header and the shared situation, at the head of the first user message."""
+    blocks: tuple[str, ...]
+    """Each member's own lines and reply instruction (the user message of its turn)."""
+    schemas: tuple[dict[str, Any], ...]
+    """Each member's single-agent plan schema."""
+
+    @property
+    def agent_ids(self) -> tuple[int, ...]:
+        return tuple(m.agent_id for m in self.members)
+
+    @property
+    def request_ids(self) -> tuple[int, ...]:
+        return tuple(m.request_id for m in self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def user(self, k: int, first: bool) -> str:
+        return f"{self.shared}\n{self.blocks[k]}" if first else self.blocks[k]
+
+    def turn(self, k: int, answered: Sequence[tuple[int, str]] = ()) -> list[dict[str, str]]:
+        """The chat for member ``k`` after the turns ``answered`` ((member index, reply
+        text), in order; a member without a usable reply is left out of the conversation)."""
+        out = [{"role": "system", "content": self.system}]
+        for j, text in answered:
+            out.append({"role": "user", "content": self.user(j, len(out) == 1)})
+            out.append({"role": "assistant", "content": text})
+        out.append({"role": "user", "content": self.user(k, len(out) == 1)})
+        return out
+
+    @property
+    def messages(self) -> tuple[dict[str, str], ...]:
+        """Every user message of the conversation without the answers: what the context must
+        hold besides them (:func:`budget.batch_fits` reserves one answer per member)."""
+        return tuple([{"role": "system", "content": self.system}]
+                     + [{"role": "user", "content": self.user(k, k == 0)}
+                        for k in range(len(self.members))])
+
+
+def build_turns(items: Sequence[HasRequest]) -> TurnsPrompt:
+    """The :class:`TurnsPrompt` for ``items`` (members sorted by agent id; the same errors
+    as :func:`build_batch`)."""
+    members = _members(items)
+    domain = batch_domain(members)
+    shared, blocks = split_situations(members)
+    ids = ", ".join(f"#{m.agent_id}" for m in members)
+    head = [f"You plan for {len(members)} squad members, one at a time: {ids}."]
+    if shared:
+        head += ["Shared situation:", *shared]
+    texts = []
+    for m, lines in zip(members, blocks, strict=True):
+        example = json.dumps({"steps": single_prompt.live_example(m.snapshot, domain)},
+                             separators=(",", ":"))
+        texts.append("\n".join([f"Agent #{m.agent_id}:", *lines,
+                                f"Reply with the JSON plan of #{m.agent_id} only "
+                                f"({m.request.max_steps} steps at most), for example {example}"]))
+    return TurnsPrompt(
+        members=members,
+        system=single_prompt.system_prompt(domain, max(m.request.max_steps for m in members)),
+        shared="\n".join(head),
+        blocks=tuple(texts),
+        schemas=tuple(domain.tools.plan_schema(m.snapshot, m.request.max_steps, domain.rules)
+                      for m in members),
+    )
+
+
+def _members(items: Sequence[HasRequest]) -> tuple[BatchMember, ...]:
+    if not items:
+        raise ValueError("a batch needs at least one request")
+    members = tuple(
+        sorted(
+            (BatchMember(i.request_id, i.request) for i in items), key=lambda m: m.agent_id
+        )
+    )
+    ids = [m.agent_id for m in members]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"agents appear twice in one batch: {ids}")
+    return members
 
 
 # ------------------------------------------------------------------------------ routing

@@ -157,41 +157,28 @@ def example_steps(registry: ToolRegistry) -> list[dict[str, Any]]:
 
 def render_snapshot(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
                     domain: Domain | None = None) -> str:
-    """The situation as compact text: objective and standing order (with what the domain
-    says it means) first, then time, me, leader, enemies, allies,
-    neutrals, points of interest, walls as runs, cover, smoke. Dead enemies are left out; live
-    ones say whether they are in sight (Attack needs it; Approach first when hidden). Lists
-    are nearest first and cut to ``limits``, counting what was left out."""
+    """The situation as compact text: :func:`world_lines` (what squad-mates share) then
+    :func:`own_lines` (this agent's view of it)."""
+    return "\n".join(world_lines(snapshot, limits) + own_lines(snapshot, limits, domain))
+
+
+def world_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> list[str]:
+    """What every agent looking at this world sees alike, most static first: objective,
+    places, map and walls, cover, then enemies, neutrals and smoke, with absolute tiles only.
+
+    Static first, so consecutive prompts on one map share a long token prefix (llama.cpp
+    reuses its KV cache for it), and squad-mates' batches state it once. A list that fits its
+    limit is in a fixed order (by tile or id), the same for every agent; one that is cut keeps
+    the nearest to the agent (and is then the agent's own). Dead enemies are left out."""
     s = snapshot
     me = s.me
     o = s.objective
     objective = f"{o.kind} {o.label} at ({o.x},{o.y})" if o is not None else "none"
-    meaning = domain.order_meaning(s.orders) if domain is not None and s.orders else None
-    order = (s.orders or "none") + (f" ({meaning})" if meaning else "")
-    lines = [
-        f"objective: {objective}. standing order: {order}.",
-        f"time {s.t:.1f}s.",
-        "me " + _unit(me, None)
-        + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
-        + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
-        + f" morale {s.morale:.1f}"
-        + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
-                                    for k, v in sorted(s.cooldowns.items())) or "none"),
-    ]
-    lines.append("leader " + (_unit(s.leader, me) if s.leader is not None else "none"))
-    enemies = _nearest((e for e in s.enemies if e.hp > 0), me)
-    lines.append("enemies: " + _listed(
-        [_unit(e, me) + (" in sight" if line_of_sight(s.grid, me.pos, e.pos) else " hidden")
-         for e in enemies[:limits.enemies]], len(enemies)))
-    allies = _nearest(s.allies, me)
-    lines.append("allies: " + _listed([_unit(a, me) for a in allies[:limits.allies]],
-                                      len(allies)))
-    if s.neutrals:
-        neutrals = _nearest(s.neutrals, me)
-        lines.append("neutrals (never targets): " + _listed(
-            [_unit(u, me) for u in neutrals[:limits.neutrals]], len(neutrals)))
+    lines = [f"objective: {objective}."]
     if s.pois:
         places = sorted(s.pois.items(), key=lambda kv: (_dist(kv[1][0], kv[1][1], me), kv[0]))
+        if limits.places is None or len(places) <= limits.places:
+            places.sort(key=lambda kv: kv[0])
         lines.append("places: " + _listed(
             [f"{k} ({x},{y})" for k, (x, y) in places[:limits.places]], len(places)))
     g = s.grid
@@ -201,13 +188,97 @@ def render_snapshot(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
         walls = (walls + "; " if limits.walls else "") + f"+{len(runs) - limits.walls} more"
     lines.append(f"map {g.width}x{g.height}, walls: {walls}")
     cover = sorted(g.cover, key=lambda t: (_dist(t[0], t[1], me), t))
+    if len(cover) <= limits.cover:
+        cover.sort()
     text = " ".join(f"({x},{y})" for x, y in cover[:limits.cover]) or "none"
     if len(cover) > limits.cover:
         text = (text + " " if limits.cover else "") + f"+{len(cover) - limits.cover} more"
     lines.append(f"cover: {text}")
+    enemies = _listed([_unit(e, None) for e in _shown(_live_enemies(s), me, limits.enemies)],
+                      len(_live_enemies(s)))
+    lines.append(f"enemies: {enemies}")
+    if s.neutrals:
+        lines.append("neutrals (never targets): " + _listed(
+            [_unit(u, None) for u in _shown(s.neutrals, me, limits.neutrals)], len(s.neutrals)))
     if g.smoke:
         lines.append("smoke: " + " ".join(f"({x},{y}) r{r:g}" for x, y, r in g.smoke))
-    return "\n".join(lines)
+    return lines
+
+
+def own_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
+              domain: Domain | None = None) -> list[str]:
+    """This agent's part of the situation: time, standing order (with what the domain says
+    it means), me, leader, the enemies from here (distance, in sight or hidden: Attack needs
+    sight, Approach first when hidden), nearest first, and the allies."""
+    s = snapshot
+    me = s.me
+    meaning = domain.order_meaning(s.orders) if domain is not None and s.orders else None
+    order = (s.orders or "none") + (f" ({meaning})" if meaning else "")
+    lines = [
+        f"time {s.t:.1f}s. standing order: {order}.",
+        "me " + _unit(me, None)
+        + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
+        + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
+        + f" morale {s.morale:.1f}"
+        + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
+                                    for k, v in sorted(s.cooldowns.items())) or "none"),
+    ]
+    lines.append("leader " + (_unit(s.leader, me) if s.leader is not None else "none"))
+    enemies = _nearest(_live_enemies(s), me)
+    lines.append("enemies from me: " + _listed(
+        [f"#{e.id} dist {_dist(e.x, e.y, me):.0f} "
+         + ("in sight" if line_of_sight(s.grid, me.pos, e.pos) else "hidden")
+         for e in enemies[:limits.enemies]], len(enemies)))
+    allies = _nearest(s.allies, me)
+    lines.append("allies: " + _listed([_unit(a, me) for a in allies[:limits.allies]],
+                                      len(allies)))
+    return lines
+
+
+def shared_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
+                 domain: Domain | None = None) -> list[str]:
+    """The lines a batch prompt states once when every member's snapshot has them alike:
+    :func:`world_lines`, the time and standing order, and the leader (absolute)."""
+    s = snapshot
+    lines = world_lines(s, limits)
+    lines.append(own_lines(s, limits, domain)[0])
+    lines.append("leader " + (_unit(s.leader, None) if s.leader is not None else "none"))
+    return lines
+
+
+def member_lines(snapshot: WorldSnapshot, batch: Iterable[int] = (),
+                 limits: PromptLimits = FULL) -> list[str]:
+    """One batch member in two lines: its unit and its state, then what it sees from where
+    it stands (leader, enemies and allies by distance; an ally that is itself in the batch
+    ``batch`` (agent ids) is named by id only, its details are in its own lines)."""
+    s = snapshot
+    me = s.me
+    mates = set(batch)
+    where = []
+    if s.leader is not None:
+        where.append(f"leader dist {_dist(s.leader.x, s.leader.y, me):.0f}")
+    enemies = _nearest(_live_enemies(s), me)
+    where.append("enemies " + _listed(
+        [f"#{e.id} dist {_dist(e.x, e.y, me):.0f} "
+         + ("in sight" if line_of_sight(s.grid, me.pos, e.pos) else "hidden")
+         for e in enemies[:limits.enemies]], len(enemies)).replace("; ", ", "))
+    allies = _nearest(s.allies, me)
+    where.append("allies " + _listed(
+        [f"#{a.id} dist {_dist(a.x, a.y, me):.0f}" if a.id in mates else _unit(a, me)
+         for a in allies[:limits.allies]], len(allies)).replace("; ", ", "))
+    return [own_lines(s, limits)[1], "; ".join(where)]
+
+
+def _live_enemies(s: WorldSnapshot) -> list[UnitView]:
+    return [e for e in s.enemies if e.hp > 0]
+
+
+def _shown(units: Iterable[UnitView], me: UnitView, limit: int | None) -> list[UnitView]:
+    """The units a list shows: all of them by id when they fit, else the nearest ``limit``."""
+    ordered = _nearest(units, me)
+    if limit is None or len(ordered) <= limit:
+        return sorted(ordered, key=lambda u: u.id)
+    return ordered[:limit]
 
 
 def _nearest(units: Iterable[UnitView], me: UnitView) -> list[UnitView]:

@@ -45,7 +45,17 @@ Environment (:meth:`ServiceConfig.from_env`; a malformed value is logged and the
 ``DISABLE_BACKGROUND_LLM``         off       ``1``: refuse priority <= 0 (periodic) requests
 ``LLM_MAX_BATCH_SIZE``             4         most agents in one batched prompt (1: no batching)
 ``LLM_BATCH_LATENCY_TARGET_MS``    20000     a batch slower than this halves the batch size
+``LLM_BATCH_MODE``                 auto      ``array`` (one reply for all), ``turns`` (one
+                                             conversation, a turn per member), ``auto``: the
+                                             backend's ``batch_mode``, else ``array``
 =================================  ========  ==============================================
+
+Two ways to plan a batch (:mod:`systems.llm.batching`): ``array``, one prompt whose reply is
+a JSON array with one plan per member, each delivered as its element closes; and ``turns``,
+one conversation that states the shared situation once and asks for one member's plan per turn,
+each call extending the previous prompt, so a backend that keeps its KV cache for the common
+prefix (llama.cpp) reads the shared part once and delivers the first plan after the first turn.
+The llama.cpp backends (embedded, OpenAI-compatible) declare ``batch_mode = "turns"``.
 
 The batch size adapts (:class:`~systems.llm.batching.AdaptiveBatchSize`): it halves after a
 batch that ran past the latency target, grows back after fast ones, and settles at 1 when
@@ -99,7 +109,9 @@ from esper_arbiter.systems.llm.batching import (
     BatchReplyRouter,
     HasRequest,
     PlanValidator,
+    TurnsPrompt,
     build_batch,
+    build_turns,
 )
 from esper_arbiter.systems.llm.budget import ContextBudget, Fitted, batch_fits, fit_single
 from esper_arbiter.systems.llm.pacing import PacingMonitor
@@ -128,6 +140,8 @@ ENV_MAX_CONCURRENT = "LLM_MAX_CONCURRENT_REQUESTS"
 ENV_DISABLE_BACKGROUND = "DISABLE_BACKGROUND_LLM"
 ENV_MAX_BATCH_SIZE = "LLM_MAX_BATCH_SIZE"
 ENV_BATCH_LATENCY_TARGET_MS = "LLM_BATCH_LATENCY_TARGET_MS"
+ENV_BATCH_MODE = "LLM_BATCH_MODE"
+BATCH_MODES = ("auto", "array", "turns")
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONCURRENT = 2
 DEFAULT_MAX_BATCH_SIZE = 4
@@ -161,6 +175,9 @@ class ServiceConfig:
     """Most agents planned in one prompt; 1 turns batching off."""
     batch_latency_target_s: float = DEFAULT_BATCH_LATENCY_TARGET_S
     """A batch slower than this halves the adaptive batch size."""
+    batch_mode: str = "auto"
+    """``"array"``, ``"turns"`` or ``"auto"`` (the backend's ``batch_mode`` attribute, else
+    ``"array"``); see the module docstring."""
     use_schema: bool = True
     """Hand the backend the snapshot's JSON schema (structured output)."""
     recent_limit: int = 64
@@ -213,6 +230,13 @@ class ServiceConfig:
                 problems.append(
                     f"{ENV_BATCH_LATENCY_TARGET_MS}={raw!r} is not a positive number of "
                     f"milliseconds; using {int(DEFAULT_BATCH_LATENCY_TARGET_S * 1000)}")
+        raw = env.get(ENV_BATCH_MODE)
+        if raw is not None and raw.strip():
+            if raw.strip().lower() in BATCH_MODES:
+                values["batch_mode"] = raw.strip().lower()
+            else:
+                problems.append(f"{ENV_BATCH_MODE}={raw!r} is not one of "
+                                f"{', '.join(BATCH_MODES)}; using auto")
         for p in problems[len(queue.problems):]:
             log.warning("LLM service config: %s", p)
         values["problems"] = tuple(problems)
@@ -303,6 +327,15 @@ class LlmPlanService:
         """Default prompts are trimmed to the backend's context; custom ones are only checked."""
         self._build_schema = schema or default_schema
         self._build_batch = batch or build_batch
+        mode = self._config.batch_mode
+        if mode not in BATCH_MODES:
+            raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {mode!r}")
+        if mode == "auto":
+            declared_mode = getattr(backend, "batch_mode", "array")
+            mode = "turns" if declared_mode == "turns" and batch is None else "array"
+        self._batch_mode = mode
+        """How batches run here: ``"array"`` or ``"turns"`` (a custom ``batch`` builder makes
+        array prompts, so ``auto`` keeps to ``"array"`` with one)."""
         self._validate: PlanValidator = validator or validate_plan
         self._queue = RequestQueue(self._config.queue_config(), backend_name=backend.name)
         self._timeline = RequestTimeline(
@@ -567,9 +600,19 @@ class LlmPlanService:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             self._queue.expire_due()
 
+    @property
+    def batch_mode(self) -> str:
+        """``"array"`` or ``"turns"``: how this service plans a batch."""
+        return self._batch_mode
+
+    def _build_any(self, entries: Sequence[QueueEntry]) -> BatchPrompt | TurnsPrompt:
+        if self._batch_mode == "turns":
+            return build_turns(entries)
+        return self._build_batch(entries)
+
     def _fit_batch(
         self, entries: list[QueueEntry]
-    ) -> tuple[list[QueueEntry], BatchPrompt | None]:
+    ) -> tuple[list[QueueEntry], BatchPrompt | TurnsPrompt | None]:
         """The longest prefix of ``entries`` whose batch prompt and answers fit the backend's
         context, and that prompt (built once, handed on to :meth:`_serve_batch`); the rest go
         back to the queue to be served on their own. Without a budget nothing is built here."""
@@ -579,7 +622,7 @@ class LlmPlanService:
         keep = list(entries)
         while len(keep) > 1:
             try:
-                prompt = self._build_batch(keep)
+                prompt = self._build_any(keep)
             except Exception:
                 return keep, None  # _serve_batch reports the failure for each member
             if batch_fits(prompt.messages, len(keep), window):
@@ -602,15 +645,18 @@ class LlmPlanService:
             entries = await self._waiter.take_batch(self._sizer.value)
             if not entries:
                 return
-            prompt: BatchPrompt | None = None
+            prompt: BatchPrompt | TurnsPrompt | None = None
             if len(entries) > 1:
                 entries, prompt = self._fit_batch(entries)
             attempts = [(e, e.attempts) for e in entries]
             try:
                 if len(entries) == 1:
                     await self._serve_single(entries[0])
+                elif self._batch_mode == "turns":
+                    await self._serve_turns(entries, prompt)
                 else:
-                    await self._serve_batch(entries, prompt)
+                    await self._serve_batch(entries, prompt
+                                            if isinstance(prompt, BatchPrompt) else None)
             except asyncio.CancelledError:
                 self._settle(attempts, FailureKind.CANCELLED, "the LLM service closed")
                 raise
@@ -666,7 +712,6 @@ class LlmPlanService:
 
     async def _attempt(self, entry: QueueEntry) -> PlanOutcome:
         request = entry.request
-        timing = entry.timing
         window = self._context_budget()
         messages: Sequence[Message] | None
         fitted = Fitted(None, 0, 0.0)
@@ -693,6 +738,15 @@ class LlmPlanService:
             log.warning("request %d of agent %d not sent to %s: %s", entry.request_id,
                         request.agent_id, self._backend.name, fitted.problem)
             return self._failure(entry, FailureKind.TOO_LARGE, fitted.problem)
+        outcome, _ = await self._call(entry, messages, schema, record=True)
+        return outcome
+
+    async def _call(self, entry: QueueEntry, messages: Sequence[Message],
+                    schema: JsonSchema | None, *, record: bool
+                    ) -> tuple[PlanOutcome, BackendReply | None]:
+        """One backend call for ``entry`` within its deadline, its reply parsed and validated
+        (and its latency given to the adaptive batch size as a single's when ``record``)."""
+        timing = entry.timing
         chunks: list[str] = []
 
         def on_chunk(text: str) -> None:
@@ -710,10 +764,11 @@ class LlmPlanService:
             budget = entry.deadline_at - timing.queued_at
             got = f"{len(partial)} chars received" if partial else "no reply"
             return self._failure(entry, FailureKind.TIMEOUT,
-                                 f"no complete reply within {budget:.2f}s ({got})", raw=partial)
+                                 f"no complete reply within {budget:.2f}s ({got})",
+                                 raw=partial), None
         except BackendError as exc:
             return self._failure(entry, exc.kind, exc.message,
-                                 raw=exc.partial or "".join(chunks))
+                                 raw=exc.partial or "".join(chunks)), None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -721,17 +776,18 @@ class LlmPlanService:
                         entry.request_id, type(exc).__name__, exc)
             return self._failure(entry, FailureKind.CRASH,
                                  f"backend raised {type(exc).__name__}: {exc}",
-                                 raw="".join(chunks))
+                                 raw="".join(chunks)), None
         timing.finished_at = time.monotonic()
         if timing.first_token_at is None and reply.text:
             timing.first_token_at = timing.finished_at
         timing.prompt_tokens = reply.prompt_tokens
         timing.completion_tokens = reply.completion_tokens
-        self._sizer.record(1, timing.finished_at - started - (reply.load_s or 0.0))
+        if record:
+            self._sizer.record(1, timing.finished_at - started - (reply.load_s or 0.0))
         _yield_gil()
         outcome = self._judge(entry, reply)
         _yield_gil()
-        return outcome
+        return outcome, reply
 
     def _context_budget(self) -> ContextBudget | None:
         """The backend's context budget, if it has one (an optional backend feature)."""
@@ -763,6 +819,80 @@ class LlmPlanService:
         rationale = parsed.value.get("rationale", "")
         return self._plan(entry, result.steps, reply.text,
                           rationale if isinstance(rationale, str) else "")
+
+    # ---------------------------------------------------------------- batches as turns
+
+    async def _serve_turns(self, entries: list[QueueEntry],
+                           prompt: BatchPrompt | TurnsPrompt | None = None) -> None:
+        """Plan ``entries`` as one conversation, a turn per member (:class:`TurnsPrompt`):
+        each member's plan is judged and delivered when its turn ends. A member whose reply
+        is unusable (PARSE, INVALID_PLAN) is retried alone and left out of the conversation;
+        one past its deadline before its turn ends TIMEOUT; a withdrawn one is skipped."""
+        try:
+            _yield_gil()
+            turns = prompt if isinstance(prompt, TurnsPrompt) else build_turns(entries)
+            _yield_gil()
+        except Exception as exc:
+            log.warning("building a batch of %d failed (%s: %s); each is retried alone",
+                        len(entries), type(exc).__name__, exc)
+            batch = _Batch(entries)
+            for entry in entries:
+                self._retry_alone(batch, entry, FailureKind.CRASH,
+                                  f"building the batch failed: {type(exc).__name__}: {exc}")
+            return
+        by_id = {e.request_id: e for e in entries}
+        waiting = dict(by_id)
+        timers = {e.request_id: self._loop.call_at(self._loop_deadline(e), self._turn_expired,
+                                                   waiting, e, len(entries))
+                  for e in entries}
+        answered: list[tuple[int, str]] = []
+        served = 0
+        started = time.monotonic()
+        load_s = 0.0
+        try:
+            for k, member in enumerate(turns.members):
+                current = waiting.pop(member.request_id, None)
+                timer = timers.pop(member.request_id, None)
+                if timer is not None:
+                    timer.cancel()
+                if current is None or current.state is not EntryState.RUNNING:
+                    continue  # expired or withdrawn while it waited for its turn
+                entry = current
+                schema = turns.schemas[k] if self._config.use_schema else None
+                result = await self._run_cancellable(
+                    self._call(entry, turns.turn(k, answered), schema, record=False),
+                    [entry], f"llm-turn-{entry.request_id}")
+                if result is None:
+                    continue  # withdrawn during its turn
+                outcome, reply = result
+                if reply is not None:
+                    served += 1
+                    load_s += reply.load_s or 0.0
+                if isinstance(outcome, PlanReady):
+                    self._queue.finish(entry, outcome)
+                    if reply is not None:
+                        answered.append((k, reply.text))
+                elif outcome.kind in (FailureKind.PARSE, FailureKind.INVALID_PLAN):
+                    self._retry_alone(_Batch([entry]), entry, outcome.kind, outcome.message,
+                                      outcome.raw)
+                else:
+                    self._queue.finish(entry, outcome)
+        finally:
+            for timer in timers.values():
+                timer.cancel()
+        if served > 1:  # what the batch cost per request, against single requests
+            self._sizer.record(served, time.monotonic() - started - load_s)
+
+    def _turn_expired(self, waiting: dict[int, QueueEntry], entry: QueueEntry,
+                      size: int) -> None:
+        """A member's deadline passed before its turn came."""
+        if waiting.pop(entry.request_id, None) is None or entry.state is not EntryState.RUNNING:
+            return
+        budget = entry.deadline_at - entry.timing.queued_at
+        self._queue.finish(entry, self._failure(
+            entry, FailureKind.TIMEOUT,
+            f"no plan for agent {entry.agent_id} within {budget:.2f}s: its turn in a batch of "
+            f"{size} had not come"))
 
     # ---------------------------------------------------------------- batches
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -20,8 +20,10 @@ from esper_arbiter.systems.llm.batching import (
     BatchReplyRouter,
     build_batch,
     build_batch_schema,
+    build_turns,
     select_batch,
 )
+from esper_arbiter.systems.llm.budget import measure
 from esper_arbiter.systems.llm.request_queue import QueueConfig, RequestQueue
 from esper_arbiter.systems.planning.validation import PlanValidation
 from esper_arbiter.systems.presets.squad.tools import SQUAD_REGISTRY as DEFAULT_REGISTRY
@@ -141,9 +143,10 @@ def test_messages_reuse_the_single_agent_system_prompt_and_list_every_agent_once
     assert user["role"] == "user"
     assert "Agent #2:" in text and "Agent #4:" in text
     assert text.index("Agent #2:") < text.index("Agent #4:")
-    # lines shared by both snapshots (the map and walls) appear once, in the shared block
-    map_line = line_of(snap(2, 2, 3), "map ")
-    assert text.count(map_line) == 1 and text.index(map_line) < text.index("Agent #2:")
+    # what both agents see alike (the map, the hostiles, the objective) appears once, shared
+    for prefix in ("map ", "enemies: ", "objective: ", "cover: "):
+        line = line_of(snap(2, 2, 3), prefix)
+        assert text.count(line) == 1 and text.index(line) < text.index("Agent #2:"), prefix
     # each agent's own line is there
     for agent, pos in [(2, (2, 3)), (4, (3, 4))]:
         assert line_of(snap(agent, *pos), "me ") in text
@@ -151,6 +154,49 @@ def test_messages_reuse_the_single_agent_system_prompt_and_list_every_agent_once
     for agent, pos in [(2, (2, 3)), (4, (3, 4))]:
         live = prompt.live_example(snap(agent, *pos))
         assert json.dumps({"agent_id": agent, "steps": live}, separators=(",", ":")) in text
+
+
+def squad_items(n: int) -> list[Item]:
+    """``n`` squad-mates in one world, each listing the others as allies."""
+    mates = [UnitView(2 + i, 2 + i, 3 + (i % 2), 80, 80, "ally", name="companion")
+             for i in range(n)]
+    out = []
+    for i, me in enumerate(mates):
+        s = replace(snap(me.id, me.x, me.y), me=me,
+                    allies=tuple(a for a in mates if a.id != me.id))
+        out.append(Item(i + 1, PlanRequest(agent_id=me.id, snapshot=s)))
+    return out
+
+
+def test_a_batch_of_squad_mates_reads_far_fewer_tokens_than_their_single_prompts() -> None:
+    items = squad_items(4)
+    singles = sum(measure(prompt.build_messages(i.request.snapshot)[1:]) for i in items)
+    array = measure(build_batch(items).messages[1:])
+    turns = measure(build_turns(items).messages[1:])
+    assert array < 0.6 * singles
+    assert turns < 0.75 * singles
+
+
+def test_turns_state_the_shared_situation_once_and_each_member_in_its_own_turn() -> None:
+    items = squad_items(3)
+    turns = build_turns(items)
+    assert turns.agent_ids == (2, 3, 4)
+    first = turns.turn(0)
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert first[0]["content"] == prompt.system_prompt(None, 8)
+    map_line = line_of(items[0].request.snapshot, "map ")
+    assert map_line in first[1]["content"] and "Agent #2:" in first[1]["content"]
+    third = turns.turn(2, [(0, "A0"), (1, "A1")])
+    assert [m["role"] for m in third] == ["system", "user", "assistant", "user", "assistant",
+                                          "user"]
+    # each call's prompt extends the previous call's prompt and answer (a llama.cpp prefix)
+    assert third[:2] == first and third[2]["content"] == "A0"
+    assert "\n".join(m["content"] for m in third).count(map_line) == 1
+    assert "Agent #4:" in third[-1]["content"] and "#4 only" in third[-1]["content"]
+    # a member left out (its reply was unusable): the next turn still opens with the shared part
+    skipped = turns.turn(1, [])
+    assert map_line in skipped[1]["content"] and "Agent #3:" in skipped[1]["content"]
+    assert turns.schemas[1] == DEFAULT_REGISTRY.plan_schema(items[1].request.snapshot, 8)
 
 
 def test_build_batch_rejects_empty_and_duplicate_agents() -> None:

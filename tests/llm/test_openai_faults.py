@@ -9,6 +9,7 @@ what the server is sent (schema, token budget, seed, key), how a server that rej
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -86,9 +87,10 @@ def server() -> Iterator[FakeOpenAI]:
 
 def make_service(base_url: str, model: str = MODEL, *, timeout_s: float = DEADLINE_S,
                  max_concurrent: int = 2, max_batch_size: int = 1,
-                 api_key: str | None = None) -> LlmPlanService:
+                 api_key: str | None = None, batch_mode: str = "auto") -> LlmPlanService:
     cfg = ServiceConfig(timeout_s=timeout_s, max_concurrent=max_concurrent,
-                        probe_on_start=False, max_batch_size=max_batch_size)
+                        probe_on_start=False, max_batch_size=max_batch_size,
+                        batch_mode=batch_mode)
     return LlmPlanService(OpenAIBackend(model, base_url, api_key, seed=7), cfg)
 
 
@@ -318,7 +320,7 @@ def test_a_batch_of_three_is_one_request_streamed_agent_by_agent(server: FakeOpe
     slow_array = ChatScript(content=batch_reply(squad), chunks=24, chunk_delay_s=0.06)
     server.script(blocker, slow_array)
     with make_service(server.base_url, timeout_s=10.0, max_concurrent=1,
-                      max_batch_size=3) as service:
+                      max_batch_size=3, batch_mode="array") as service:
         first = service.submit(req(9))  # keeps the only worker busy while the squad queues
         wait_until(lambda: service.status().in_flight == 1)
         tickets = {a: service.submit(req(a)) for a in squad}
@@ -340,6 +342,31 @@ def test_a_batch_of_three_is_one_request_streamed_agent_by_agent(server: FakeOpe
     assert schema["type"] == "array" and len(schema["prefixItems"]) == 3
     records = [r for r in status.recent if r.agent_id in squad]
     assert [r.batch_size for r in records] == [3, 3, 3]
+
+
+def test_by_default_a_batch_runs_as_turns_each_call_extending_the_last(
+        server: FakeOpenAI) -> None:
+    """The OpenAI-compatible backend plans a batch as turns: one chat request per agent, each
+    repeating the previous request's messages and answer (the server's cached prefix) and
+    asking for one agent's plan under that agent's own schema."""
+    squad = (2, 6, 7)
+    server.script(ChatScript(content=SINGLE, first_delay_s=0.3), ChatScript(content=SINGLE))
+    with make_service(server.base_url, timeout_s=10.0, max_concurrent=1,
+                      max_batch_size=3) as service:
+        assert service.batch_mode == "turns"
+        first = service.submit(req(9))
+        wait_until(lambda: service.status().in_flight == 1)
+        tickets = {a: service.submit(req(a)) for a in squad}
+        assert isinstance(first.wait(5.0), PlanReady)
+        outcomes = {a: t.wait(5.0) for a, t in tickets.items()}
+    assert all(isinstance(o, PlanReady) for o in outcomes.values()), outcomes
+    turns = [b["messages"] for b in server.chat_requests[1:]]
+    assert len(turns) == 3
+    for before, after in itertools.pairwise(turns):
+        assert after[:len(before)] == before and after[len(before)]["role"] == "assistant"
+    for body in server.chat_requests[1:]:
+        assert body["max_tokens"] == 384
+        assert body["response_format"]["json_schema"]["schema"]["type"] == "object"
 
 
 def test_close_during_a_hanging_request_leaves_no_thread(server: FakeOpenAI) -> None:

@@ -101,6 +101,11 @@ def check_model_file(path: Path | None) -> str:
 class EmbeddedBackend:
     """Implements :class:`~systems.llm.backends.base.PlanBackend` with llama-cpp-python."""
 
+    batch_mode = "turns"
+    """Batches run as one conversation, a turn per member: llama.cpp keeps the longest common
+    token prefix of consecutive calls in its KV cache, so the shared situation is read once
+    and each plan arrives when its turn ends (see ``systems.llm.service``)."""
+
     def __init__(
         self,
         model_path: str | os.PathLike[str] | None = None,

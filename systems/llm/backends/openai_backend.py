@@ -76,6 +76,11 @@ class OpenAIBackend:
     """Implements :class:`~systems.llm.backends.base.PlanBackend` against an OpenAI-compatible
     chat completions endpoint."""
 
+    batch_mode = "turns"
+    """Batches run as one conversation, a turn per member (``systems.llm.service``): servers
+    that cache the common prompt prefix (llama.cpp's, llama-cpp-python's, vLLM with prefix
+    caching) then read the shared situation once. ``LLM_BATCH_MODE=array`` for others."""
+
     def __init__(
         self,
         model: str,
