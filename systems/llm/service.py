@@ -71,13 +71,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import math
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,17 +111,26 @@ from esper_arbiter.systems.llm.batching import (
     build_turns,
 )
 from esper_arbiter.systems.llm.budget import ContextBudget, Fitted, batch_fits, fit_single
+from esper_arbiter.systems.llm.offline import OfflinePlanService
 from esper_arbiter.systems.llm.pacing import PacingMonitor
 from esper_arbiter.systems.llm.parsing import parse_plan_reply
 from esper_arbiter.systems.llm.request_queue import (
     AsyncQueueWaiter,
     EntryState,
-    QueueConfig,
     QueueEntry,
     QueueEvent,
     QueueTicket,
     RequestQueue,
     outcome_label,
+)
+from esper_arbiter.systems.llm.service_config import (
+    BATCH_MODES,
+    ENV_BATCH_LATENCY_TARGET_MS,
+    ENV_DISABLE_BACKGROUND,
+    ENV_MAX_BATCH_SIZE,
+    ENV_MAX_CONCURRENT,
+    ENV_TIMEOUT_MS,
+    ServiceConfig,
 )
 from esper_arbiter.systems.llm.timeline import RequestTimeline
 from esper_arbiter.systems.planning.validation import (
@@ -135,17 +141,6 @@ from esper_arbiter.systems.planning.validation import (
 
 log = logging.getLogger(__name__)
 
-ENV_TIMEOUT_MS = "LLM_TIMEOUT_MS"
-ENV_MAX_CONCURRENT = "LLM_MAX_CONCURRENT_REQUESTS"
-ENV_DISABLE_BACKGROUND = "DISABLE_BACKGROUND_LLM"
-ENV_MAX_BATCH_SIZE = "LLM_MAX_BATCH_SIZE"
-ENV_BATCH_LATENCY_TARGET_MS = "LLM_BATCH_LATENCY_TARGET_MS"
-ENV_BATCH_MODE = "LLM_BATCH_MODE"
-BATCH_MODES = ("auto", "array", "turns")
-DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_MAX_CONCURRENT = 2
-DEFAULT_MAX_BATCH_SIZE = 4
-DEFAULT_BATCH_LATENCY_TARGET_S = 20.0
 _CLOSED = "the LLM service is shut down"
 GRACE_AFTER_LAST_S = 1.0
 """Once every member of a batch has its outcome, how long the backend may take to end its
@@ -159,97 +154,6 @@ SchemaBuilder = Callable[[PlanRequest], JsonSchema | None]
 """Builds the structured-output schema for a single request (default: the tool registry's)."""
 BatchBuilder = Callable[[Sequence[HasRequest]], BatchPrompt]
 """Builds a batch's messages and schema (default: :func:`systems.llm.batching.build_batch`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    """Tunables of :class:`LlmPlanService`. :meth:`from_env` reads the documented variables."""
-
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """Total budget per request (from submission) unless the request carries its own."""
-    max_concurrent: int = DEFAULT_MAX_CONCURRENT
-    """Worker pool size: backend calls (single or batched) running at once."""
-    disable_background: bool = False
-    """Refuse ``priority <= PRIORITY_LOW`` requests at submit (REFUSED)."""
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    """Most agents planned in one prompt; 1 turns batching off."""
-    batch_latency_target_s: float = DEFAULT_BATCH_LATENCY_TARGET_S
-    """A batch slower than this halves the adaptive batch size."""
-    batch_mode: str = "auto"
-    """``"array"``, ``"turns"`` or ``"auto"`` (the backend's ``batch_mode`` attribute, else
-    ``"array"``); see the module docstring."""
-    use_schema: bool = True
-    """Hand the backend the snapshot's JSON schema (structured output)."""
-    recent_limit: int = 64
-    """How many requests :meth:`LlmPlanService.status` keeps for the HUD timeline."""
-    timeline_window_s: float = 60.0
-    """The timeline's rolling window (records and concurrency percentage)."""
-    probe_on_start: bool = True
-    """Check the backend once at start so the HUD can say early that it is offline."""
-    warm_up: bool = False
-    """At start, let a backend that can (``warm_up(messages)``) load its model and read the
-    fixed system prompt, so the first plan does not pay for either (llama.cpp keeps the
-    prompt prefix cached). Off by default; the demo turns it on for the embedded model."""
-    shutdown_timeout_s: float = 5.0
-    problems: tuple[str, ...] = field(default=(), compare=False)
-    """Environment values that were rejected (the defaults were kept), in words."""
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> ServiceConfig:
-        """Config from the environment (table in the module docstring). A malformed value is
-        logged, listed in ``problems`` and replaced by the default, never fatal.
-        ``overrides`` win over the environment."""
-        env = os.environ if env is None else env
-        queue = QueueConfig.from_env(env)
-        problems = list(queue.problems)
-        values: dict[str, Any] = {
-            "timeout_s": queue.default_timeout_s,
-            "max_concurrent": queue.max_concurrent,
-            "disable_background": queue.disable_background,
-        }
-        raw = env.get(ENV_MAX_BATCH_SIZE)
-        if raw is not None and raw.strip():
-            try:
-                n = int(raw.strip())
-                if n < 1:
-                    raise ValueError
-                values["max_batch_size"] = n
-            except ValueError:
-                problems.append(f"{ENV_MAX_BATCH_SIZE}={raw!r} is not a whole number >= 1; "
-                                f"using {DEFAULT_MAX_BATCH_SIZE}")
-        raw = env.get(ENV_BATCH_LATENCY_TARGET_MS)
-        if raw is not None and raw.strip():
-            try:
-                ms = float(raw.strip())
-                if not math.isfinite(ms) or ms <= 0:
-                    raise ValueError
-                values["batch_latency_target_s"] = ms / 1000.0
-            except ValueError:
-                problems.append(
-                    f"{ENV_BATCH_LATENCY_TARGET_MS}={raw!r} is not a positive number of "
-                    f"milliseconds; using {int(DEFAULT_BATCH_LATENCY_TARGET_S * 1000)}")
-        raw = env.get(ENV_BATCH_MODE)
-        if raw is not None and raw.strip():
-            if raw.strip().lower() in BATCH_MODES:
-                values["batch_mode"] = raw.strip().lower()
-            else:
-                problems.append(f"{ENV_BATCH_MODE}={raw!r} is not one of "
-                                f"{', '.join(BATCH_MODES)}; using auto")
-        for p in problems[len(queue.problems):]:
-            log.warning("LLM service config: %s", p)
-        values["problems"] = tuple(problems)
-        values.update(overrides)
-        return cls(**values)
-
-    def queue_config(self) -> QueueConfig:
-        """The request queue's settings."""
-        return QueueConfig(
-            max_concurrent=self.max_concurrent,
-            disable_background=self.disable_background,
-            default_timeout_s=self.timeout_s,
-        )
 
 
 def _yield_gil() -> None:
@@ -1175,68 +1079,6 @@ class _PacedTicket(QueueTicket):
         return outcome
 
 
-# --------------------------------------------------------------------------- offline service
-
-
-class _ResolvedTicket:
-    """A ticket born resolved."""
-
-    __slots__ = ("_outcome", "_request_id")
-
-    def __init__(self, outcome: PlanOutcome) -> None:
-        self._outcome = outcome
-        self._request_id = outcome.request_id
-
-    @property
-    def request_id(self) -> int:
-        return self._request_id
-
-    def poll(self, now: float) -> PlanOutcome | None:
-        return self._outcome
-
-    def cancel(self) -> None:
-        return None
-
-
-class OfflinePlanService:
-    """The service used when no model is available: every ticket resolves OFFLINE at once and
-    :meth:`status` tells the HUD why and how to enable the LLM."""
-
-    available = False
-    """Never asked: the arbiter keeps agents on GOAP/BT instead of counting OFFLINE answers."""
-    game_clock = False
-    warming_up = False
-    max_batch_size = 1
-
-    def __init__(self, reason: str, backend: str = "none") -> None:
-        self._reason = reason
-        self._backend = backend
-        self._ids = itertools.count(1)
-        self._total = 0
-
-    @property
-    def backend_name(self) -> str:
-        return self._backend
-
-    @property
-    def reason(self) -> str:
-        return self._reason
-
-    def submit(self, request: PlanRequest) -> _ResolvedTicket:
-        self._total += 1
-        return _ResolvedTicket(PlanFailure(
-            request_id=next(self._ids), kind=FailureKind.OFFLINE, message=self._reason,
-            backend=self._backend))
-
-    def status(self) -> ServiceStatus:
-        return ServiceStatus(backend=self._backend, online=False, reason=self._reason,
-                             requests_total=self._total, failures=self._total,
-                             now=time.monotonic())
-
-    def close(self) -> None:
-        return None
-
-
 # --------------------------------------------------------------------------- defaults
 
 
@@ -1251,3 +1093,10 @@ def default_schema(request: PlanRequest) -> JsonSchema | None:
     schema: JsonSchema = domain.tools.plan_schema(request.snapshot, request.max_steps,
                                                   domain.rules)
     return schema
+
+
+__all__ = [
+    "ENV_BATCH_LATENCY_TARGET_MS", "ENV_DISABLE_BACKGROUND", "ENV_MAX_BATCH_SIZE",
+    "ENV_MAX_CONCURRENT", "ENV_TIMEOUT_MS", "WARMING_UP", "LlmPlanService",
+    "OfflinePlanService", "ServiceConfig", "default_messages", "default_schema",
+]
