@@ -3,7 +3,8 @@
 The model's prompt lists these as options and builds its example reply from them (see
 :attr:`systems.domain.Domain.advise`), so a small model choosing among them picks something
 that fits this moment: smoke across the line of fire of whoever covers the leader or the way
-to the objective, the nearest real cover, the enemy to engage, the objective. GOAP never
+to the objective from out of my reach (an enemy I can shoot is fought, not blinded, unless I
+am hurt or out of rounds), the nearest real cover, the enemy to engage, the objective. GOAP never
 throws smoke while it has an order to follow or an enemy to engage; a plan may.
 
 Every step comes from :class:`~systems.presets.squad.percept.Percept`'s grounding helpers, so
@@ -98,22 +99,30 @@ def _smoke_option(p: Percept) -> Advice | None:
     if leader is not None and leader.hp > 0:
         guards.append((leader.pos, "your leader"))
     guards.append((None, "you"))
+    # An enemy I can shoot from here is fought, not blinded: smoke on it would also blind my
+    # own fire and stall a fight GOAP is winning. Smoke is for the enemy out of my reach, or
+    # for getting away when I cannot fight (hurt, no rounds left).
+    fighting = frozenset(h.id for h in p.in_range) if p.has_ammo and not p.low_hp \
+        else frozenset()
     for protect, who in guards:
-        threats = p.threats_to(p.pos if protect is None else protect)
+        threats = [h for h in p.threats_to(p.pos if protect is None else protect)
+                   if h.id not in fighting]
         if threats:
             h = threats[0]
             tile = _blinding_tile(p, h.pos, p.pos if protect is None else protect)
             return ThrowSmoke(x=tile[0], y=tile[1]), f"blinds #{h.id}, who has {who} in its sights"
-    covering = _covering_route(p)
+    covering = _covering_route(p, fighting)
     if covering is None:
         return None
     h, tile = covering
     return ThrowSmoke(x=tile[0], y=tile[1]), f"blinds #{h.id}, who covers the way to the objective"
 
 
-def _covering_route(p: Percept) -> tuple[UnitView, Tile] | None:
-    """The first enemy with a stretch of the walk to the objective in sight and range, and the
-    smoke tile that blinds it (its own tile when no tile next to it is free)."""
+def _covering_route(p: Percept, fighting: frozenset[int] = frozenset()
+                    ) -> tuple[UnitView, Tile] | None:
+    """The first enemy (not one of ``fighting``) with a stretch of the walk to the objective
+    in sight and range, and the smoke tile that blinds it (its own tile when no tile next to
+    it is free)."""
     goal = p.objective
     start = p.leader.pos if p.leader is not None and p.leader.hp > 0 else p.pos
     if goal is None:
@@ -124,6 +133,8 @@ def _covering_route(p: Percept) -> tuple[UnitView, Tile] | None:
     r, g = p.rules.fire_range, p.grid
     for tile in route[::2]:
         for h in p.hostiles:
+            if h.id in fighting:
+                continue
             if pf.distance(h.pos, tile) <= r and pf.line_of_sight(g, h.pos, tile):
                 return h, _blinding_tile(p, h.pos, tile)
     return None

@@ -1,0 +1,52 @@
+"""The squad preset's advice (the options a model's prompt lists): smoke only where it pays.
+
+On hello_companion's standard round the model picked the first option, smoke on the last
+enemy at the door, which the companion was already shooting: the cloud blinded its own fire,
+GOAP then walked out of cover to find the target again, and the companion lost HP it did not
+lose with GOAP alone. An enemy I can shoot from here is fought; smoke is for one out of my
+reach, or for getting away when I cannot fight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from esper_arbiter.components.actions import Attack, ThrowSmoke
+from esper_arbiter.components.snapshot import GridView, WorldSnapshot
+from esper_arbiter.systems.presets.squad.advice import squad_advisor
+from tests.planning.snapshots import hello_snapshot, unit
+
+OPEN = GridView(width=24, height=10, walls=frozenset(), cover=frozenset(), smoke=())
+
+
+def field(me: tuple[int, int], leader: tuple[int, int], enemy: tuple[int, int],
+          **me_changes: float) -> WorldSnapshot:
+    snap = hello_snapshot()
+    return dataclasses.replace(
+        snap, grid=OPEN,
+        me=dataclasses.replace(unit(snap.me.id, *me, hp=80, team="blue"), **me_changes),
+        leader=unit(snap.leader.id if snap.leader else 1, *leader, hp=100, team="blue"),
+        enemies=(unit(40, *enemy, hp=60, team="red"),))
+
+
+def options(snap: WorldSnapshot) -> list[object]:
+    return [step for step, _why in squad_advisor()(snap)]
+
+
+def test_an_enemy_i_can_shoot_is_fought_not_smoked() -> None:
+    # #40 at 6 tiles has the leader and me in its sights; I can return fire from here.
+    steps = options(field(me=(2, 2), leader=(3, 2), enemy=(8, 2)))
+    assert Attack(target_id=40) in steps
+    assert not any(isinstance(s, ThrowSmoke) for s in steps)
+
+
+def test_an_enemy_out_of_my_reach_covering_the_leader_is_smoked() -> None:
+    # #40 has the leader (7 tiles) in its sights but is 11 tiles from me: beyond fire range 8.
+    steps = options(field(me=(2, 2), leader=(6, 2), enemy=(13, 2)))
+    smoke = [s for s in steps if isinstance(s, ThrowSmoke)]
+    assert smoke and abs(smoke[0].x - 13) <= 1 and abs(smoke[0].y - 2) <= 1
+
+
+def test_hurt_i_may_smoke_an_enemy_i_could_shoot() -> None:
+    steps = options(field(me=(2, 2), leader=(3, 2), enemy=(8, 2), hp=20))
+    assert any(isinstance(s, ThrowSmoke) for s in steps)
