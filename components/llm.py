@@ -165,3 +165,5 @@ class PlanProposal:
     outcome: PlanOutcome
     received_at: float
     reason: str = ""
+    asked_at: float | None = None
+    """Game time the request (and the snapshot its plan was written from) was submitted."""

@@ -90,6 +90,7 @@ class ArbiterSystem(esper.Processor):
                     perception,
                     intent,
                     proposal.outcome if proposal is not None else None,
+                    asked_at=proposal.asked_at if proposal is not None else None,
                     order_serial=orders.serial if orders is not None else 0,
                     order=orders.order if orders is not None else None,
                     llm_enabled=use_llm,

@@ -51,7 +51,7 @@ class LlmPollSystem(esper.Processor):
                 out[ent] = task.ticket
                 continue
             esper.remove_component(ent, LlmTask)
-            esper.add_component(ent, PlanProposal(outcome, now, task.reason))
+            esper.add_component(ent, PlanProposal(outcome, now, task.reason, task.submitted_at))
         if len(out) != len(self._out) or out.keys() != self._out.keys():
             for ent, ticket in self._out.items():
                 if ent not in out and not esper.entity_exists(ent):

@@ -76,6 +76,7 @@ class Arbiter:
         order: str | None = None,
         llm_enabled: bool = False,
         llm_in_flight: bool = False,
+        asked_at: float | None = None,
     ) -> None:
         """Advance one agent by one frame.
 
@@ -88,7 +89,7 @@ class Arbiter:
             self._on_order(state, intent, t, order, llm_enabled)
             state.last_order_serial = order_serial
         if outcome is not None:
-            self._on_outcome(state, perception, intent, outcome)
+            self._on_outcome(state, perception, intent, outcome, asked_at)
 
         if not self._hold_while_down(state, perception, intent):
             if state.mode is Mode.EXECUTING_LLM:
@@ -131,7 +132,8 @@ class Arbiter:
             state.pending_priority = PRIORITY_HIGH
 
     def _on_outcome(
-        self, state: ArbiterState, perception: Perception, intent: Intent, outcome: PlanOutcome
+        self, state: ArbiterState, perception: Perception, intent: Intent, outcome: PlanOutcome,
+        asked_at: float | None = None,
     ) -> None:
         t = perception.t
         m = state.metrics
@@ -148,6 +150,8 @@ class Arbiter:
             self._count_failure(state, t, FailureKind.INVALID_PLAN, f"plan {plan.plan_id} is empty")
             return
         stale = cannot_start(plan.steps, perception.snapshot, self.registry, self.rules)
+        if stale is None and asked_at is not None and t - asked_at > self.config.plan_fresh_s:
+            stale = self._outdated(plan.steps[0], perception.snapshot, t - asked_at)
         if stale is not None:
             self._count_failure(
                 state, t, FailureKind.INVALID_PLAN,
@@ -178,6 +182,22 @@ class Arbiter:
             force_event=old is Mode.EXECUTING_LLM,
         )
         self._issue_llm_step(state, perception, intent)
+
+    def _outdated(self, first: ActionStep, snap: WorldSnapshot, age: float) -> str | None:
+        """Why a plan written ``age`` seconds ago should not start now, or None: its first
+        step is of no kind the domain advises any more (smoke asked for while an enemy was
+        out of reach, arriving when the agent is already shooting it). A domain without
+        advice, or with nothing to advise now, keeps every legal plan."""
+        advise = self.domain.advise
+        if advise is None:
+            return None
+        options = advise(snap)
+        if not options or any(type(step) is type(first) for step, _why in options):
+            return None
+        kinds = ", ".join(dict.fromkeys(getattr(step, "act", type(step).__name__)
+                                        for step, _why in options))
+        return (f"written {age:.1f}s ago; {describe_step(first)} is no longer among the "
+                f"options ({kinds})")
 
     def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str) -> None:
         m = state.metrics

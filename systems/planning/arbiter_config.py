@@ -41,6 +41,10 @@ class ArbiterConfig:
     that are due). The rest stay due and go first next frame, so a crowd that wakes together
     (spawned at once, a fight's bursts ending in step) is spread over a few frames instead
     of stalling one. An agent whose model plan just arrived is not held back."""
+    plan_fresh_s: float = 6.0
+    """A model plan written from a snapshot older than this is checked on arrival against the
+    domain's advice for the current snapshot: when its first step is of no kind advised now,
+    it is stale (the moment it was written for has passed) and GOAP carries on."""
     max_step_preparations: int = 3
     """A model step that cannot run yet gets up to this many preparatory steps (approach,
     reload, wait; see ``systems.planning.grounding``) before it is skipped."""
@@ -52,7 +56,7 @@ class ArbiterConfig:
         for name in ("llm_cooldown_s", "think_interval_s", "step_retry_s", "step_retry_max_s",
                      "failure_backoff_max_s"):
             _check_number(name, getattr(self, name), positive=True)
-        for name in ("first_request_at_s", "bt_hold_s", "min_commit_s"):
+        for name in ("first_request_at_s", "bt_hold_s", "min_commit_s", "plan_fresh_s"):
             _check_number(name, getattr(self, name), positive=False)
         for name in ("max_plan_steps", "bt_after_failures"):
             _check_count(name, getattr(self, name), minimum=1)

@@ -315,3 +315,38 @@ def test_a_request_that_expired_in_the_queue_is_not_a_model_failure() -> None:
     assert state.mode is Mode.GOAP  # never pushed into the behaviour tree
     assert state.metrics.llm_failures == 0 and state.metrics.llm_expired == 4
     assert state.consecutive_llm_failures == 0
+
+
+def test_an_old_plan_whose_first_step_is_no_longer_advised_is_stale() -> None:
+    """A plan written 10 s ago (smoke on an enemy then out of reach) arrives when the domain
+    advises only fighting: it is stale, and GOAP carries on. The same plan fresh, or from a
+    domain without advice, runs."""
+    from esper_arbiter.components import ThrowSmoke
+
+    smoke = ThrowSmoke(x=11, y=2)
+    fight = (Attack(RIVAL.id), "in range")
+
+    def advising(*options: tuple[ActionStep, str]) -> Arbiter:
+        arb = make()
+        arb.domain = arb.domain.replace(advise=lambda _snap: options)
+        return arb
+
+    arb, state, intent = advising(fight), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(12.0), ready(smoke), asked_at=2.0)
+    assert state.mode is Mode.GOAP
+    assert state.metrics.failures_by_kind == {"invalid_plan": 1}
+    assert any("written 10.0s ago; ThrowSmoke(x=11, y=2) is no longer among the options "
+               "(Attack)" in e.text for e in state.events)
+
+    arb, state, intent = advising(fight), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(12.0), ready(smoke), asked_at=9.0)  # 3 s old: fresh
+    assert state.mode is Mode.EXECUTING_LLM
+
+    arb, state, intent = advising(fight, (smoke, "blinds #3")), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(12.0), ready(smoke), asked_at=2.0)  # still advised
+    assert state.mode is Mode.EXECUTING_LLM
+
+    arb, state, intent = make(), ArbiterState(), Intent()
+    arb.domain = arb.domain.replace(advise=None)
+    tick(arb, state, intent, snap(12.0), ready(smoke), asked_at=2.0)  # no advice: kept
+    assert state.mode is Mode.EXECUTING_LLM
