@@ -346,6 +346,12 @@ class ActionSystem(esper.Processor):
             intent.fail("could not close in on the target")
             return
         reach = ctx.rules.fire_range
+        if centred and math.dist(here, there) <= reach and self._in_smoke(there):
+            # Nobody sees into the cloud until it clears: in range is as close as it pays to
+            # get (walking on only walks into the target's own gun when the smoke lifts).
+            self._stop(ent)
+            intent.finish()
+            return
 
         def in_position(tile: Tile) -> bool:
             return math.dist(tile, there) <= reach and ctx.sees(tile, there)
@@ -355,6 +361,10 @@ class ActionSystem(esper.Processor):
             intent.fail("target unreachable")
         elif state in ("arrived", "stopped"):
             intent.finish()
+
+    def _in_smoke(self, tile: Tile) -> bool:
+        """Whether ``tile`` lies inside a smoke cloud that has not cleared."""
+        return any(math.dist(tile, (x, y)) <= r for x, y, r in self.ctx.grid_view().smoke)
 
     def _stop(self, ent: int) -> None:
         motion = esper.try_component(ent, Motion)

@@ -142,6 +142,22 @@ def test_approach_stops_once_the_target_is_in_range_and_sight(make_arena: MakeAr
     assert here != there  # stopped short: no need to walk up to it
 
 
+def test_approach_to_a_target_inside_smoke_stops_in_range(make_arena: MakeArena) -> None:
+    """Nobody sees into a cloud: once in fire range the approach is done, instead of walking
+    on for 15 s toward the target's own gun (a model plan's "smoke, then approach")."""
+    arena = make_arena(width=20, height=10)
+    unit = arena.spawn("hunter", (2, 4), "blue")
+    foe = arena.spawn("foe", (14, 4), "red")
+    esper.create_entity(SmokeCloud(14, 4, 1.5, arena.clock.t, arena.clock.t + 30.0))
+    arena.order(unit, Approach(target_id=foe))
+    took = arena.run_until(_done(arena, unit), limit=10.0)
+    assert arena.intent(unit).status is IntentStatus.DONE
+    here, there = arena.pos(unit).tile, arena.pos(foe).tile
+    assert math.dist(here, there) <= arena.rules.fire_range
+    assert math.dist(here, there) > arena.rules.fire_range - 1.5  # stopped at the edge
+    assert took < 3.0
+
+
 # -- shooting -----------------------------------------------------------------------------
 
 
