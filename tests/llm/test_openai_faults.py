@@ -273,6 +273,14 @@ def test_concurrent_refusals_of_json_schema_step_down_once() -> None:
     # Nothing was ever sent as plain json_object: every refusal stepped down from json_schema.
     assert all(f["type"] == "json_schema" or "schema" in f for f in formats), formats
     assert sum(f["type"] == "json_object" for f in formats) == 4
+    # llama-cpp-python's json_object + schema mode also gets the repeat penalty the embedded
+    # model plays with (its server's own default, 1.1, pulls plans off the options); the
+    # standard json_schema requests carry no such extension.
+    bodies = srv.chat_requests
+    assert all(b.get("repeat_penalty") == 1.0 for b in bodies
+               if b["response_format"]["type"] == "json_object")
+    assert all("repeat_penalty" not in b for b in bodies
+               if b["response_format"]["type"] == "json_schema")
 
 
 def test_a_server_that_rejects_both_schemas_gets_plain_json_object() -> None:

@@ -90,6 +90,7 @@ class OpenAIBackend:
         temperature: float = 0.2,
         max_tokens: int = 384,
         seed: int | None = None,
+        repeat_penalty: float = 1.0,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         connect_timeout_s: float = 2.0,
     ) -> None:
@@ -100,6 +101,11 @@ class OpenAIBackend:
         self.max_tokens = max_tokens
         """Tokens one plan's answer may take; a batch of n plans gets n times as many."""
         self.seed = seed
+        self.repeat_penalty = repeat_penalty
+        """Sent to llama-cpp-python's server (recognised by its ``json_object`` + schema
+        mode), whose own default of 1.1 penalises copying the prompt's tiles and ids: with it
+        the SmolLM2 plans strayed from the live options and lost the ambush round that the
+        same model, embedded at 1.0, won. Other servers get the OpenAI request unchanged."""
         self.context_tokens = context_tokens
         """The served model's context window, in tokens; prompts are trimmed to fit it."""
         self._connect_timeout_s = connect_timeout_s
@@ -167,6 +173,7 @@ class OpenAIBackend:
                 }
             elif mode == "json_object_schema":
                 body["response_format"] = {"type": "json_object", "schema": dict(schema)}
+                body["repeat_penalty"] = self.repeat_penalty
             else:
                 body["response_format"] = {"type": "json_object"}
         return body
