@@ -103,9 +103,10 @@ class OpenAIBackend:
         self.seed = seed
         self.repeat_penalty = repeat_penalty
         """Sent to llama-cpp-python's server (recognised by its ``json_object`` + schema
-        mode), whose own default of 1.1 penalises copying the prompt's tiles and ids: with it
-        the SmolLM2 plans strayed from the live options and lost the ambush round that the
-        same model, embedded at 1.0, won. Other servers get the OpenAI request unchanged."""
+        mode), whose own default is 1.1, so that both llama.cpp paths sample as the embedded
+        backend does (1.0, chosen by ``bench/plan_quality.py --sweep``: a penalty discourages
+        copying the prompt's option tiles and ids). Other servers get the OpenAI request
+        unchanged."""
         self.context_tokens = context_tokens
         """The served model's context window, in tokens; prompts are trimmed to fit it."""
         self._connect_timeout_s = connect_timeout_s
