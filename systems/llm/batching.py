@@ -120,16 +120,11 @@ class BatchMember:
         return self.request.snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class BatchPrompt:
-    """Everything a backend needs for one batched call."""
+class _Members:
+    """What a batch's two prompt shapes share: their members, and the ids in reply order."""
 
+    __slots__ = ()
     members: tuple[BatchMember, ...]
-    """Sorted by agent id; the reply's order."""
-    messages: tuple[dict[str, str], ...]
-    schema: dict[str, Any]
-    max_steps: int
-    """The largest ``max_steps`` among the members (each agent's schema uses its own)."""
 
     @property
     def agent_ids(self) -> tuple[int, ...]:
@@ -141,6 +136,18 @@ class BatchPrompt:
 
     def __len__(self) -> int:
         return len(self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPrompt(_Members):
+    """Everything a backend needs for one batched call."""
+
+    members: tuple[BatchMember, ...]
+    """Sorted by agent id; the reply's order."""
+    messages: tuple[dict[str, str], ...]
+    schema: dict[str, Any]
+    max_steps: int
+    """The largest ``max_steps`` among the members (each agent's schema uses its own)."""
 
 
 def agent_item_schema(
@@ -256,7 +263,7 @@ def build_batch(
 
 
 @dataclass(frozen=True, slots=True)
-class TurnsPrompt:
+class TurnsPrompt(_Members):
     """A batch planned as one conversation, one member per turn (``batch_mode="turns"``).
 
     The first user message states the shared situation once, then the first member's own
@@ -275,17 +282,6 @@ class TurnsPrompt:
     """Each member's own lines and reply instruction (the user message of its turn)."""
     schemas: tuple[dict[str, Any], ...]
     """Each member's single-agent plan schema."""
-
-    @property
-    def agent_ids(self) -> tuple[int, ...]:
-        return tuple(m.agent_id for m in self.members)
-
-    @property
-    def request_ids(self) -> tuple[int, ...]:
-        return tuple(m.request_id for m in self.members)
-
-    def __len__(self) -> int:
-        return len(self.members)
 
     def user(self, k: int, first: bool) -> str:
         return f"{self.shared}\n{self.blocks[k]}" if first else self.blocks[k]
