@@ -194,8 +194,8 @@ def world_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> list[st
     if len(cover) > limits.cover:
         text = (text + " " if limits.cover else "") + f"+{len(cover) - limits.cover} more"
     lines.append(f"cover: {text}")
-    enemies = _listed([_unit(e, None) for e in _shown(_live_enemies(s), me, limits.enemies)],
-                      len(_live_enemies(s)))
+    live = _live_enemies(s)
+    enemies = _listed([_unit(e, None) for e in _shown(live, me, limits.enemies)], len(live))
     lines.append(f"enemies: {enemies}")
     if s.neutrals:
         lines.append("neutrals (never targets): " + _listed(
@@ -212,27 +212,39 @@ def own_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
     sight, Approach first when hidden), nearest first, and the allies."""
     s = snapshot
     me = s.me
-    meaning = domain.order_meaning(s.orders) if domain is not None and s.orders else None
-    order = (s.orders or "none") + (f" ({meaning})" if meaning else "")
-    lines = [
-        f"time {s.t:.1f}s. standing order: {order}.",
-        "me " + _unit(me, None)
-        + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
-        + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
-        + f" morale {s.morale:.1f}"
-        + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
-                                    for k, v in sorted(s.cooldowns.items())) or "none"),
-    ]
+    lines = [_order_line(s, domain), _me_line(s)]
     lines.append("leader " + (_unit(s.leader, me) if s.leader is not None else "none"))
-    enemies = _nearest(_live_enemies(s), me)
-    lines.append("enemies from me: " + _listed(
-        [f"#{e.id} dist {_dist(e.x, e.y, me):.0f} "
-         + ("in sight" if line_of_sight(s.grid, me.pos, e.pos) else "hidden")
-         for e in enemies[:limits.enemies]], len(enemies)))
+    lines.append("enemies from me: " + _enemies_from_me(s, limits))
     allies = _nearest(s.allies, me)
     lines.append("allies: " + _listed([_unit(a, me) for a in allies[:limits.allies]],
                                       len(allies)))
     return lines
+
+
+def _order_line(s: WorldSnapshot, domain: Domain | None) -> str:
+    meaning = domain.order_meaning(s.orders) if domain is not None and s.orders else None
+    order = (s.orders or "none") + (f" ({meaning})" if meaning else "")
+    return f"time {s.t:.1f}s. standing order: {order}."
+
+
+def _me_line(s: WorldSnapshot) -> str:
+    return ("me " + _unit(s.me, None)
+            + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
+            + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
+            + f" morale {s.morale:.1f}"
+            + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
+                                        for k, v in sorted(s.cooldowns.items())) or "none"))
+
+
+def _enemies_from_me(s: WorldSnapshot, limits: PromptLimits) -> str:
+    """Live enemies nearest first, by distance, and whether each is in sight (Attack needs
+    sight; Approach first when hidden)."""
+    me = s.me
+    enemies = _nearest(_live_enemies(s), me)
+    return _listed(
+        [f"#{e.id} dist {_dist(e.x, e.y, me):.0f} "
+         + ("in sight" if line_of_sight(s.grid, me.pos, e.pos) else "hidden")
+         for e in enemies[:limits.enemies]], len(enemies))
 
 
 def shared_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
@@ -241,7 +253,7 @@ def shared_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
     :func:`world_lines`, the time and standing order, and the leader (absolute)."""
     s = snapshot
     lines = world_lines(s, limits)
-    lines.append(own_lines(s, limits, domain)[0])
+    lines.append(_order_line(s, domain))
     lines.append("leader " + (_unit(s.leader, None) if s.leader is not None else "none"))
     return lines
 
@@ -257,16 +269,12 @@ def member_lines(snapshot: WorldSnapshot, batch: Iterable[int] = (),
     where = []
     if s.leader is not None:
         where.append(f"leader dist {_dist(s.leader.x, s.leader.y, me):.0f}")
-    enemies = _nearest(_live_enemies(s), me)
-    where.append("enemies " + _listed(
-        [f"#{e.id} dist {_dist(e.x, e.y, me):.0f} "
-         + ("in sight" if line_of_sight(s.grid, me.pos, e.pos) else "hidden")
-         for e in enemies[:limits.enemies]], len(enemies)).replace("; ", ", "))
+    where.append("enemies " + _enemies_from_me(s, limits).replace("; ", ", "))
     allies = _nearest(s.allies, me)
     where.append("allies " + _listed(
         [f"#{a.id} dist {_dist(a.x, a.y, me):.0f}" if a.id in mates else _unit(a, me)
          for a in allies[:limits.allies]], len(allies)).replace("; ", ", "))
-    return [own_lines(s, limits)[1], "; ".join(where)]
+    return [_me_line(s), "; ".join(where)]
 
 
 def _live_enemies(s: WorldSnapshot) -> list[UnitView]:

@@ -744,8 +744,7 @@ class LlmPlanService:
                 self._retry_alone(batch, entry, FailureKind.CRASH,
                                   f"building the batch failed: {type(exc).__name__}: {exc}")
             return
-        by_id = {e.request_id: e for e in entries}
-        waiting = dict(by_id)
+        waiting = {e.request_id: e for e in entries}
         timers = {e.request_id: self._loop.call_at(self._loop_deadline(e), self._turn_expired,
                                                    waiting, e, len(entries))
                   for e in entries}

@@ -244,24 +244,9 @@ class GoapPlanner:
 
     def reachable(self, start: int, mask: int, bits: int) -> bool:
         """Whether the goal survives a relaxed search (effects only ever add what can be
-        true or false, never take it away): a fixpoint over the actions in a few integer
-        operations each. False proves there is no plan."""
-        can_true, can_false = start, ~start  # the literals that hold now (all bits)
-        actions = self.actions
-        grew = True
-        while grew:
-            grew = False
-            for a in actions:
-                need_true = a.pre_bits
-                need_false = a.pre_mask & ~a.pre_bits
-                if need_true & ~can_true or need_false & ~can_false:
-                    continue
-                t = can_true | a.eff_bits
-                f = can_false | (a.eff_mask & ~a.eff_bits)
-                if t != can_true or f != can_false:
-                    can_true, can_false, grew = t, f, True
-        goal_true, goal_false = bits & mask, mask & ~bits
-        return not (goal_true & ~can_true or goal_false & ~can_false)
+        true or false, never take it away): no goal fact is one that cannot leave its value
+        in ``start`` (:meth:`_relaxed_stuck`). False proves there is no plan."""
+        return not ((start ^ bits) & mask & self._relaxed_stuck(start))
 
     def _relaxed_stuck(self, start: int) -> int:
         """Facts that cannot leave their value in ``start`` even when effects only ever add
