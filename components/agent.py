@@ -234,6 +234,12 @@ class ArbiterState:
     """What the last GOAP/BT decision saw (see ``systems.planning.arbiter.situation``)."""
     think_phase: float = 0.5
     """0..1, spreads a crowd's periodic re-decisions over frames (set from the entity id)."""
+    think_backoff: int = 0
+    """Periodic re-thinks in a row that kept the running step; each doubles the interval to
+    the next (see ``ArbiterConfig.think_interval_max_s``). Reset when a step is issued."""
+    seen_hp: float = float("-inf")
+    """The agent's health when the arbiter last looked: a drop (a hit) brings the next
+    re-think forward, whatever the back-off."""
     last_llm_done_at: float | None = None
     """Game time the last request completed (the cooldown counts from here)."""
     consecutive_llm_failures: int = 0

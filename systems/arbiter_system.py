@@ -23,7 +23,7 @@ from esper_arbiter.components.llm import (
     PlanProposal,
     PlanRequest,
 )
-from esper_arbiter.components.world import Orders
+from esper_arbiter.components.world import Health, Orders
 from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.perception import MissingWorldPiece, game_time
 from esper_arbiter.systems.planning.arbiter import Arbiter
@@ -32,6 +32,7 @@ from esper_arbiter.systems.queries import components
 log = logging.getLogger("esper_arbiter.arbiter")
 
 EventSink = Callable[[int, ArbiterEvent], None]
+_Row = tuple[Agent, Perception, ArbiterState, Intent, Health]
 
 
 class ArbiterSystem(esper.Processor):
@@ -67,11 +68,17 @@ class ArbiterSystem(esper.Processor):
         running, idle = IntentStatus.RUNNING, IntentStatus.IDLE
         budget = arbiter.config.max_decisions_per_frame
         held: list[int] = []
-        for ent, (agent, perception, state, intent) in self._first(components(
-            Agent, Perception, ArbiterState, Intent
+        for ent, (agent, perception, state, intent, health) in self._first(components(
+            Agent, Perception, ArbiterState, Intent, Health
         )):
             if t < state.wake_at and (intent.status is running or intent.status is idle):
-                continue  # busy (or resting), nothing new: the steady-state fast path
+                # busy (or resting), nothing new: the steady-state fast path
+                hp = health.hp
+                if hp < state.seen_hp:
+                    arbiter.on_hit(state, t)  # hit: no more back-off, look again soon
+                if hp != state.seen_hp:
+                    state.seen_hp = hp
+                continue
             if budget is not None:
                 if budget <= 0 and not esper.has_component(ent, PlanProposal):
                     held.append(ent)  # due, but this frame's decisions are spent
@@ -109,13 +116,14 @@ class ArbiterSystem(esper.Processor):
                     esper.remove_component(ent, LlmTask)
                     arbiter.note_request_withdrawn(state, perception.t, replaced.request_id)
                 self._submit(ent, perception, state, service)
+            state.seen_hp = health.hp
             if sink is not None and state.event_count != n_events:
                 self._emit(ent, state, n_events, sink)
         self._held = held
 
     def _first(
-        self, rows: Iterable[tuple[int, tuple[Agent, Perception, ArbiterState, Intent]]]
-    ) -> Iterable[tuple[int, tuple[Agent, Perception, ArbiterState, Intent]]]:
+        self, rows: Iterable[tuple[int, _Row]]
+    ) -> Iterable[tuple[int, _Row]]:
         """The agents held back last frame first (see ``max_decisions_per_frame``), then all."""
         held = self._held
         if not held:
@@ -124,8 +132,9 @@ class ArbiterSystem(esper.Processor):
         first = []
         for ent in held:
             comps = esper.try_components(ent, Agent, Perception, ArbiterState, Intent)
-            if comps is not None:
-                first.append((ent, comps))
+            health = esper.try_component(ent, Health)
+            if comps is not None and health is not None:
+                first.append((ent, (*comps, health)))
         skip = set(held)
         return itertools.chain(first, ((e, c) for e, c in rows if e not in skip))
 

@@ -27,6 +27,7 @@ _A = TypeVar("_A")
 _B = TypeVar("_B")
 _C = TypeVar("_C")
 _D = TypeVar("_D")
+_E = TypeVar("_E")
 
 _INTERNALS = all(hasattr(esper, name) for name in ("_components", "_entities", "_cache_dirty"))
 
@@ -45,6 +46,12 @@ def components(
 def components(
     a: type[_A], b: type[_B], c: type[_C], d: type[_D], /
 ) -> Iterable[tuple[int, tuple[_A, _B, _C, _D]]]: ...
+
+
+@overload
+def components(
+    a: type[_A], b: type[_B], c: type[_C], d: type[_D], e: type[_E], /
+) -> Iterable[tuple[int, tuple[_A, _B, _C, _D, _E]]]: ...
 
 
 def components(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:

@@ -332,13 +332,38 @@ class Arbiter:
         saw: skip it (GOAP and the trees are deterministic in the situation)."""
         key = situation(perception.snapshot)
         if intent.status is IntentStatus.RUNNING and key == state.think_key:
-            state.next_think_at = perception.t + self._think_delay(state)
+            self._back_off(state, perception.t)
             return True
         state.think_key = key
         return False
 
     def _think_delay(self, state: ArbiterState) -> float:
-        return self.config.think_interval_s * (0.5 + state.think_phase)
+        """Game seconds to the next periodic re-think: ``think_interval_s``, doubled per
+        re-think in a row that kept the running step, up to ``think_interval_max_s``, spread
+        over a crowd by the agent's phase."""
+        cfg = self.config
+        interval = cfg.think_interval_s
+        if state.think_backoff:
+            interval = min(interval * (1 << min(state.think_backoff, 16)),
+                           cfg.think_interval_max_s)
+        return interval * (0.5 + state.think_phase)
+
+    def _back_off(self, state: ArbiterState, t: float) -> None:
+        """A periodic re-think kept the running step: look again later than last time."""
+        if self.config.think_interval_s * (1 << min(state.think_backoff, 16)) \
+                < self.config.think_interval_max_s:
+            state.think_backoff += 1
+        state.next_think_at = t + self._think_delay(state)
+
+    def on_hit(self, state: ArbiterState, t: float) -> None:
+        """The agent lost health since the arbiter last looked (the host's ``Health``): the
+        back-off ends and the next re-think comes no later than an unhurried one would."""
+        state.think_backoff = 0
+        soon = t + self._think_delay(state)
+        if soon < state.next_think_at:
+            state.next_think_at = soon
+        if soon < state.wake_at:
+            state.wake_at = soon
 
     def _run_bt(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
         t = perception.t
@@ -357,8 +382,13 @@ class Arbiter:
                 return
         if self._unchanged(state, perception, intent):
             return
-        state.next_think_at = t + self._think_delay(state)
         _, step, _ = tick_tree(self.bt, snap)
+        if step is not None and step not in resting and intent.status is IntentStatus.RUNNING \
+                and _same_kind(intent.step, step):
+            self._back_off(state, t)  # the tree keeps the running step
+            return
+        state.think_backoff = 0
+        state.next_think_at = t + self._think_delay(state)
         if step is None:
             return
         if step in resting:
@@ -366,8 +396,6 @@ class Arbiter:
             intent.status = IntentStatus.IDLE
             state.next_think_at = max(state.next_think_at, state.resting_steps[step][0])
             state.think_key = None
-            return
-        if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
             return
         state.metrics.bt_actions += 1
         self._issue(state, intent, step, t)
@@ -390,10 +418,13 @@ class Arbiter:
         self._issue_goap(state, intent, decision.step, t)
 
     def _issue_goap(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
+        if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
+            # keep going; a new target of the same kind waits for this step to end
+            self._back_off(state, t)
+            return
+        state.think_backoff = 0
         state.next_think_at = t + self._think_delay(state)
         if intent.status is IntentStatus.RUNNING:
-            if _same_kind(intent.step, step):
-                return  # keep going; a new target of the same kind waits for this step to end
             committed_until = intent.issued_at + self.config.min_commit_s
             if t < committed_until:
                 # Decision inertia: a step gets a moment before a re-think may replace it, or
@@ -471,6 +502,7 @@ class Arbiter:
     # -- helpers ------------------------------------------------------------------------
 
     def _issue(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
+        state.think_backoff = 0
         intent.step = step
         intent.status = IntentStatus.RUNNING
         intent.serial += 1

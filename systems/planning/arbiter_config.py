@@ -30,6 +30,11 @@ class ArbiterConfig:
     """The cooldown doubles with each consecutive failure, up to this."""
     think_interval_s: float = 0.5
     """GOAP/BT re-decide this often while a step runs (to react to threats)."""
+    think_interval_max_s: float = 2.0
+    """A periodic re-think that keeps the running step (most of them, mid-fight: the agent
+    goes on firing from cover) doubles the interval to the next one, up to this. A new step,
+    a finished or failed one, an order, a model plan or a hit (the agent's ``Health`` drops)
+    start again from ``think_interval_s``. Equal to ``think_interval_s``: no back-off."""
     min_commit_s: float = 1.0
     """A running GOAP step is not replaced by a different kind of step before this."""
     step_retry_s: float = 2.0
@@ -61,6 +66,12 @@ class ArbiterConfig:
         for name in ("max_plan_steps", "bt_after_failures"):
             _check_count(name, getattr(self, name), minimum=1)
         _check_count("max_step_preparations", self.max_step_preparations, minimum=0)
+        _check_number("think_interval_max_s", self.think_interval_max_s, positive=True)
+        if self.think_interval_max_s < self.think_interval_s:
+            raise ValueError(
+                f"ArbiterConfig.think_interval_max_s ({self.think_interval_max_s!r}) must be "
+                f">= think_interval_s ({self.think_interval_s!r})"
+            )
         if self.max_decisions_per_frame is not None:
             _check_count("max_decisions_per_frame", self.max_decisions_per_frame, minimum=1)
 

@@ -350,3 +350,54 @@ def test_an_old_plan_whose_first_step_is_no_longer_advised_is_stale() -> None:
     arb.domain = arb.domain.replace(advise=None)
     tick(arb, state, intent, snap(12.0), ready(smoke), asked_at=2.0)  # no advice: kept
     assert state.mode is Mode.EXECUTING_LLM
+
+
+def _rethink_gaps(arb: Arbiter, seconds: float, hit_at: float | None = None) -> list[float]:
+    """Game seconds between the periodic re-thinks of an agent whose step keeps running and
+    whose brain keeps choosing it (the common case mid-fight), at 30 Hz."""
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    assert intent.status is IntentStatus.RUNNING
+    t, last, gaps, last_at = 0.0, state.next_think_at, [], 0.0
+    while t < seconds:
+        t += 1 / 30
+        if hit_at is not None and t >= hit_at:
+            arb.on_hit(state, t)
+            hit_at = None
+        if t < state.wake_at:
+            continue  # what ArbiterSystem's fast path does
+        tick(arb, state, intent, snap(t, me=replace(ME, x=2 + int(t * 30) % 2)))
+        if state.next_think_at != last:
+            gaps.append(round(t - last_at, 1))
+            last, last_at = state.next_think_at, t
+    return gaps
+
+
+def test_a_step_kept_at_every_rethink_is_looked_at_less_and_less_often() -> None:
+    gaps = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=2.0), 10.0)
+    assert gaps[:4] == [0.5, 1.0, 2.0, 2.0], gaps
+    assert set(gaps[2:]) == {2.0}  # capped
+    # the back-off can be switched off: every re-think after think_interval_s, as before
+    flat = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=0.5), 5.0)
+    assert set(flat) == {0.5}, flat
+
+
+def test_a_hit_ends_the_back_off() -> None:
+    gaps = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=2.0), 8.0, hit_at=4.6)
+    # backed off to 2 s by t=3.5 (next look due at 5.5); the hit at 4.6 brings that look to
+    # 5.1 (0.5 s after the hit), and the back-off starts again from there
+    assert gaps == [0.5, 1.0, 2.0, 1.6, 1.0], gaps
+
+
+def test_a_new_step_starts_the_back_off_again() -> None:
+    goap = StubGoap(step=MoveTo(3, 2))
+    arb = make(goap, think_interval_s=0.5, think_interval_max_s=2.0, min_commit_s=0.0)
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    for t in (0.5, 1.5):
+        tick(arb, state, intent, snap(t, me=replace(ME, x=int(t * 2) % 3)))
+    assert state.think_backoff == 2
+    goap.step = Scan()
+    tick(arb, state, intent, snap(3.5, me=replace(ME, x=5)))
+    assert isinstance(intent.step, Scan)
+    assert state.think_backoff == 0 and state.next_think_at == 4.0

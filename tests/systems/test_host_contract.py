@@ -328,3 +328,28 @@ def test_a_tool_is_named_as_its_steps_act() -> None:
     with pytest.raises(ValueError, match="builds MoveTo, whose act is 'MoveTo'"):
         ea.ToolSpec("Yell", "shout", ea.MoveTo,
                     (ea.ArgSpec("x", ea.ArgKind.X), ea.ArgSpec("y", ea.ArgKind.Y)))
+
+
+def test_a_hit_brings_a_backed_off_agent_to_look_again_soon(world: str) -> None:
+    arena(ea.Objective("relay"))
+    me = esper.create_entity(ea.Agent(use_llm=False), ea.Position(2, 6), ea.Health(80, 80),
+                             ea.Team("blue"), ea.Ammo(30, 30))
+    ea.install(config=ea.ArbiterConfig(think_interval_s=0.5, think_interval_max_s=4.0))
+    t = step()
+    state = esper.component_for_entity(me, ea.ArbiterState)
+    for _ in range(300):  # the host never finishes the step: the agent only re-thinks it
+        t = step()
+        if state.think_backoff >= 3:
+            break
+    assert state.think_backoff >= 3, "a step kept at every re-think should back off"
+    assert state.wake_at - t > 1.0
+    esper.component_for_entity(me, ea.Health).hp -= 10  # shot
+    t = step()
+    assert state.think_backoff == 0
+    assert state.wake_at - t <= 0.5 * 1.5  # think_interval_s, at most the phase's spread
+
+
+def test_a_back_off_ceiling_below_the_think_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"think_interval_max_s \(0.2\) must be >= "):
+        ea.ArbiterConfig(think_interval_s=0.5, think_interval_max_s=0.2)
+    assert ea.ArbiterConfig(think_interval_s=0.5, think_interval_max_s=0.5)  # no back-off
