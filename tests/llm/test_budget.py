@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from esper_arbiter.components.llm import FailureKind, PlanFailure, PlanReady, PlanRequest
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
-from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend
+from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend, FakeReply
 from esper_arbiter.systems.llm.batching import build_batch
 from esper_arbiter.systems.llm.budget import ContextBudget, estimate_tokens, fit_single
 from esper_arbiter.systems.llm.prompt import render_snapshot
@@ -82,8 +82,14 @@ def test_a_batch_is_cut_to_the_members_that_fit_and_the_rest_plan_alone() -> Non
     assert two < three
     # Room for a prompt of two agents and their answers, not three.
     budget = ContextBudget((two + three) // 2 + 2 * 64, 64)
-    backend = FakeBackend(lambda msgs: PLAN if "Plan for" not in msgs[1]["content"] else
-                          "[" + ",".join(
+    answered: list[int] = []
+
+    def first_slow(reply: str) -> FakeReply | str:
+        answered.append(1)  # the blocker's answer takes a while: the rest queue up behind it
+        return FakeReply(reply, delay_s=1.0) if len(answered) == 1 else reply
+
+    backend = FakeBackend(lambda msgs: first_slow(PLAN) if "Plan for" not in msgs[1]["content"]
+                          else "[" + ",".join(
                               f'{{"agent_id": {a}, "steps": [{{"act": "Scan"}}]}}'
                               for a in re.findall(r"#(\d+)", msgs[1]["content"].splitlines()[0])
                           ) + "]", context=budget)
@@ -91,6 +97,10 @@ def test_a_batch_is_cut_to_the_members_that_fit_and_the_rest_plan_alone() -> Non
                            max_batch_size=3)
     with LlmPlanService(backend, config) as service:
         blocker = service.submit(PlanRequest(1, replace(hello_snapshot(), t=0.0)))
+        deadline = time.monotonic() + 5.0
+        while not backend.calls:  # the blocker holds the only worker: the rest queue up
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
         tickets = [service.submit(PlanRequest(a, hello_snapshot())) for a in (5, 6, 7)]
         deadline = time.monotonic() + 5.0
         outcomes = []

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from esper_arbiter.components.llm import (
@@ -40,6 +41,13 @@ def cfg(**kw: object) -> ServiceConfig:
     return ServiceConfig(**base)  # type: ignore[arg-type]
 
 
+def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
 def test_withdrawn_kinds_match_the_arbiters() -> None:
     from esper_arbiter.systems.planning import arbiter
 
@@ -47,9 +55,10 @@ def test_withdrawn_kinds_match_the_arbiters() -> None:
 
 
 def test_live_service_reports_withdrawn_requests_apart_from_failures() -> None:
-    backend = FakeBackend([FakeReply(PLAN, delay_s=0.4)] * 4)
+    backend = FakeBackend([FakeReply(PLAN, delay_s=1.5)] + [FakeReply(PLAN, delay_s=0.05)] * 3)
     with LlmPlanService(backend, cfg(disable_background=True)) as service:
-        busy = service.submit(req(1))  # occupies the only worker
+        busy = service.submit(req(1))  # occupies the only worker ...
+        _until(lambda: len(backend.calls) == 1)  # ... once it has it (a loaded machine is slow)
         first = service.submit(req(2))  # queued ...
         newer = service.submit(req(2))  # ... and superseded by the same agent's newer request
         gone = service.submit(req(3))
