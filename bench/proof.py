@@ -86,8 +86,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("quality", "plan_quality.py", "5. Plan quality: model plans vs GOAP alone",
          "plans from the background model make the companion no worse, and where a plan "
          "should pay better, than GOAP alone on the same seeds.",
-         ("--seeds", "3", "--seconds", "40", "--serve-openai"), ("--seeds", "1", "--seconds", "20"),
-         timeout_s=900.0, optional_flags=True),
+         ("--seeds", "6", "--seconds", "40", "--serve-openai"), ("--seeds", "1", "--seconds", "20"),
+         timeout_s=1500.0, optional_flags=True),
     Spec("batch_embedded", "batching.py", "6a. Batching and streaming: embedded model",
          "one batched prompt plans several agents faster than single requests, and the first "
          "plan arrives before the batch ends (embedded llama.cpp).",
