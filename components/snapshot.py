@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from esper_arbiter.components.actions import ActionStep
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
@@ -95,6 +99,11 @@ class WorldSnapshot:
     morale: float = 1.0
     cooldowns: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
     """Seconds until each ability is ready (0 = ready)."""
+    advice: tuple[tuple[ActionStep, str], ...] | None = None
+    """The domain's advice for this moment (legal steps with reasons), worked out on the game
+    thread when the snapshot went into a plan request, so the prompt built later on the
+    model's thread offers what the advisor said *then*, without calling host code from
+    another thread. ``None``: not worked out (the prompt asks the advisor itself)."""
 
     def unit(self, entity_id: int) -> UnitView | None:
         """Find any known unit (me, leader, ally, enemy or neutral) by entity id."""

@@ -22,6 +22,7 @@ from esper_arbiter.systems.domain import Domain, default_domain, domain_of
 from esper_arbiter.systems.llm.api import PlanService, ServiceStatus, paced_by_wall_clock
 from esper_arbiter.systems.llm.factory import ServiceChoice, ServiceConfigError, make_service
 from esper_arbiter.systems.perception import MissingWorldPiece, build_snapshot
+from esper_arbiter.systems.planning import behavior_tree as bt
 from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapAction, GoapBrain, GoapGoal
@@ -72,6 +73,7 @@ __all__ = [
     "ToolRegistry",
     "ToolSpec",
     "__version__",
+    "bt",
     "build_snapshot",
     "default_domain",
     "domain_of",

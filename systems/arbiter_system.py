@@ -25,6 +25,7 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.components.world import Health, Orders
 from esper_arbiter.systems.llm.api import PlanService
+from esper_arbiter.systems.llm.prompt import with_advice
 from esper_arbiter.systems.perception import MissingWorldPiece, game_time
 from esper_arbiter.systems.planning.arbiter import Arbiter
 from esper_arbiter.systems.queries import components
@@ -142,9 +143,14 @@ class ArbiterSystem(esper.Processor):
         self, ent: int, perception: Perception, state: ArbiterState, service: PlanService
     ) -> None:
         reason = state.pending_request or "periodic"
+        snapshot = perception.snapshot
+        try:
+            snapshot = with_advice(snapshot, self.arbiter.domain)  # on this (the game's) thread
+        except Exception:  # an advisor that fails leaves the prompt without options
+            log.exception("agent %d: the domain's advice failed", ent)
         request = PlanRequest(
             agent_id=ent,
-            snapshot=perception.snapshot,
+            snapshot=snapshot,
             priority=state.pending_priority,
             reason=reason,
             submitted_at=perception.t,

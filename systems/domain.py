@@ -9,8 +9,8 @@ schema generation, LLM service) knows no game. A :class:`Domain` tells it what t
 * ``brain``: GOAP actions, goals and grounders over the domain's facts;
 * ``fallback``: the behaviour tree that runs when GOAP has no plan or the model keeps failing;
 * ``role``: the first lines of the model's system prompt (who the agent is, what matters);
-* ``orders``: the order words an agent understands, each with what it means (for the prompt;
-  the brain maps them to facts);
+* ``orders``: the order words an agent understands, each with what it means (for the prompt),
+  and ``order_facts``: the fact bit each sets in the brain's state;
 * ``factions``: how sides regard each other (hostile, neutral, allied);
 * ``sensing``: how far agents perceive and how many units a snapshot lists;
 * ``advise``: optional; the steps that make sense in a snapshot, each with a reason, which the
@@ -73,8 +73,10 @@ class Domain:
     sensing: Sensing = DEFAULT_SENSING
     """How far and how many units a snapshot lists (keeps cost and prompt size bounded)."""
     order_facts: Mapping[str, int] = field(default_factory=lambda: _NO_ORDER_FACTS)
-    """The fact bit each order word sets in the brain's state (for code that reasons about
-    orders without a brain, such as the scripted backend)."""
+    """The fact bit each order word sets in the brain's state: handed to a ``GoapBrain``
+    that has no ``order_facts`` of its own, which then sets the bit whenever the snapshot's
+    standing order is that word (the host's reader need not). Also read by code that reasons
+    about orders without a brain, such as the scripted backend."""
     advise: Advisor | None = None
     """Options for the prompt (see the module docstring); ``None``: the prompt lists none and
     its example is made from the tools' own example arguments."""
@@ -90,6 +92,9 @@ class Domain:
         object.__setattr__(self, "order_facts", MappingProxyType(
             {k.strip().lower(): v for k, v in self.order_facts.items()}
         ))
+        if self.order_facts and isinstance(self.brain, GoapBrain) and not self.brain.order_facts:
+            # the engine, not each host's reader, turns a standing order into its fact
+            self.brain.order_facts = dict(self.order_facts)
 
     def order_fact(self, order: str | None) -> int | None:
         """The fact bit an order word sets, or ``None`` for an unknown word."""

@@ -18,6 +18,7 @@ arguments, in the user message as well.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -96,6 +97,8 @@ MAX_EXAMPLE_STEPS = 3
 def options(snapshot: WorldSnapshot, domain: Domain | None = None) -> list[tuple[ActionStep, str]]:
     """The domain's advice for ``snapshot`` (legal steps with reasons, most urgent first), or
     none. A domain's advisor that raises is treated as having nothing to say."""
+    if snapshot.advice is not None:
+        return list(snapshot.advice)  # captured on the game thread (see with_advice)
     d = domain if domain is not None else default_domain()
     if d.advise is None:
         return []
@@ -118,6 +121,16 @@ def options(snapshot: WorldSnapshot, domain: Domain | None = None) -> list[tuple
             out.append((step, why))
             legal.pop(0)
     return out
+
+
+def with_advice(snapshot: WorldSnapshot, domain: Domain) -> WorldSnapshot:
+    """``snapshot`` carrying its domain's advice (see :attr:`WorldSnapshot.advice`), worked
+    out now: the arbiter calls this on the game thread as it submits a request, so an advisor
+    that reads the host's own components reads them in step with the snapshot and never
+    from the model's thread. Unchanged when the domain has no advisor."""
+    if domain.advise is None or snapshot.advice is not None:
+        return snapshot
+    return dataclasses.replace(snapshot, advice=tuple(options(snapshot, domain)))
 
 
 def live_example(snapshot: WorldSnapshot, domain: Domain | None = None,

@@ -4,7 +4,9 @@ Used by ``--backend scripted``, by tests and by the seeded demo runs: it answers
 ``delay_s`` seconds of *game* time (plus a seeded jitter), writes plans from a few fixed
 templates filled in from the request snapshot, and can inject failures. It goes through the
 same validator as a real model's reply, so an unusable canned plan is an INVALID_PLAN failure,
-not a silent success. It is never chosen automatically: a user asks for it by name.
+not a silent success. For a domain of the host's own (without the squad preset's tools) it
+plans the domain's advice (``Domain.advise``) for the snapshot. It is never chosen
+automatically: a user asks for it by name.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from esper_arbiter.components.actions import PlanIntent
+from esper_arbiter.components.actions import PlanIntent, step_to_dict
 from esper_arbiter.components.llm import (
     FailureKind,
     PlanFailure,
@@ -26,6 +28,7 @@ from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain, domain_of
 from esper_arbiter.systems.llm.api import RequestRecord, ServiceStatus
 from esper_arbiter.systems.llm.clocked import ClockedTicket
+from esper_arbiter.systems.llm.prompt import options
 from esper_arbiter.systems.planning.pathfinding import distance, line_of_sight, reachable
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES
 from esper_arbiter.systems.planning.validation import validate_plan
@@ -134,6 +137,13 @@ class ScriptedPlanService:
             return PlanFailure(rid, kind, f"injected {kind.value} failure", BACKEND, timing=timing)
         domain = domain_of(request)
         raw = canned_plan(request.snapshot, domain)[: request.max_steps]
+        if not raw:
+            return PlanFailure(
+                rid, FailureKind.INVALID_PLAN,
+                f"the scripted service plans with the squad preset's tools, or else from the "
+                f"domain's advice; domain {domain.name!r} has no advisor (Domain.advise) or it "
+                f"advised nothing here", BACKEND, timing=timing,
+            )
         check = validate_plan(raw, request.snapshot, domain.tools, domain.rules,
                               max_steps=request.max_steps)
         if not check.ok:
@@ -143,15 +153,24 @@ class ScriptedPlanService:
         return PlanReady(rid, plan, BACKEND, "canned plans", timing)
 
 
+_TEMPLATE_TOOLS = frozenset({"MoveTo", "Scan", "Wait", "Revive", "ThrowSmoke", "TakeCover",
+                             "Reload", "Attack"})
+"""The squad preset's tools the templates below are written with."""
+
+
 def canned_plan(snap: WorldSnapshot, domain: Domain | None = None) -> list[dict[str, Any]]:
-    """A plausible multi-step plan for ``snap`` from fixed templates of the squad preset's
-    tools (raw dicts, unvalidated). Orders are read through the domain's order words, and
-    "go to the objective" walks to the snapshot's objective."""
+    """A plausible multi-step plan for ``snap`` (raw dicts, unvalidated): from fixed templates
+    of the squad preset's tools when the domain has them (orders are read through the domain's
+    order words, and "go to the objective" walks to the snapshot's objective); for a domain of
+    the host's own, its advice for the snapshot, in order (empty when it has no advisor)."""
+    d = domain if domain is not None else default_domain()
+    if not all(name in d.tools for name in _TEMPLATE_TOOLS):
+        return [step_to_dict(step) for step, _ in options(snap, d)]
     me = snap.me
     grid = snap.grid
     foes = [e for e in snap.enemies if e.hp > 0]
     seen = [e for e in foes if line_of_sight(grid, me.pos, e.pos)]
-    order = (domain if domain is not None else default_domain()).order_fact(snap.orders)
+    order = d.order_fact(snap.orders)
     goal = snap.objective
     if order == Fact.ORDER_OBJECTIVE and goal is not None:
         return [{"act": "MoveTo", "x": goal.x, "y": goal.y}, {"act": "Scan"}]

@@ -410,6 +410,7 @@ class GoapBrain(Generic[P]):
         *,
         fact_names: Mapping[int, str] | None = None,
         planner: GoapPlanner | None = None,
+        order_facts: Mapping[str, int] | None = None,
     ) -> None:
         acts = tuple(actions)
         self.goals: tuple[GoapGoal, ...] = tuple(goals)
@@ -420,6 +421,12 @@ class GoapBrain(Generic[P]):
         self.read = read
         self.fact_names: Mapping[int, str] = dict(fact_names or {})
         self.planner = planner if planner is not None else GoapPlanner(acts)
+        self.order_facts: Mapping[str, int] = {
+            k.strip().lower(): v for k, v in (order_facts or {}).items()
+        }
+        """The fact bit each order word sets: when the snapshot's standing order is one of
+        these words, its bit is set in the state ``read`` returns (a :class:`Domain` hands its
+        own ``order_facts`` to a brain that has none)."""
         self.last_facts = 0
         """Fact state of the last snapshot :meth:`decide` saw (for the HUD and logs)."""
         self._memo: tuple[WorldSnapshot, P, int] | None = None
@@ -453,6 +460,8 @@ class GoapBrain(Generic[P]):
         if memo is not None and memo[0] is snapshot:
             return memo[1], memo[2]
         p, state = self.read(snapshot)
+        if self.order_facts and snapshot.orders:
+            state |= self.order_facts.get(snapshot.orders.strip().lower(), 0)
         self._memo = (snapshot, p, state)
         return p, state
 

@@ -9,6 +9,9 @@ or lack a component are handled with one clear message, and neutrals are never t
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import esper
 import pytest
@@ -353,3 +356,96 @@ def test_a_back_off_ceiling_below_the_think_interval_is_refused() -> None:
     with pytest.raises(ValueError, match=r"think_interval_max_s \(0.2\) must be >= "):
         ea.ArbiterConfig(think_interval_s=0.5, think_interval_max_s=0.2)
     assert ea.ArbiterConfig(think_interval_s=0.5, think_interval_max_s=0.5)  # no back-off
+
+
+def test_the_domain_advisor_runs_on_the_game_thread_and_its_options_reach_the_prompt(
+    world: str,
+) -> None:
+    import threading
+
+    from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend
+    from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
+
+    arena(ea.Objective("relay"))
+    me = esper.create_entity(ea.Agent(), ea.Position(2, 6), ea.Health(80, 80), ea.Team("blue"))
+    calls: list[int] = []
+
+    def advise(snap: ea.WorldSnapshot) -> list[tuple[ea.ActionStep, str]]:
+        # a host's advisor may read its own components: that is only safe on the game thread
+        calls.append(threading.get_ident())
+        return [(ea.Scan(), f"look around, hp {esper.component_for_entity(me, ea.Health).hp}")]
+
+    backend = FakeBackend(['{"steps": [{"act": "Scan"}]}'] * 4)
+    service = LlmPlanService(backend, ServiceConfig(probe_on_start=False, max_concurrent=1))
+    ea.install(domain=squad_domain().replace(advise=advise), service=service)
+    try:
+        for _ in range(300):
+            step()
+            if backend.calls:
+                break
+            time.sleep(0.01)  # the service answers on the wall clock
+        assert backend.calls, "no request reached the backend"
+        esper.component_for_entity(me, ea.Health).hp = 10  # after the request went out
+        prompt = "\n".join(m["content"] for m in backend.calls[0].messages)
+    finally:
+        service.close()
+    assert calls and set(calls) == {threading.get_ident()}
+    assert "look around, hp 80" in prompt  # what the advisor said when the request went out
+
+
+def test_the_scripted_service_plans_a_domain_of_your_own_from_its_advice() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Chop(ea.Step):
+        act: ClassVar[str] = "Chop"
+
+    @dataclass(frozen=True, slots=True)
+    class Rest(ea.Step):
+        act: ClassVar[str] = "Rest"
+
+    tools = ea.ToolRegistry([ea.ToolSpec("Chop", "chop wood", Chop),
+                             ea.ToolSpec("Rest", "rest a while", Rest)])
+    brain = ea.GoapBrain([ea.GoapAction("rest", {}, {1: True})], [ea.GoapGoal("rested", {1: True})],
+                         {"rest": lambda _p, _g: Rest()}, lambda snap: (snap, 0))
+    farm = ea.Domain("farm", tools, ea.Rules(), brain, ea.bt.Action("rest", lambda _ctx: Rest()),
+                     "You are a farm hand.")
+    snap = ea.WorldSnapshot(t=1.0, me=ea.UnitView(1, 2, 2, 10, 10, "farm"), leader=None,
+                            enemies=(), allies=(), grid=ea.GridView(8, 8, frozenset(), frozenset()))
+    service = ScriptedPlanService(delay_s=0.0)
+    ticket = service.submit(ea.PlanRequest(1, snap, domain=farm))
+    out = ticket.poll(1.0)
+    assert isinstance(out, ea.PlanFailure) and "farm" in out.message  # no advisor: says so
+    advised = farm.replace(advise=lambda _s: [(Chop(), "wood sells"), (Rest(), "tired")])
+    out = service.submit(ea.PlanRequest(1, snap, domain=advised)).poll(1.0)
+    assert isinstance(out, ea.PlanReady)
+    assert out.plan.steps == (Chop(), Rest())
+
+
+def test_a_domain_s_order_facts_reach_its_brain_without_the_reader_mapping_them() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Chop(ea.Step):
+        act: ClassVar[str] = "Chop"
+
+    @dataclass(frozen=True, slots=True)
+    class Rest(ea.Step):
+        act: ClassVar[str] = "Rest"
+
+    told_to_rest, busy = 1, 2
+    brain = ea.GoapBrain(
+        [ea.GoapAction("chop", {told_to_rest: False}, {busy: True}),
+         ea.GoapAction("rest", {told_to_rest: True}, {busy: True})],
+        [ea.GoapGoal("keep_busy", {busy: True}, priority=10.0)],
+        {"chop": lambda _p, _g: Chop(), "rest": lambda _p, _g: Rest()},
+        lambda snap: (snap, 0),  # the host's reader knows nothing of orders
+    )
+    tools = ea.ToolRegistry([ea.ToolSpec("Chop", "chop wood", Chop),
+                             ea.ToolSpec("Rest", "rest a while", Rest)])
+    ea.Domain("farm", tools, ea.Rules(), brain, ea.bt.Action("rest", lambda _ctx: Rest()),
+              "You are a farm hand.", orders={"rest": "stop and rest"},
+              order_facts={"Rest": told_to_rest})
+    snap = ea.WorldSnapshot(t=1.0, me=ea.UnitView(1, 2, 2, 10, 10, "farm"), leader=None,
+                            enemies=(), allies=(),
+                            grid=ea.GridView(8, 8, frozenset(), frozenset()))
+    decided = brain.decide(snap)
+    assert decided is not None and decided.step == Chop()
+    decided = brain.decide(replace(snap, orders=" rest "))
+    assert decided is not None and decided.step == Rest()
