@@ -234,6 +234,8 @@ class ArbiterState:
     """What the last GOAP/BT decision saw (see ``systems.planning.arbiter.situation``)."""
     think_phase: float = 0.5
     """0..1, spreads a crowd's periodic re-decisions over frames (set from the entity id)."""
+    step_goal: str = ""
+    """The GOAP goal the running step serves ("" for a tree's or a model's step)."""
     think_backoff: int = 0
     """Periodic re-thinks in a row that kept the running step; each doubles the interval to
     the next (see ``ArbiterConfig.think_interval_max_s``). Reset when a step is issued."""

@@ -37,6 +37,7 @@ from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
+from esper_arbiter.systems.planning.goap import GoapDecision
 from esper_arbiter.systems.planning.grounding import cannot_start, ground_step
 from esper_arbiter.systems.planning.validation import validate_step
 
@@ -378,7 +379,7 @@ class Arbiter:
             if decision is not None:
                 self._transition(state, t, Mode.GOAP, "GOAP can plan again")
                 state.think_key = situation(snap)
-                self._issue_goap(state, intent, decision.step, t)
+                self._issue_goap(state, intent, decision, t)
                 return
         if self._unchanged(state, perception, intent):
             return
@@ -415,11 +416,17 @@ class Arbiter:
             state.next_think_at = t
             self._run_bt(state, perception, intent)
             return
-        self._issue_goap(state, intent, decision.step, t)
+        self._issue_goap(state, intent, decision, t)
 
-    def _issue_goap(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
-        if intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step):
-            # keep going; a new target of the same kind waits for this step to end
+    def _issue_goap(
+        self, state: ArbiterState, intent: Intent, decision: GoapDecision, t: float
+    ) -> None:
+        step = decision.step
+        if (intent.status is IntentStatus.RUNNING and _same_kind(intent.step, step)
+                and (decision.goal == state.step_goal or step == intent.step)):
+            # keep going; a new target of the same kind for the same goal waits for this
+            # step to end (a walk toward a leader who moved on need not restart each look).
+            # For another goal (tired now: walk home, not to the forest) it replaces it.
             self._back_off(state, t)
             return
         state.think_backoff = 0
@@ -434,6 +441,7 @@ class Arbiter:
                 return
         state.metrics.goap_actions += 1
         self._issue(state, intent, step, t)
+        state.step_goal = decision.goal
 
     def _rest_failed_step(self, state: ArbiterState, intent: Intent, t: float) -> None:
         """The host failed a GOAP/BT step: that step rests (backoff doubling while it keeps
@@ -503,6 +511,7 @@ class Arbiter:
 
     def _issue(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
         state.think_backoff = 0
+        state.step_goal = ""
         intent.step = step
         intent.status = IntentStatus.RUNNING
         intent.serial += 1

@@ -401,3 +401,29 @@ def test_a_new_step_starts_the_back_off_again() -> None:
     tick(arb, state, intent, snap(3.5, me=replace(ME, x=5)))
     assert isinstance(intent.step, Scan)
     assert state.think_backoff == 0 and state.next_think_at == 4.0
+
+
+@dataclass
+class GoalGoap:
+    """A GOAP stand-in whose step and goal the test sets."""
+
+    step: ActionStep
+    goal: str
+
+    def decide(self, s: WorldSnapshot, avoid: object = ()) -> GoapDecision | None:
+        return GoapDecision(goal=self.goal, action="walk", step=self.step, plan=("walk",))
+
+
+def test_a_step_of_the_same_kind_for_another_goal_replaces_the_running_one() -> None:
+    goap = GoalGoap(MoveTo(9, 2), "work")  # walking to the forest
+    arb = Arbiter(default_domain().replace(brain=goap), ArbiterConfig(min_commit_s=1.0))
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    assert intent.step == MoveTo(9, 2) and intent.serial == 1
+    goap.step = MoveTo(8, 3)  # same goal, the spot moved a little: keep walking
+    tick(arb, state, intent, snap(1.5, me=replace(ME, x=3)))
+    assert intent.step == MoveTo(9, 2) and intent.serial == 1
+    goap.step, goap.goal = MoveTo(1, 1), "rest"  # tired now: walk home instead
+    tick(arb, state, intent, snap(3.0, me=replace(ME, x=4)))
+    assert intent.step == MoveTo(1, 1) and intent.serial == 2
+    assert state.step_goal == "rest"
