@@ -186,8 +186,9 @@ def world_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> list[st
     s = snapshot
     me = s.me
     o = s.objective
-    objective = f"{o.kind} {o.label} at ({o.x},{o.y})" if o is not None else "none"
-    lines = [f"objective: {objective}."]
+    # A line with nothing to say is left out (a domain with no objective, cover, leader or
+    # ammo, a farm say, is not told "none" four times); walls and enemies always say.
+    lines = [f"objective: {o.kind} {o.label} at ({o.x},{o.y})."] if o is not None else []
     if s.pois:
         places = sorted(s.pois.items(), key=lambda kv: (_dist(kv[1][0], kv[1][1], me), kv[0]))
         if limits.places is None or len(places) <= limits.places:
@@ -203,10 +204,11 @@ def world_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL) -> list[st
     cover = sorted(g.cover, key=lambda t: (_dist(t[0], t[1], me), t))
     if len(cover) <= limits.cover:
         cover.sort()
-    text = " ".join(f"({x},{y})" for x, y in cover[:limits.cover]) or "none"
-    if len(cover) > limits.cover:
-        text = (text + " " if limits.cover else "") + f"+{len(cover) - limits.cover} more"
-    lines.append(f"cover: {text}")
+    if cover:
+        text = " ".join(f"({x},{y})" for x, y in cover[:limits.cover])
+        if len(cover) > limits.cover:
+            text = (text + " " if limits.cover else "") + f"+{len(cover) - limits.cover} more"
+        lines.append(f"cover: {text}")
     live = _live_enemies(s)
     enemies = _listed([_unit(e, None) for e in _shown(live, me, limits.enemies)], len(live))
     lines.append(f"enemies: {enemies}")
@@ -226,7 +228,8 @@ def own_lines(snapshot: WorldSnapshot, limits: PromptLimits = FULL,
     s = snapshot
     me = s.me
     lines = [_order_line(s, domain), _me_line(s)]
-    lines.append("leader " + (_unit(s.leader, me) if s.leader is not None else "none"))
+    if s.leader is not None:
+        lines.append("leader " + _unit(s.leader, me))
     lines.append("enemies from me: " + _enemies_from_me(s, limits))
     allies = _nearest(s.allies, me)
     lines.append("allies: " + _listed([_unit(a, me) for a in allies[:limits.allies]],
@@ -241,9 +244,10 @@ def _order_line(s: WorldSnapshot, domain: Domain | None) -> str:
 
 
 def _me_line(s: WorldSnapshot) -> str:
+    armed = s.ammo or s.ammo_capacity or s.ammo_reserve
     return ("me " + _unit(s.me, None)
-            + f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
-            + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")
+            + ((f" ammo {s.ammo}" + (f"/{s.ammo_capacity}" if s.ammo_capacity else "")
+                + (f" reserve {s.ammo_reserve}" if s.ammo_reserve else "")) if armed else "")
             + f" morale {s.morale:.1f}"
             + " cooldowns " + (" ".join(f"{k} {math.ceil(v)}s" if v > 0 else f"{k} ready"
                                         for k, v in sorted(s.cooldowns.items())) or "none"))

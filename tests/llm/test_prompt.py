@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,7 +145,19 @@ def test_snapshot_shows_allies_cover_state_and_smoke() -> None:
     assert "allies: #9 Bo (3,4) hp 0/50 DOWN" in text
     assert "Rival (12,2) hp 60/60 in cover" in text
     assert "smoke: (9,2) r1.5" in text
-    assert "walls: none" in text and "cover: none" in text
+    assert "walls: none" in text and "cover:" not in text  # nothing to say: no line
+
+
+def test_a_world_without_objective_cover_leader_or_ammo_is_not_told_none() -> None:
+    snap = replace(hello_snapshot(), objective=None, leader=None, ammo=0, ammo_capacity=0,
+                   ammo_reserve=0, grid=GridView(20, 10, frozenset(), frozenset()))
+    text = render_snapshot(snap)
+    for absent in ("objective", "cover", "leader", "ammo"):
+        assert absent not in text, text
+    assert "enemies:" in text and "me #" in text
+    full = render_snapshot(hello_snapshot())
+    for present in ("objective: ", "cover: ", "leader #", " ammo "):
+        assert present in full, full
 
 
 def test_build_messages_is_system_then_user_with_the_situation() -> None:
