@@ -496,9 +496,11 @@ class Arbiter:
         state.pending_request = None
 
     def note_request_withdrawn(self, state: ArbiterState, t: float, request_id: int) -> None:
-        """A request in flight was cancelled because a newer one replaces it."""
+        """A request in flight was cancelled because a newer one replaces it: CANCELLED, as
+        the service that was told to cancel it records it (withdrawn, not a model failure)."""
         self._count_failure(
-            state, t, FailureKind.SUPERSEDED, f"request r{request_id} replaced by a newer one"
+            state, t, FailureKind.CANCELLED,
+            f"request r{request_id} cancelled: a newer, urgent one replaces it",
         )
 
     def request_now(self, state: ArbiterState, reason: str) -> None:
