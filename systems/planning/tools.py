@@ -126,9 +126,14 @@ class ArgSpec:
     example: int | float = 0
 
     def __post_init__(self) -> None:
-        if (self.kind is ArgKind.SECONDS) != (self.bounds is not None):
-            raise ValueError(f"argument {self.name!r}: bounds are required for, and only for, "
-                             "SECONDS arguments")
+        if self.kind is ArgKind.SECONDS and self.bounds is None:
+            raise ValueError(
+                f"argument {self.name!r}: a SECONDS argument needs bounds, the legal range "
+                f"from the rules: ArgSpec({self.name!r}, ArgKind.SECONDS, "
+                f"bounds=lambda rules: (0.5, 10.0))")
+        if self.kind is not ArgKind.SECONDS and self.bounds is not None:
+            raise ValueError(f"argument {self.name!r}: bounds apply to SECONDS arguments only "
+                             f"(this one is {self.kind.name})")
 
     def seconds_range(self, rules: Rules) -> tuple[float, float]:
         """Inclusive legal range of a SECONDS argument."""

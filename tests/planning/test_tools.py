@@ -332,3 +332,14 @@ def test_shooting_tools_offer_only_enemies_that_can_be_engaged() -> None:
     assert RIVAL_ID in legal_targets(attack, snap)
     assert RIVAL_ID not in legal_targets(attack, boxed)
     assert legal_targets(attack, boxed)  # the others still are
+
+
+def test_a_seconds_argument_without_bounds_is_told_how_to_give_them() -> None:
+    import pytest
+
+    from esper_arbiter.systems.planning.tools import ArgKind, ArgSpec
+
+    with pytest.raises(ValueError, match=r"bounds=lambda rules: \("):
+        ArgSpec("seconds", ArgKind.SECONDS)
+    with pytest.raises(ValueError, match="SECONDS arguments only"):
+        ArgSpec("x", ArgKind.X, bounds=lambda _r: (0.0, 1.0))
