@@ -234,6 +234,9 @@ class ArbiterState:
     """What the last GOAP/BT decision saw (see ``systems.planning.arbiter.situation``)."""
     think_phase: float = 0.5
     """0..1, spreads a crowd's periodic re-decisions over frames (set from the entity id)."""
+    stale_retries: int = 0
+    """Requests asked again at once because the last plan arrived stale (reset by a plan
+    that is used)."""
     step_goal: str = ""
     """The GOAP goal the running step serves ("" for a tree's or a model's step)."""
     think_backoff: int = 0

@@ -154,11 +154,20 @@ class Arbiter:
         if stale is None and asked_at is not None and t - asked_at > self.config.plan_fresh_s:
             stale = self._outdated(plan.steps[0], perception.snapshot, t - asked_at)
         if stale is not None:
+            # The moment it was written for has passed: our latency, not the model's judgement.
+            # Counted as a plan not used, but not toward the model's failures in a row (BT),
+            # and asked again at once with today's snapshot (once per run of stale plans: a
+            # model too slow for the game is not kept busy forever).
             self._count_failure(
                 state, t, FailureKind.INVALID_PLAN,
-                f"plan {plan.plan_id} stale on arrival: {stale}",
+                f"plan {plan.plan_id} stale on arrival: {stale}", model_fault=False,
             )
+            if state.stale_retries == 0:
+                state.stale_retries += 1
+                state.pending_request = "retry: the last plan arrived stale"
+                state.pending_priority = PRIORITY_LOW
             return
+        state.stale_retries = 0
         m.plans_by_source[plan.source] = m.plans_by_source.get(plan.source, 0) + 1
         if plan.source in ("llm", "replay"):
             m.llm_successes += 1
@@ -200,7 +209,8 @@ class Arbiter:
         return (f"written {age:.1f}s ago; {describe_step(first)} is no longer among the "
                 f"options ({kinds})")
 
-    def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str) -> None:
+    def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str,
+                       model_fault: bool = True) -> None:
         m = state.metrics
         m.failures_by_kind[kind.value] = m.failures_by_kind.get(kind.value, 0) + 1
         if kind is FailureKind.EXPIRED:
@@ -212,9 +222,11 @@ class Arbiter:
             self._event(state, t, "outcome", f"request {kind.value}: {msg}")
             return
         m.llm_failures += 1
-        state.consecutive_llm_failures += 1
         state.last_failure = f"{kind.value}: {msg}"
         self._event(state, t, "outcome", f"LLM failed ({kind.value}): {msg}")
+        if not model_fault:
+            return
+        state.consecutive_llm_failures += 1
         if (
             state.consecutive_llm_failures >= self.config.bt_after_failures
             and state.mode is not Mode.EXECUTING_LLM

@@ -427,3 +427,22 @@ def test_a_step_of_the_same_kind_for_another_goal_replaces_the_running_one() -> 
     tick(arb, state, intent, snap(3.0, me=replace(ME, x=4)))
     assert intent.step == MoveTo(1, 1) and intent.serial == 2
     assert state.step_goal == "rest"
+
+
+def test_a_stale_plan_is_asked_again_at_once_and_is_not_held_against_the_model() -> None:
+    arb = make(bt_after_failures=2)
+    state, intent = ArbiterState(), Intent()
+    dead_rival = snap(5.0, enemies=(replace(RIVAL, hp=0), GRUNT))
+    for i in range(3):  # three stale plans in a row: the situation moved on each time
+        tick(arb, state, intent, dead_rival, ready(Attack(RIVAL.id), rid=10 + i),
+             llm_enabled=True)
+        assert state.mode is Mode.GOAP  # never BT: the model did not fail, our timing did
+        assert state.consecutive_llm_failures == 0
+        if i == 0:
+            assert state.pending_request == "retry: the last plan arrived stale"
+            state.pending_request = None  # the system submitted it
+        else:  # one retry per run of stale plans, then the usual cooldown
+            assert state.pending_request is None
+    assert state.metrics.llm_failures == 3  # still counted: three plans not used
+    tick(arb, state, intent, snap(6.0), ready(Scan(), rid=20), llm_enabled=True)
+    assert state.mode is Mode.EXECUTING_LLM and state.stale_retries == 0  # a plan used resets
