@@ -50,3 +50,21 @@ def test_an_enemy_out_of_my_reach_covering_the_leader_is_smoked() -> None:
 def test_hurt_i_may_smoke_an_enemy_i_could_shoot() -> None:
     steps = options(field(me=(2, 2), leader=(3, 2), enemy=(8, 2), hp=20))
     assert any(isinstance(s, ThrowSmoke) for s in steps)
+
+
+def test_smoke_for_another_enemy_never_cuts_my_own_line_of_fire() -> None:
+    # I (2,2) am shooting #40 at (9,2). #41 at (12,3) is beyond my range but has the leader
+    # (6,2) in its sights; the cloud that blinds it lands next to it, on my line to #40
+    # (hello_companion: the companion's own smoke hid its target, GOAP walked out to find it).
+    snap = field(me=(2, 2), leader=(6, 2), enemy=(9, 2))
+    snap = dataclasses.replace(snap, enemies=(*snap.enemies, unit(41, 11, 2, hp=60, team="red")))
+    steps = options(snap)
+    assert Attack(target_id=40) in steps
+    for s in steps:
+        if isinstance(s, ThrowSmoke):  # a cloud, if any, must leave my line to #40 clear
+            assert abs(s.y - 2) > 1.5 or s.x > 10.5, s
+    # the same enemy alone, off my line of fire: smoked as before
+    clear = dataclasses.replace(field(me=(2, 2), leader=(6, 6), enemy=(9, 2)),
+                                enemies=(unit(40, 9, 2, hp=60, team="red"),
+                                         unit(41, 13, 8, hp=60, team="red")))
+    assert any(isinstance(s, ThrowSmoke) for s in options(clear))

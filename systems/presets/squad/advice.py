@@ -104,15 +104,25 @@ def _smoke_option(p: Percept) -> Advice | None:
     # for getting away when I cannot fight (hurt, no rounds left).
     fighting = frozenset(h.id for h in p.in_range) if p.has_ammo and not p.low_hp \
         else frozenset()
+    # Nor may the cloud, thrown at another enemy, cut my line of fire to one I am fighting:
+    # GOAP would then leave cover to find it again, into the open.
+    mine = [h.pos for h in p.in_range if h.id in fighting]
+    radius = p.rules.smoke_radius
+
+    def spares_my_fire(tile: Tile) -> bool:
+        cloud = ((tile[0], tile[1], radius),)
+        return not any(pf.smoke_blocks(cloud, p.pos, foe) for foe in mine)
+
     for protect, who in guards:
-        threats = [h for h in p.threats_to(p.pos if protect is None else protect)
-                   if h.id not in fighting]
-        if threats:
-            h = threats[0]
+        for h in p.threats_to(p.pos if protect is None else protect):
+            if h.id in fighting:
+                continue
             tile = _blinding_tile(p, h.pos, p.pos if protect is None else protect)
-            return ThrowSmoke(x=tile[0], y=tile[1]), f"blinds #{h.id}, who has {who} in its sights"
+            if spares_my_fire(tile):
+                return (ThrowSmoke(x=tile[0], y=tile[1]),
+                        f"blinds #{h.id}, who has {who} in its sights")
     covering = _covering_route(p, fighting)
-    if covering is None:
+    if covering is None or not spares_my_fire(covering[1]):
         return None
     h, tile = covering
     return ThrowSmoke(x=tile[0], y=tile[1]), f"blinds #{h.id}, who covers the way to the objective"
