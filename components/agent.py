@@ -222,6 +222,8 @@ class ArbiterState:
     """The running step prepares the plan's current step (it is not the plan's own step)."""
     prep_attempts: int = 0
     """Preparatory steps issued for the plan's current step so far."""
+    deferred_s: float = 0.0
+    """Seconds the plan's current step has been put off so far (``ToolSpec.defer``)."""
     rejected_steps: list[StepRejection] = field(default_factory=list)
     mode_since: float = 0.0
     wake_at: float = float("-inf")

@@ -38,7 +38,7 @@ from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.goap import GoapDecision
-from esper_arbiter.systems.planning.grounding import cannot_start, ground_step
+from esper_arbiter.systems.planning.grounding import cannot_start, defer_step, ground_step
 from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = WITHDRAWN_KINDS
@@ -184,6 +184,7 @@ class Arbiter:
         state.step_index = 0
         state.preparing = False
         state.prep_attempts = 0
+        state.deferred_s = 0.0
         state.rejected_steps = []
         self._transition(
             state, t, Mode.EXECUTING_LLM,
@@ -286,6 +287,7 @@ class Arbiter:
             )
         state.step_index += 1
         state.prep_attempts = 0
+        state.deferred_s = 0.0
         self._issue_llm_step(state, perception, intent)
 
     def _issue_llm_step(self, state: ArbiterState, perception: Perception, intent: Intent) -> None:
@@ -297,6 +299,8 @@ class Arbiter:
             step = plan.steps[state.step_index]
             err = validate_step(step, perception.snapshot, self.registry, self.rules)
             if err is None:
+                if self._defer(state, perception, intent, step):
+                    return
                 self._issue(state, intent, step, t)
                 return
             if self._prepare(state, perception, intent, step, err.message):
@@ -310,6 +314,7 @@ class Arbiter:
             )
             state.step_index += 1
             state.prep_attempts = 0
+            state.deferred_s = 0.0
         dropped = len(state.rejected_steps)
         self._transition(
             state, t, Mode.GOAP,
@@ -338,6 +343,25 @@ class Arbiter:
                     f"step {state.step_index + 1}/{len(plan.steps)} {why}: "
                     f"{describe_step(prep)} first")
         self._issue(state, intent, prep, perception.t)
+        return True
+
+    def _defer(self, state: ArbiterState, perception: Perception, intent: Intent,
+               step: ActionStep) -> bool:
+        """Issue what to do meanwhile when the plan's current ``step`` would be wasted now
+        (its tool's ``defer``), within ``max_defer_s`` in all; True when one was issued."""
+        if state.deferred_s >= self.config.max_defer_s:
+            return False
+        meanwhile = defer_step(step, perception.snapshot, self.registry, self.rules)
+        if meanwhile is None:
+            return False
+        plan = state.plan
+        assert plan is not None
+        state.deferred_s += float(getattr(meanwhile, "seconds", 1.0))
+        state.preparing = True
+        self._event(state, perception.t, "grounded",
+                    f"step {state.step_index + 1}/{len(plan.steps)} {describe_step(step)} "
+                    f"is better later: {describe_step(meanwhile)} first")
+        self._issue(state, intent, meanwhile, perception.t)
         return True
 
     def _unchanged(self, state: ArbiterState, perception: Perception, intent: Intent) -> bool:

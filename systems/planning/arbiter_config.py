@@ -50,6 +50,9 @@ class ArbiterConfig:
     """A model plan written from a snapshot older than this is checked on arrival against the
     domain's advice for the current snapshot: when its first step is of no kind advised now,
     it is stale (the moment it was written for has passed) and GOAP carries on."""
+    max_defer_s: float = 10.0
+    """A model step whose tool says "better later" (``ToolSpec.defer``) waits for at most
+    this long in all before it is carried out anyway."""
     max_step_preparations: int = 3
     """A model step that cannot run yet gets up to this many preparatory steps (approach,
     reload, wait; see ``systems.planning.grounding``) before it is skipped."""
@@ -61,7 +64,8 @@ class ArbiterConfig:
         for name in ("llm_cooldown_s", "think_interval_s", "step_retry_s", "step_retry_max_s",
                      "failure_backoff_max_s"):
             _check_number(name, getattr(self, name), positive=True)
-        for name in ("first_request_at_s", "bt_hold_s", "min_commit_s", "plan_fresh_s"):
+        for name in ("first_request_at_s", "bt_hold_s", "min_commit_s", "plan_fresh_s",
+                     "max_defer_s"):
             _check_number(name, getattr(self, name), positive=False)
         for name in ("max_plan_steps", "bt_after_failures"):
             _check_count(name, getattr(self, name), minimum=1)

@@ -50,6 +50,27 @@ def ground_step(
     return prep
 
 
+def defer_step(
+    step: ActionStep, snapshot: WorldSnapshot, registry: ToolRegistry, rules: Rules
+) -> ActionStep | None:
+    """A legal step to do meanwhile because ``step``, legal now, would be wasted now (its
+    tool's :attr:`~systems.planning.tools.ToolSpec.defer`), or ``None``: go ahead. Never
+    raises (a failing hook is logged and treated as "go ahead")."""
+    spec = registry.get(getattr(step, "act", ""))
+    if spec is None or spec.defer is None:
+        return None
+    try:
+        meanwhile = spec.defer(step, snapshot, rules)
+    except Exception:
+        log.exception("timing %r failed", step)
+        return None
+    if meanwhile is None or meanwhile == step:
+        return None
+    if validate_step(meanwhile, snapshot, registry, rules) is not None:
+        return None
+    return meanwhile
+
+
 def cannot_start(
     steps: tuple[ActionStep, ...], snapshot: WorldSnapshot, registry: ToolRegistry, rules: Rules
 ) -> str | None:
@@ -64,4 +85,4 @@ def cannot_start(
     return err.message
 
 
-__all__ = ["cannot_start", "ground_step"]
+__all__ = ["cannot_start", "defer_step", "ground_step"]

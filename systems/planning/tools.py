@@ -155,6 +155,11 @@ class ToolSpec:
     a planned step fails its issue-time checks (target out of range or sight, cooldown not yet
     over, magazine empty), the arbiter issues the step ``prepare`` returns first, then tries the
     planned step again, instead of skipping it.
+
+    ``defer`` times a step that *can* run now but would be wasted now (smoke thrown long
+    before anyone walks into the lane it covers): it returns a step to do meanwhile (a
+    ``Wait``), or ``None`` to go ahead. The arbiter defers a model step for at most
+    ``ArbiterConfig.max_defer_s`` in all, then carries it out anyway.
     """
 
     name: str
@@ -167,6 +172,7 @@ class ToolSpec:
     cooldown: str | None = None
     cooldown_time: Callable[[Rules], float] | None = None
     prepare: Preparer | None = None
+    defer: Preparer | None = None
     arg_names: frozenset[str] = field(init=False)
     tile_args: tuple[str, str] | None = field(init=False)
     target_arg: ArgSpec | None = field(init=False)

@@ -68,3 +68,23 @@ def test_smoke_for_another_enemy_never_cuts_my_own_line_of_fire() -> None:
                                 enemies=(unit(40, 9, 2, hp=60, team="red"),
                                          unit(41, 13, 8, hp=60, team="red")))
     assert any(isinstance(s, ThrowSmoke) for s in options(clear))
+
+
+def test_smoke_covering_the_leader_s_way_waits_until_the_leader_is_about_to_need_it() -> None:
+    from esper_arbiter.components.actions import Wait
+    from esper_arbiter.components.snapshot import ObjectiveView
+    from esper_arbiter.systems.planning.rules import Rules
+    from esper_arbiter.systems.presets.squad.grounding import defer_smoke
+
+    rules = Rules(smoke_duration=2.0, move_speed=4.0, fire_range=8.0)
+    # the leader walks along y=2 to (23,2); the enemy at (20,6) sees the last stretch
+    def at(leader_x: int) -> WorldSnapshot:
+        snap = field(me=(leader_x - 1, 2), leader=(leader_x, 2), enemy=(20, 6))
+        return dataclasses.replace(snap, objective=ObjectiveView("exit", "reach", 23, 2))
+
+    smoke = ThrowSmoke(x=19, y=5)
+    far = defer_smoke(smoke, at(1), rules)  # 13 tiles (3.2 s) from its sights; a cloud: 2 s
+    assert isinstance(far, Wait) and 0.5 < far.seconds <= 2.0
+    assert defer_smoke(smoke, at(10), rules) is None  # close enough now: throw
+    assert defer_smoke(smoke, at(16), rules) is None  # in its sights already: throw at once
+    assert defer_smoke(ThrowSmoke(x=5, y=8), at(1), rules) is None  # no enemy there: no timing

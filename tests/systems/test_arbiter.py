@@ -446,3 +446,26 @@ def test_a_stale_plan_is_asked_again_at_once_and_is_not_held_against_the_model()
     assert state.metrics.llm_failures == 3  # still counted: three plans not used
     tick(arb, state, intent, snap(6.0), ready(Scan(), rid=20), llm_enabled=True)
     assert state.mode is Mode.EXECUTING_LLM and state.stale_retries == 0  # a plan used resets
+
+
+def test_a_step_better_later_is_put_off_within_max_defer_s_then_carried_out() -> None:
+    from esper_arbiter.systems.planning.tools import ToolRegistry, ToolSpec
+
+    base = default_domain()
+    scan = base.tools.get("Scan")
+    assert scan is not None
+    later = ToolSpec(scan.name, scan.description, scan.build, scan.args, scan.checks,
+                     defer=lambda _s, _snap, _r: Wait(seconds=2.0))
+    tools = ToolRegistry([later if spec.name == "Scan" else spec for spec in base.tools])
+    arb = Arbiter(base.replace(tools=tools, brain=StubGoap()), ArbiterConfig(max_defer_s=5.0))
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(Scan(), Attack(RIVAL.id)))
+    issued = [intent.step]
+    for t in (2.0, 4.0, 6.0, 8.0):
+        intent.finish()
+        tick(arb, state, intent, snap(t))
+        issued.append(intent.step)
+    # put off three times (2 s each, 6 s > max_defer_s 5), then carried out, then the plan goes on
+    assert issued[:4] == [Wait(seconds=2.0)] * 3 + [Scan()], issued
+    assert issued[4] == Approach(RIVAL.id)  # the plan's next step (out of range: close in)
+    assert state.metrics.llm_steps_skipped == 0

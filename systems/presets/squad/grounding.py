@@ -106,4 +106,40 @@ def prepare_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> Ac
     return None if best is None else MoveTo(x=best[3], y=best[2])
 
 
-__all__ = ["prepare_ally_reach", "prepare_engage", "prepare_smoke"]
+def defer_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> ActionStep | None:
+    """Hold a smoke that covers the leader's way until the leader is about to walk into it.
+
+    A cloud lasts ``smoke_duration``; thrown when the plan happens to arrive (a fast model:
+    seconds into the round) it has cleared before the leader reaches the stretch the enemy
+    covers. When the enemy the cloud would blind (the live one nearest it) has neither the
+    leader nor me in its sights yet, the leader's walk to the objective says when it will:
+    until that is less than half a cloud's life away, wait (a second or two at a time, so a
+    leader who changes course is seen). Smoke against an enemy already firing goes now."""
+    if not isinstance(step, ThrowSmoke):
+        return None
+    leader, goal, grid = snapshot.leader, snapshot.objective, snapshot.grid
+    live = [e for e in snapshot.enemies if e.hp > 0]
+    if leader is None or leader.hp <= 0 or goal is None or not live:
+        return None
+    cloud = (step.x, step.y)
+    threat = min(live, key=lambda e: (math.dist(e.pos, cloud), e.id))
+    if math.dist(threat.pos, cloud) > rules.smoke_radius + 1.5:
+        return None  # not a cloud on an enemy: nothing to time
+    r = rules.fire_range
+
+    def exposed(tile: tuple[int, int]) -> bool:
+        return math.dist(threat.pos, tile) <= r and pf.line_of_sight(grid, threat.pos, tile)
+
+    if exposed(leader.pos) or exposed(snapshot.me.pos):
+        return None
+    route = pf.find_path(grid, leader.pos, (goal.x, goal.y)) or []
+    ahead = next((i for i, tile in enumerate(route) if exposed(tile)), None)
+    if ahead is None:
+        return None  # the way never passes its sights
+    lead = ahead / rules.move_speed - rules.smoke_duration / 2
+    if lead <= 0.5:
+        return None
+    return Wait(seconds=round(min(max(lead, 1.0), 2.0), 1))
+
+
+__all__ = ["defer_smoke", "prepare_ally_reach", "prepare_engage", "prepare_smoke"]
