@@ -422,9 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="start llama-cpp-python's OpenAI-compatible server on loopback "
                              "serving the shipped SmolLM2 GGUF and play the openai side "
                              "against it (needs llama-cpp-python[server])")
-    parser.add_argument("--llama-threads", type=int, default=1,
-                        help="with --serve-openai: the server's n_threads (default 1, as the "
-                             "embedded model uses)")
+    parser.add_argument("--llama-threads", type=int, default=None,
+                        help="with --serve-openai: the server's n_threads and n_threads_batch "
+                             "(default: the embedded model's, one fewer than the cores)")
     parser.add_argument("--no-models", action="store_true", help="GOAP alone only (quick)")
     parser.add_argument("--sweep", action="store_true",
                         help="instead of rounds: the embedded model's sampling settings compared "

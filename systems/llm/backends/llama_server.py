@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from esper_arbiter.systems.llm.backends.embedded_backend import default_model_path
+from esper_arbiter.systems.llm.backends.embedded_backend import default_model_path, default_threads
 
 SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context",
                   "pydantic_settings")
@@ -66,6 +66,26 @@ def _lists_models(url: str) -> bool:
         return False
 
 
+def server_command(model: Path, port: int, *, threads: int | None = None, alias: str = ALIAS,
+                   n_ctx: int = 4096) -> list[str]:
+    """The command line that serves ``model`` on loopback ``port``.
+
+    llama.cpp has two thread counts: ``n_threads`` for generating and ``n_threads_batch`` for
+    reading the prompt. Both are ``threads`` (default: the embedded backend's, one fewer than
+    the cores), as the embedded backend sets them. Left to itself the server reads prompts on
+    every core, and beside a running game on a small machine that made its first plan arrive
+    twice as late as the embedded model's (17.9 s against 8.3 s to the first token on 2
+    cores, the same prompt; ``bench/plan_quality.py --serve-openai``, the ambush)."""
+    n = threads if threads is not None else default_threads()
+    options = {"model": str(model), "model_alias": alias, "host": "127.0.0.1",
+               "port": str(port), "n_ctx": str(n_ctx), "seed": "1",
+               "n_threads": str(n), "n_threads_batch": str(n)}
+    cmd = [sys.executable, "-m", "llama_cpp.server"]
+    for name, value in options.items():  # the server's own options, as its CLI spells them
+        cmd += ["-" * 2 + name, value]
+    return cmd
+
+
 @contextlib.contextmanager
 def llama_server(
     threads: int | None = None,
@@ -77,22 +97,18 @@ def llama_server(
 ) -> Iterator[str]:
     """Run the server for the ``with`` block; yields its base URL (``http://.../v1``).
 
-    ``threads`` is llama.cpp's ``n_threads`` (default: the server's own choice); raises
-    :class:`LlamaServerError` when it cannot start."""
+    ``threads`` is llama.cpp's ``n_threads`` and ``n_threads_batch`` (default: the embedded
+    backend's, see :func:`server_command`); raises :class:`LlamaServerError` when it cannot
+    start."""
     why = missing(model_path)
     if why is not None:
         raise LlamaServerError(why)
     model = model_path if model_path is not None else default_model_path()
+    assert model is not None  # missing() said so otherwise
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-    options = {"model": str(model), "model_alias": alias, "host": "127.0.0.1",
-               "port": str(port), "n_ctx": str(n_ctx), "seed": "1"}
-    if threads is not None:
-        options["n_threads"] = str(threads)
-    cmd = [sys.executable, "-m", "llama_cpp.server"]
-    for name, value in options.items():  # the server's own options, as its CLI spells them
-        cmd += ["-" * 2 + name, value]
+    cmd = server_command(model, port, threads=threads, alias=alias, n_ctx=n_ctx)
     try:
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
