@@ -133,6 +133,9 @@ def install(
         config=config,
         backend_name=service.backend_name if service is not None else "",
     )
+    warm_for = getattr(service, "warm_for", None)
+    if callable(warm_for):  # the model reads this domain's system prompt before it is asked
+        warm_for(dom, arbiter.config.max_plan_steps)
     perception = PerceptionSystem(dom.factions, dom.sensing)
     poll = LlmPollSystem()
     system = ArbiterSystem(arbiter, service, on_event)

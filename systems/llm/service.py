@@ -88,7 +88,7 @@ from esper_arbiter.components.llm import (
     PlanReady,
     PlanRequest,
 )
-from esper_arbiter.systems.domain import domain_of
+from esper_arbiter.systems.domain import Domain, domain_of
 from esper_arbiter.systems.llm import prompt
 from esper_arbiter.systems.llm.api import ServiceStatus
 from esper_arbiter.systems.llm.backends.base import (
@@ -274,16 +274,31 @@ class LlmPlanService:
         started.wait()
         if self._config.probe_on_start:
             self._loop.call_soon_threadsafe(self._spawn, self._probe(2.0), "llm-probe")
-        warm = getattr(backend, "warm_up", None)
-        if self._config.warm_up and warm is not None:
-            opening: list[Message] = [
-                {"role": "system", "content": prompt.system_prompt(None, DEFAULT_MAX_STEPS)},
-                {"role": "user", "content": "Get ready."},
-            ]
-            with self._lock:
-                self._stats.warming = True
-            self._loop.call_soon_threadsafe(self._spawn, self._warm_up(warm, opening),
-                                            "llm-warm-up")
+        self._warm_ups = 0
+        self._warm(None, DEFAULT_MAX_STEPS)
+
+    def warm_for(self, domain: Domain, max_steps: int = DEFAULT_MAX_STEPS) -> None:
+        """Read ``domain``'s system prompt into the model's cache now, in the background.
+
+        The service warms up with the preset's prompt as it starts, before it knows the game;
+        ``install(domain=..., service=...)`` calls this so a game with a role and tools of its
+        own does not have its first request read its system prompt cold (hello_companion's
+        shared 27 characters with the preset's, and its first plan came seconds later)."""
+        self._warm(domain, max_steps)
+
+    def _warm(self, domain: Domain | None, max_steps: int) -> None:
+        warm = getattr(self._backend, "warm_up", None)
+        if not self._config.warm_up or warm is None or self._closed:
+            return
+        opening: list[Message] = [
+            {"role": "system", "content": prompt.system_prompt(domain, max_steps)},
+            {"role": "user", "content": "Get ready."},
+        ]
+        with self._lock:
+            self._warm_ups += 1
+            self._stats.warming = True
+        self._loop.call_soon_threadsafe(self._spawn, self._warm_up(warm, opening),
+                                        "llm-warm-up")
 
     # ---------------------------------------------------------------- public API (game thread)
 
@@ -1011,7 +1026,8 @@ class LlmPlanService:
             log.warning("LLM warm-up failed: %s: %s", type(exc).__name__, exc)
         finally:
             with self._lock:
-                self._stats.warming = False
+                self._warm_ups -= 1
+                self._stats.warming = self._warm_ups > 0
 
     async def _probe(self, timeout: float) -> tuple[bool, str]:
         try:

@@ -449,3 +449,36 @@ def test_a_domain_s_order_facts_reach_its_brain_without_the_reader_mapping_them(
     assert decided is not None and decided.step == Chop()
     decided = brain.decide(replace(snap, orders=" rest "))
     assert decided is not None and decided.step == Rest()
+
+
+def test_install_has_the_model_read_the_game_s_own_system_prompt_before_it_is_asked(
+    world: str,
+) -> None:
+    from collections.abc import Sequence
+
+    from esper_arbiter.systems.llm.backends.fake_backend import FakeBackend
+    from esper_arbiter.systems.llm.service import LlmPlanService, ServiceConfig
+
+    class WarmBackend(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.warmed: list[str] = []
+
+        async def warm_up(self, messages: Sequence[dict[str, str]]) -> None:
+            self.warmed.append(messages[0]["content"])
+
+    arena()
+    backend = WarmBackend()
+    service = LlmPlanService(backend, ServiceConfig(probe_on_start=False, warm_up=True))
+    try:
+        domain = squad_domain().replace(role="You are Brann, a dwarf who guards the mine.")
+        ea.install(domain=domain, service=service)
+        deadline = time.monotonic() + 5.0
+        while len(backend.warmed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        service.close()
+    assert len(backend.warmed) == 2, backend.warmed
+    assert "Brann" not in backend.warmed[0]  # at start it knows no game yet
+    assert backend.warmed[1].startswith("You are Brann")  # install() told it which
+    assert not service.warming_up
