@@ -282,8 +282,8 @@ class LlmPlanService:
 
         The service warms up with the preset's prompt as it starts, before it knows the game;
         ``install(domain=..., service=...)`` calls this so a game with a role and tools of its
-        own does not have its first request read its system prompt cold (hello_companion's
-        shared 27 characters with the preset's, and its first plan came seconds later)."""
+        own does not have its first request read its system prompt cold (a role text of its
+        own shares almost nothing with the preset's, and the first plan came seconds later)."""
         self._warm(domain, max_steps)
 
     def _warm(self, domain: Domain | None, max_steps: int) -> None:
