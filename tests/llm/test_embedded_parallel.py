@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'embedded' extra)")
 
-from esper_arbiter.components.llm import PlanReady, PlanRequest
+from esper_arbiter.components.llm import PlanReady
 from esper_arbiter.systems.domain import domain_of
 from esper_arbiter.systems.llm.backends.embedded_backend import (
     EmbeddedBackend,
