@@ -10,6 +10,10 @@ context is not re-entrant); concurrent requests queue on the worker.
 The snapshot's JSON schema goes to llama.cpp as ``response_format`` (compiled to a grammar), so
 even a 135M-parameter model can only emit plans with registered tools, legal ids and tiles.
 
+Batches of several agents are decoded side by side in one llama.cpp context
+(:mod:`.embedded_parallel`, :mod:`.multiseq`); that context also serves single requests, as
+its sequence 0, so both share one cached prompt prefix.
+
 Cancellation: an ``await`` on a thread cannot interrupt it, so each generation checks a flag
 between tokens and stops; the service's shutdown therefore never waits for a whole reply.
 """
