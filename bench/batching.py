@@ -96,7 +96,8 @@ def make_service(args: argparse.Namespace, batch: int) -> LlmPlanService:
     if args.backend == "openai":
         backend = OpenAIBackend(args.model, args.base_url, max_tokens=per_plan, seed=11)
     else:
-        backend = EmbeddedBackend(n_threads=args.threads, max_tokens=per_plan, seed=11)
+        backend = EmbeddedBackend(n_threads=args.threads, max_tokens=per_plan, seed=11,
+                                  n_batch=args.n_batch, first_solo=not args.all_at_once)
     config = ServiceConfig(timeout_s=600.0, max_concurrent=1, max_batch_size=batch,
                            batch_latency_target_s=600.0, probe_on_start=False,
                            batch_mode=args.batch_mode)
@@ -156,9 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--base-url", default=None, help="--backend openai: a running server "
                     "(default: start llama_cpp.server on loopback with the shipped GGUF)")
     ap.add_argument("--model", default=ALIAS, help="--backend openai: the served model")
-    ap.add_argument("--batch-mode", choices=("auto", "array", "turns"), default="auto",
-                    help="how the batch arm runs (auto: the backend's own mode, turns on both "
-                    "llama.cpp backends)")
+    ap.add_argument("--batch-mode", choices=("auto", "array", "turns", "parallel"),
+                    default="auto", help="how the batch arm runs (auto: the backend's own "
+                    "mode: parallel on the embedded model, turns on the OpenAI side)")
+    ap.add_argument("--n-batch", type=int, default=512,
+                    help="embedded: most prompt tokens per llama_decode call")
+    ap.add_argument("--all-at-once", action="store_true",
+                    help="parallel mode: decode every member together (default: the first "
+                    "member alone, then the rest together)")
     ap.add_argument("--worlds", choices=("shared", "separate"), default="shared",
                     help="shared: one world seen by a squad (default); separate: an unrelated "
                     "situation per agent")

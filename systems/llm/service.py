@@ -46,7 +46,8 @@ Environment (:meth:`ServiceConfig.from_env`; a malformed value is logged and the
 ``LLM_MAX_BATCH_SIZE``             4         most agents in one batched prompt (1: no batching)
 ``LLM_BATCH_LATENCY_TARGET_MS``    20000     a batch slower than this halves the batch size
 ``LLM_BATCH_MODE``                 auto      ``array`` (one reply for all), ``turns`` (one
-                                             conversation, a turn per member), ``auto``: the
+                                             conversation, a turn per member), ``parallel``
+                                             (members decoded side by side), ``auto``: the
                                              backend's ``batch_mode``, else ``array``
 =================================  ========  ==============================================
 
@@ -55,7 +56,10 @@ a JSON array with one plan per member, each delivered as its element closes; and
 one conversation that states the shared situation once and asks for one member's plan per turn,
 each call extending the previous prompt, so a backend that keeps its KV cache for the common
 prefix (llama.cpp) reads the shared part once and delivers the first plan after the first turn.
-The llama.cpp backends (embedded, OpenAI-compatible) declare ``batch_mode = "turns"``.
+The OpenAI-compatible backend declares ``batch_mode = "turns"``; the embedded one declares
+``"parallel"`` (:mod:`systems.llm.parallel_serving`): every member's sequence decoded together
+in one llama.cpp context, each plan delivered when its sequence ends, and a batch too big for
+that context run as turns.
 
 The batch size adapts (:class:`~systems.llm.batching.AdaptiveBatchSize`): it halves after a
 batch that ran past the latency target, grows back after fast ones, and settles at 1 when
@@ -113,6 +117,7 @@ from esper_arbiter.systems.llm.batching import (
 from esper_arbiter.systems.llm.budget import ContextBudget, Fitted, batch_fits, fit_single
 from esper_arbiter.systems.llm.offline import OfflinePlanService
 from esper_arbiter.systems.llm.pacing import PacingMonitor
+from esper_arbiter.systems.llm.parallel_serving import offers_parallel, serve_parallel
 from esper_arbiter.systems.llm.parsing import parse_plan_reply
 from esper_arbiter.systems.llm.request_queue import (
     AsyncQueueWaiter,
@@ -236,10 +241,15 @@ class LlmPlanService:
             raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {mode!r}")
         if mode == "auto":
             declared_mode = getattr(backend, "batch_mode", "array")
-            mode = "turns" if declared_mode == "turns" and batch is None else "array"
+            mode = declared_mode if declared_mode in ("turns", "parallel") and batch is None \
+                else "array"
+        if mode == "parallel" and not offers_parallel(backend):
+            log.warning("batch mode parallel: backend %s cannot decode members in parallel; "
+                        "batches run as turns", backend.name)
+            mode = "turns"
         self._batch_mode = mode
-        """How batches run here: ``"array"`` or ``"turns"`` (a custom ``batch`` builder makes
-        array prompts, so ``auto`` keeps to ``"array"`` with one)."""
+        """How batches run here: ``"array"``, ``"turns"`` or ``"parallel"`` (a custom
+        ``batch`` builder makes array prompts, so ``auto`` keeps to ``"array"`` with one)."""
         self._validate: PlanValidator = validator or validate_plan
         self._queue = RequestQueue(self._config.queue_config(), backend_name=backend.name)
         self._timeline = RequestTimeline(
@@ -525,7 +535,7 @@ class LlmPlanService:
         return self._batch_mode
 
     def _build_any(self, entries: Sequence[QueueEntry]) -> BatchPrompt | TurnsPrompt:
-        if self._batch_mode == "turns":
+        if self._batch_mode in ("turns", "parallel"):
             return build_turns(entries)
         return self._build_batch(entries)
 
@@ -573,6 +583,8 @@ class LlmPlanService:
                     await self._serve_single(entries[0])
                 elif self._batch_mode == "turns":
                     await self._serve_turns(entries, prompt)
+                elif self._batch_mode == "parallel":
+                    await serve_parallel(self, entries, prompt)
                 else:
                     await self._serve_batch(entries, prompt
                                             if isinstance(prompt, BatchPrompt) else None)
@@ -936,6 +948,10 @@ class LlmPlanService:
         log.info("request %d (agent %d) retried alone: %s", entry.request_id, entry.agent_id,
                  message)
         self._queue.requeue(entry, solo=True)
+
+    def _retry_alone_entry(self, entry: QueueEntry, kind: FailureKind, message: str,
+                           raw: str = "") -> None:
+        self._retry_alone(_Batch([entry]), entry, kind, message, raw)
 
     def _drop(self, batch: _Batch, entry: QueueEntry) -> None:
         batch.live.pop(entry.request_id, None)

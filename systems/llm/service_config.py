@@ -24,7 +24,7 @@ ENV_DISABLE_BACKGROUND = "DISABLE_BACKGROUND_LLM"
 ENV_MAX_BATCH_SIZE = "LLM_MAX_BATCH_SIZE"
 ENV_BATCH_LATENCY_TARGET_MS = "LLM_BATCH_LATENCY_TARGET_MS"
 ENV_BATCH_MODE = "LLM_BATCH_MODE"
-BATCH_MODES = ("auto", "array", "turns")
+BATCH_MODES = ("auto", "array", "turns", "parallel")
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONCURRENT = 2
 DEFAULT_MAX_BATCH_SIZE = 4
@@ -46,8 +46,8 @@ class ServiceConfig:
     batch_latency_target_s: float = DEFAULT_BATCH_LATENCY_TARGET_S
     """A batch slower than this halves the adaptive batch size."""
     batch_mode: str = "auto"
-    """``"array"``, ``"turns"`` or ``"auto"`` (the backend's ``batch_mode`` attribute, else
-    ``"array"``); see the module docstring."""
+    """``"array"``, ``"turns"``, ``"parallel"`` or ``"auto"`` (the backend's ``batch_mode``
+    attribute, else ``"array"``); see the module docstring."""
     use_schema: bool = True
     """Hand the backend the snapshot's JSON schema (structured output)."""
     recent_limit: int = 64

@@ -10,6 +10,10 @@ context is not re-entrant); concurrent requests queue on the worker.
 The snapshot's JSON schema goes to llama.cpp as ``response_format`` (compiled to a grammar), so
 even a 135M-parameter model can only emit plans with registered tools, legal ids and tiles.
 
+Batches of several agents are decoded side by side in one llama.cpp context
+(:mod:`.embedded_parallel`, :mod:`.multiseq`); that context also serves single requests, as
+its sequence 0, so both share one cached prompt prefix.
+
 Cancellation: an ``await`` on a thread cannot interrupt it, so each generation checks a flag
 between tokens and stops; the service's shutdown therefore never waits for a whole reply.
 """
@@ -25,7 +29,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +105,11 @@ def check_model_file(path: Path | None) -> str:
 class EmbeddedBackend:
     """Implements :class:`~systems.llm.backends.base.PlanBackend` with llama-cpp-python."""
 
-    batch_mode = "turns"
-    """Batches run as one conversation, a turn per member: llama.cpp keeps the longest common
-    token prefix of consecutive calls in its KV cache, so the shared situation is read once
-    and each plan arrives when its turn ends (see ``systems.llm.service``)."""
+    batch_mode = "parallel"
+    """Batches are decoded in parallel (:mod:`.embedded_parallel`): the shared prompt prefix
+    once, then every member's sequence advanced together, one ``llama_decode`` per step, each
+    plan handed on when it finishes. A batch that does not fit the context runs as ``turns``
+    (one conversation, a turn per member; see ``systems.llm.service``)."""
 
     def __init__(
         self,
@@ -118,6 +123,9 @@ class EmbeddedBackend:
         seed: int | None = None,
         json_mode: bool = True,
         nice: int = 10,
+        n_batch: int = 512,
+        parallel_seqs: int = 8,
+        first_solo: bool = True,
     ) -> None:
         self._path: Path | None = Path(model_path) if model_path is not None \
             else default_model_path()
@@ -143,6 +151,15 @@ class EmbeddedBackend:
         )
         self._cancels: set[threading.Event] = set()
         self._closed = False
+        self.n_batch = n_batch
+        """Most prompt tokens per ``llama_decode`` call."""
+        self.parallel_seqs = parallel_seqs
+        """Sequences the parallel context holds (the largest parallel batch)."""
+        self.first_solo = first_solo
+        """In a parallel batch of three or more, decode the first member alone first (its
+        plan arrives after one plan's time), then the rest together."""
+        self._multiseq: Any = None
+        """The parallel context (:class:`.multiseq.MultiSeqGenerator`), made on first use."""
 
     def context_budget(self) -> ContextBudget:
         """The loaded model's window (``n_ctx``) and the answer's ``max_tokens``; counts with
@@ -208,12 +225,19 @@ class EmbeddedBackend:
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
+                n_batch=self.n_batch,
                 seed=self.seed if self.seed is not None else 0xFFFFFFFF,
                 verbose=False,
             )
         except Exception as exc:  # llama.cpp says ValueError("Failed to load model ...")
             self._load_error = f"could not load model file {self._path}: {exc}"
             raise BackendError(FailureKind.MODEL_MISSING, self._load_error) from None
+        try:
+            from esper_arbiter.systems.llm.backends.embedded_parallel import open_generator
+
+            self._multiseq = open_generator(self, llm)
+        except Exception as exc:  # no parallel batches; single requests are unaffected
+            log.warning("embedded parallel context unavailable: %s: %s", type(exc).__name__, exc)
         self._llm = llm
         self.load_s = time.monotonic() - start
         log.info("embedded model %s loaded in %.2fs (n_threads=%d)", self.model, self.load_s,
@@ -322,6 +346,20 @@ class EmbeddedBackend:
         finally:
             self._cancels.discard(cancel)
 
+    async def generate_parallel(
+        self,
+        chats: Sequence[Sequence[Message]],
+        schemas: Sequence[JsonSchema | None],
+        on_chunk: Callable[[int, str], None] | None,
+        on_reply: Callable[[int, BackendReply], None],
+        stops: Sequence[threading.Event],
+    ) -> list[BackendReply | None]:
+        """Several members' replies decoded together; see
+        :func:`.embedded_parallel.generate_parallel`."""
+        from esper_arbiter.systems.llm.backends.embedded_parallel import generate_parallel
+
+        return await generate_parallel(self, chats, schemas, on_chunk, on_reply, stops)
+
     async def warm_up(self, messages: Sequence[Message]) -> None:
         """Load the model and evaluate ``messages`` once (one token), so llama.cpp holds their
         prefix (the fixed system prompt) and the first real request starts from it. Runs on
@@ -368,6 +406,9 @@ class EmbeddedBackend:
 
     def _shutdown_worker(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        gen, self._multiseq = self._multiseq, None
+        if gen is not None:
+            gen.close()
         llm, self._llm = self._llm, None
         if llm is not None:
             close = getattr(llm, "close", None)
