@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from _snapshots import bench_squad
+from _targets import Targets, add_check_flag
 
 from esper_arbiter.components.llm import PlanRequest
 from esper_arbiter.systems.llm.backends.base import JsonSchema, Message
@@ -34,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--agents", type=int, default=4)
+    add_check_flag(ap)
     args = ap.parse_args(argv)
+    targets = Targets()
     n = args.agents
     snaps = bench_squad(n, AGENT_IDS[:n])
     reqs = [PlanRequest(agent_id=s.me.id, snapshot=s) for s in snaps]
@@ -91,13 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({n} agents, {args.reps} paired reps, n_threads={backend.n_threads})")
     for name in ("turns", "parallel", "parallel_all"):
         ratios = [s[0] / a[0] for s, a in zip(res["singles"], res[name], strict=True)]
+        if name == "parallel":
+            ratio = statistics.median(ratios)
+            first = statistics.median(x[1] / x[0] for x in res[name])
+            targets.met(f"parallel: batch/singles >= 1.5x ({ratio:.2f}x)", ratio >= 1.5)
+            targets.met(f"parallel: first plan / batch total <= 0.5 ({first:.2f})",
+                          first <= 0.5)
         print(f"{name:13s} span median {statistics.median(x[0] for x in res[name]):.2f}s, "
               f"singles/{name} {statistics.median(ratios):.2f}x "
               f"({', '.join(f'{r:.2f}' for r in ratios)}), first plan / span "
               f"{statistics.median(x[1] / x[0] for x in res[name]):.2f}")
     backend._shutdown_worker()
-    return 0
+    return targets.finish(args.check)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
