@@ -19,7 +19,7 @@ import logging
 from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.planning.rules import Rules
-from esper_arbiter.systems.planning.tools import ToolRegistry
+from esper_arbiter.systems.planning.tools import Preparer, ToolRegistry
 from esper_arbiter.systems.planning.validation import validate_step
 
 log = logging.getLogger(__name__)
@@ -36,18 +36,8 @@ def ground_step(
     is logged and treated as having nothing to offer.
     """
     spec = registry.get(getattr(step, "act", ""))
-    if spec is None or spec.prepare is None:
-        return None
-    try:
-        prep = spec.prepare(step, snapshot, rules)
-    except Exception:
-        log.exception("preparing %r failed", step)
-        return None
-    if prep is None or prep == step:
-        return None
-    if validate_step(prep, snapshot, registry, rules) is not None:
-        return None
-    return prep
+    return _first(spec.prepare if spec is not None else None, "preparing",
+                  step, snapshot, registry, rules)
 
 
 def defer_step(
@@ -57,18 +47,25 @@ def defer_step(
     tool's :attr:`~systems.planning.tools.ToolSpec.defer`), or ``None``: go ahead. Never
     raises (a failing hook is logged and treated as "go ahead")."""
     spec = registry.get(getattr(step, "act", ""))
-    if spec is None or spec.defer is None:
+    return _first(spec.defer if spec is not None else None, "timing",
+                  step, snapshot, registry, rules)
+
+
+def _first(hook: Preparer | None, doing: str, step: ActionStep, snapshot: WorldSnapshot,
+           registry: ToolRegistry, rules: Rules) -> ActionStep | None:
+    """What a tool's hook says to do before ``step``, if it is legal and not ``step``."""
+    if hook is None:
         return None
     try:
-        meanwhile = spec.defer(step, snapshot, rules)
+        first = hook(step, snapshot, rules)
     except Exception:
-        log.exception("timing %r failed", step)
+        log.exception("%s %r failed", doing, step)
         return None
-    if meanwhile is None or meanwhile == step:
+    if first is None or first == step:
         return None
-    if validate_step(meanwhile, snapshot, registry, rules) is not None:
+    if validate_step(first, snapshot, registry, rules) is not None:
         return None
-    return meanwhile
+    return first
 
 
 def cannot_start(

@@ -21,6 +21,28 @@ from esper_arbiter.systems.llm.scripted import ScriptedPlanService
 from esper_arbiter.systems.presets.squad import Fact, squad_domain
 
 
+@dataclass(frozen=True, slots=True)
+class Chop(ea.Step):
+    """A step of a host's own domain (a farm), for the tests of domains from scratch."""
+
+    act: ClassVar[str] = "Chop"
+
+
+@dataclass(frozen=True, slots=True)
+class Rest(ea.Step):
+    act: ClassVar[str] = "Rest"
+
+
+FARM_TOOLS = ea.ToolRegistry([ea.ToolSpec("Chop", "chop wood", Chop),
+                              ea.ToolSpec("Rest", "rest a while", Rest)])
+
+
+def farm_snapshot() -> ea.WorldSnapshot:
+    return ea.WorldSnapshot(t=1.0, me=ea.UnitView(1, 2, 2, 10, 10, "farm"), leader=None,
+                            enemies=(), allies=(),
+                            grid=ea.GridView(8, 8, frozenset(), frozenset()))
+
+
 def arena(objective: ea.Objective | None = None) -> ea.MapGrid:
     grid = ea.MapGrid(24, 12, pois={"relay": (20, 6)}, objective=objective)
     esper.create_entity(grid)
@@ -394,22 +416,12 @@ def test_the_domain_advisor_runs_on_the_game_thread_and_its_options_reach_the_pr
 
 
 def test_the_scripted_service_plans_a_domain_of_your_own_from_its_advice() -> None:
-    @dataclass(frozen=True, slots=True)
-    class Chop(ea.Step):
-        act: ClassVar[str] = "Chop"
-
-    @dataclass(frozen=True, slots=True)
-    class Rest(ea.Step):
-        act: ClassVar[str] = "Rest"
-
-    tools = ea.ToolRegistry([ea.ToolSpec("Chop", "chop wood", Chop),
-                             ea.ToolSpec("Rest", "rest a while", Rest)])
+    tools = FARM_TOOLS
     brain = ea.GoapBrain([ea.GoapAction("rest", {}, {1: True})], [ea.GoapGoal("rested", {1: True})],
                          {"rest": lambda _p, _g: Rest()}, lambda snap: (snap, 0))
     farm = ea.Domain("farm", tools, ea.Rules(), brain, ea.bt.Action("rest", lambda _ctx: Rest()),
                      "You are a farm hand.")
-    snap = ea.WorldSnapshot(t=1.0, me=ea.UnitView(1, 2, 2, 10, 10, "farm"), leader=None,
-                            enemies=(), allies=(), grid=ea.GridView(8, 8, frozenset(), frozenset()))
+    snap = farm_snapshot()
     service = ScriptedPlanService(delay_s=0.0)
     ticket = service.submit(ea.PlanRequest(1, snap, domain=farm))
     out = ticket.poll(1.0)
@@ -421,14 +433,6 @@ def test_the_scripted_service_plans_a_domain_of_your_own_from_its_advice() -> No
 
 
 def test_a_domain_s_order_facts_reach_its_brain_without_the_reader_mapping_them() -> None:
-    @dataclass(frozen=True, slots=True)
-    class Chop(ea.Step):
-        act: ClassVar[str] = "Chop"
-
-    @dataclass(frozen=True, slots=True)
-    class Rest(ea.Step):
-        act: ClassVar[str] = "Rest"
-
     told_to_rest, busy = 1, 2
     brain = ea.GoapBrain(
         [ea.GoapAction("chop", {told_to_rest: False}, {busy: True}),
@@ -437,14 +441,11 @@ def test_a_domain_s_order_facts_reach_its_brain_without_the_reader_mapping_them(
         {"chop": lambda _p, _g: Chop(), "rest": lambda _p, _g: Rest()},
         lambda snap: (snap, 0),  # the host's reader knows nothing of orders
     )
-    tools = ea.ToolRegistry([ea.ToolSpec("Chop", "chop wood", Chop),
-                             ea.ToolSpec("Rest", "rest a while", Rest)])
+    tools = FARM_TOOLS
     ea.Domain("farm", tools, ea.Rules(), brain, ea.bt.Action("rest", lambda _ctx: Rest()),
               "You are a farm hand.", orders={"rest": "stop and rest"},
               order_facts={"Rest": told_to_rest})
-    snap = ea.WorldSnapshot(t=1.0, me=ea.UnitView(1, 2, 2, 10, 10, "farm"), leader=None,
-                            enemies=(), allies=(),
-                            grid=ea.GridView(8, 8, frozenset(), frozenset()))
+    snap = farm_snapshot()
     decided = brain.decide(snap)
     assert decided is not None and decided.step == Chop()
     decided = brain.decide(replace(snap, orders=" rest "))
