@@ -334,15 +334,9 @@ class Arbiter:
         prep = ground_step(step, perception.snapshot, self.registry, self.rules)
         if prep is None:
             return False
-        plan = state.plan
-        assert plan is not None
         state.prep_attempts += 1
-        state.preparing = True
         state.metrics.llm_steps_grounded += 1
-        self._event(state, perception.t, "grounded",
-                    f"step {state.step_index + 1}/{len(plan.steps)} {why}: "
-                    f"{describe_step(prep)} first")
-        self._issue(state, intent, prep, perception.t)
+        self._issue_first(state, perception, intent, prep, why)
         return True
 
     def _defer(self, state: ArbiterState, perception: Perception, intent: Intent,
@@ -354,15 +348,21 @@ class Arbiter:
         meanwhile = defer_step(step, perception.snapshot, self.registry, self.rules)
         if meanwhile is None:
             return False
+        state.deferred_s += float(getattr(meanwhile, "seconds", 1.0))
+        self._issue_first(state, perception, intent, meanwhile,
+                          f"{describe_step(step)} is better later")
+        return True
+
+    def _issue_first(self, state: ArbiterState, perception: Perception, intent: Intent,
+                     first: ActionStep, why: str) -> None:
+        """Issue ``first`` ahead of the plan's current step, which is checked again after."""
         plan = state.plan
         assert plan is not None
-        state.deferred_s += float(getattr(meanwhile, "seconds", 1.0))
         state.preparing = True
         self._event(state, perception.t, "grounded",
-                    f"step {state.step_index + 1}/{len(plan.steps)} {describe_step(step)} "
-                    f"is better later: {describe_step(meanwhile)} first")
-        self._issue(state, intent, meanwhile, perception.t)
-        return True
+                    f"step {state.step_index + 1}/{len(plan.steps)} {why}: "
+                    f"{describe_step(first)} first")
+        self._issue(state, intent, first, perception.t)
 
     def _unchanged(self, state: ArbiterState, perception: Perception, intent: Intent) -> bool:
         """A periodic re-think of a running step that would see exactly what the last decision
