@@ -77,8 +77,7 @@ class ArbiterSystem(esper.Processor):
                 hp = health.hp
                 if hp < state.seen_hp:
                     arbiter.on_hit(state, t)  # hit: no more back-off, look again soon
-                if hp != state.seen_hp:
-                    state.seen_hp = hp
+                state.seen_hp = hp
                 continue
             if budget is not None:
                 if budget <= 0 and not esper.has_component(ent, PlanProposal):

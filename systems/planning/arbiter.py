@@ -378,17 +378,16 @@ class Arbiter:
         """Game seconds to the next periodic re-think: ``think_interval_s``, doubled per
         re-think in a row that kept the running step, up to ``think_interval_max_s``, spread
         over a crowd by the agent's phase."""
+        return self._interval(state) * (0.5 + state.think_phase)
+
+    def _interval(self, state: ArbiterState) -> float:
         cfg = self.config
-        interval = cfg.think_interval_s
-        if state.think_backoff:
-            interval = min(interval * (1 << min(state.think_backoff, 16)),
-                           cfg.think_interval_max_s)
-        return interval * (0.5 + state.think_phase)
+        return min(cfg.think_interval_s * (1 << min(state.think_backoff, 16)),
+                   cfg.think_interval_max_s)
 
     def _back_off(self, state: ArbiterState, t: float) -> None:
         """A periodic re-think kept the running step: look again later than last time."""
-        if self.config.think_interval_s * (1 << min(state.think_backoff, 16)) \
-                < self.config.think_interval_max_s:
+        if self._interval(state) < self.config.think_interval_max_s:
             state.think_backoff += 1
         state.next_think_at = t + self._think_delay(state)
 

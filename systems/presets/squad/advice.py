@@ -19,7 +19,7 @@ from esper_arbiter.components.actions import ActionStep, Attack, MoveTo, Revive,
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
-from esper_arbiter.systems.presets.squad.percept import Percept
+from esper_arbiter.systems.presets.squad.percept import Percept, covers
 
 Tile = tuple[int, int]
 Advice = tuple[ActionStep, str]
@@ -140,12 +140,9 @@ def _covering_route(p: Percept, fighting: frozenset[int] = frozenset()
     route = pf.find_path(p.grid, start, goal)
     if not route:
         return None
-    r, g = p.rules.fire_range, p.grid
     for tile in route[::2]:
         for h in p.hostiles:
-            if h.id in fighting:
-                continue
-            if pf.distance(h.pos, tile) <= r and pf.line_of_sight(g, h.pos, tile):
+            if h.id not in fighting and covers(p.grid, p.rules, h.pos, tile):
                 return h, _blinding_tile(p, h.pos, tile)
     return None
 

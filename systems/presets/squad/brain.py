@@ -195,6 +195,8 @@ def squad_brain(
         (*squad_actions(), *extra_actions),
         (*squad_goals(), *extra_goals),
         grounders,
-        squad_reader(rules, orders, extra_facts),
+        # orders become facts in the brain itself (GoapBrain.order_facts), not in the reader
+        squad_reader(rules, {}, extra_facts),
         fact_names=names,
+        order_facts=orders,
     )

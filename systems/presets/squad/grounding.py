@@ -29,7 +29,7 @@ from esper_arbiter.components.actions import (
 from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import Rules
-from esper_arbiter.systems.presets.squad.percept import Percept
+from esper_arbiter.systems.presets.squad.percept import Percept, covers
 
 _EPS = 1e-9
 
@@ -122,18 +122,14 @@ def defer_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> Acti
     if leader is None or leader.hp <= 0 or goal is None or not live:
         return None
     cloud = (step.x, step.y)
-    threat = min(live, key=lambda e: (math.dist(e.pos, cloud), e.id))
-    if math.dist(threat.pos, cloud) > rules.smoke_radius + 1.5:
+    threat = min(live, key=lambda e: (pf.distance(e.pos, cloud), e.id))
+    if pf.distance(threat.pos, cloud) > rules.smoke_radius + 1.5:
         return None  # not a cloud on an enemy: nothing to time
-    r = rules.fire_range
-
-    def exposed(tile: tuple[int, int]) -> bool:
-        return math.dist(threat.pos, tile) <= r and pf.line_of_sight(grid, threat.pos, tile)
-
-    if exposed(leader.pos) or exposed(snapshot.me.pos):
+    if any(covers(grid, rules, threat.pos, who) for who in (leader.pos, snapshot.me.pos)):
         return None
     route = pf.find_path(grid, leader.pos, (goal.x, goal.y)) or []
-    ahead = next((i for i, tile in enumerate(route) if exposed(tile)), None)
+    ahead = next((i for i, tile in enumerate(route) if covers(grid, rules, threat.pos, tile)),
+                 None)
     if ahead is None:
         return None  # the way never passes its sights
     lead = ahead / rules.move_speed - rules.smoke_duration / 2

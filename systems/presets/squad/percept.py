@@ -25,7 +25,7 @@ from esper_arbiter.components.actions import (
     TakeCover,
     ThrowSmoke,
 )
-from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
@@ -36,6 +36,11 @@ COVER_CANDIDATES = 3
 
 RETREAT_SEARCH_STEPS = 6
 """How far (in steps) :meth:`Percept.retreat_tile` looks for a tile out of enemy sight."""
+
+
+def covers(grid: GridView, rules: Rules, shooter: Tile, tile: Tile) -> bool:
+    """Whether a unit at ``shooter`` has ``tile`` in sight and within fire range."""
+    return pf.distance(shooter, tile) <= rules.fire_range and pf.line_of_sight(grid, shooter, tile)
 
 
 class Percept:
@@ -147,11 +152,8 @@ class Percept:
 
     def threats_to(self, tile: Tile) -> list[UnitView]:
         """Hostiles that have ``tile`` in sight and within fire range, nearest to it first."""
-        g, r = self.grid, self.rules.fire_range
-        out = [
-            h for h in self.hostiles
-            if pf.distance(h.pos, tile) <= r and pf.line_of_sight(g, h.pos, tile)
-        ]
+        g, rules = self.grid, self.rules
+        out = [h for h in self.hostiles if covers(g, rules, h.pos, tile)]
         out.sort(key=lambda h: (pf.distance(h.pos, tile), h.id))
         return out
 
