@@ -418,7 +418,7 @@ class GoapBrain(Generic[P]):
         missing = [a.name for a in acts if a.name not in self.grounders]
         if missing:
             raise ValueError(f"no grounder for GOAP actions {missing}")
-        self.read = read
+        self._reader = read
         self.fact_names: Mapping[int, str] = dict(fact_names or {})
         self.planner = planner if planner is not None else GoapPlanner(acts)
         self.order_facts: Mapping[str, int] = {
@@ -460,9 +460,15 @@ class GoapBrain(Generic[P]):
         if memo is not None and memo[0] is snapshot:
             return memo[1], memo[2]
         p, state = self.read(snapshot)
+        self._memo = (snapshot, p, state)
+        return p, state
+
+    def read(self, snapshot: WorldSnapshot) -> tuple[P, int]:
+        """The host reader's percept and facts for ``snapshot``, with the standing order's
+        fact (:attr:`order_facts`) set: what every planner of this brain reads."""
+        p, state = self._reader(snapshot)
         if self.order_facts and snapshot.orders:
             state |= self.order_facts.get(snapshot.orders.strip().lower(), 0)
-        self._memo = (snapshot, p, state)
         return p, state
 
     def _ranked(self, state: int, snapshot: WorldSnapshot) -> list[GoapGoal]:
