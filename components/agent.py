@@ -245,8 +245,12 @@ class ArbiterState:
     """Periodic re-thinks in a row that kept the running step; each doubles the interval to
     the next (see ``ArbiterConfig.think_interval_max_s``). Reset when a step is issued."""
     seen_hp: float = float("-inf")
-    """The agent's health when the arbiter last looked: a drop (a hit) brings the next
-    re-think forward, whatever the back-off."""
+    """The agent's health when the arbiter last looked: a drop (a hit) that is news brings
+    the next re-think forward, whatever the back-off (``ArbiterConfig.hit_news_fraction``)."""
+    decided_hp: float = float("inf")
+    """The agent's health when it last decided (past the fast path)."""
+    last_hit_at: float = float("-inf")
+    """Game time of the last hit the arbiter saw."""
     last_llm_done_at: float | None = None
     """Game time the last request completed (the cooldown counts from here)."""
     consecutive_llm_failures: int = 0

@@ -407,7 +407,11 @@ class ActionSystem(esper.Processor):
                 return
             ctx.fire(ent, target, COVER_FIRE_ACCURACY)
             if ctx.active(target):
-                esper.add_component(target, Suppressed(until=now + SUPPRESS_FOR, by=ent))
+                supp = esper.try_component(target, Suppressed)
+                if supp is None:
+                    esper.add_component(target, Suppressed(until=now + SUPPRESS_FOR, by=ent))
+                else:  # renewed in place: adding a component empties every esper query
+                    supp.until, supp.by = now + SUPPRESS_FOR, ent
             activity.shots_fired += 1
             activity.next_shot_at += interval
         if now + _EPS >= activity.until:

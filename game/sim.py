@@ -34,6 +34,7 @@ from esper_arbiter.game.events import GameEventLog
 from esper_arbiter.game.state import Combatant, Dead, Downed, Motion, Suppressed
 from esper_arbiter.systems.planning.pathfinding import line_of_sight
 from esper_arbiter.systems.planning.rules import Rules
+from esper_arbiter.systems.queries import Membership
 
 Tile = tuple[int, int]
 
@@ -80,7 +81,8 @@ class SimContext:
         self.result: RoundResult | None = None
         self._grid_key: tuple[object, ...] | None = None
         self._grid: GridView | None = None
-        self._grid_checked: tuple[float, object, int] | None = None
+        self._grid_checked: tuple[float, int] | None = None
+        self._clouds = Membership(SmokeCloud)
 
     @property
     def t(self) -> float:
@@ -96,18 +98,17 @@ class SimContext:
         """
         m = self.map
         now = self.clock.t
-        clouds = esper.get_component(SmokeCloud)  # the same list until a component changes
-        checked = (now, clouds, m.version)
-        if self._grid is not None and self._grid_checked is not None and (
-            self._grid_checked[0] == now and self._grid_checked[1] is clouds
-            and self._grid_checked[2] == m.version
-        ):
+        # The same clouds as at the last look (a set comparison: components come and go all
+        # frame long in a fight, and each such change empties esper's query cache).
+        same_clouds = not self._clouds.changed()
+        checked = (now, m.version)
+        if self._grid is not None and same_clouds and self._grid_checked == checked:
             return self._grid
         self._grid_checked = checked
         smoke = tuple(
             sorted(
                 (c.x, c.y, c.radius)
-                for _, c in clouds
+                for _, c in esper.get_component(SmokeCloud)
                 if c.expires_at > now
             )
         )

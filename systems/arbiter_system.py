@@ -76,7 +76,7 @@ class ArbiterSystem(esper.Processor):
                 # busy (or resting), nothing new: the steady-state fast path
                 hp = health.hp
                 if hp < state.seen_hp:
-                    arbiter.on_hit(state, t)  # hit: no more back-off, look again soon
+                    arbiter.on_hit(state, t, hp, health.max_hp)  # news? look again soon
                 state.seen_hp = hp
                 continue
             if budget is not None:
@@ -116,7 +116,7 @@ class ArbiterSystem(esper.Processor):
                     esper.remove_component(ent, LlmTask)
                     arbiter.note_request_withdrawn(state, perception.t, replaced.request_id)
                 self._submit(ent, perception, state, service)
-            state.seen_hp = health.hp
+            state.seen_hp = state.decided_hp = health.hp
             if sink is not None and state.event_count != n_events:
                 self._emit(ent, state, n_events, sink)
         self._held = held

@@ -42,7 +42,7 @@ from esper_arbiter.components.world import (
 )
 from esper_arbiter.systems.planning.pathfinding import nearest_walkable
 from esper_arbiter.systems.planning.spatial import CellIndex
-from esper_arbiter.systems.queries import Membership
+from esper_arbiter.systems.queries import Membership, components
 
 log = logging.getLogger("esper_arbiter.perception")
 
@@ -68,6 +68,16 @@ def _raw_key(item: _Raw) -> int:
 
 def _alive(item: _Raw) -> bool:
     return item[1][1].hp > 0
+
+
+def _same_rows(old: list[_Raw], new: list[_Raw]) -> bool:
+    """The same entities, in the same order, holding the same component objects."""
+    if len(old) != len(new):
+        return False
+    for (e1, (p1, h1, t1)), (e2, (p2, h2, t2)) in zip(old, new, strict=True):
+        if e1 != e2 or p1 is not p2 or h1 is not h2 or t1 is not t2:
+            return False
+    return True
 
 
 def game_time() -> float:
@@ -172,15 +182,14 @@ class FrameView:
     def _index(self) -> dict[str, list[_Raw]]:
         """One pass over every unit's components, grouped by side. Views are made lazily."""
         if self._sides is None:
-            units = esper.get_components(Position, Health, Team)
+            units: list[_Raw] = list(components(Position, Health, Team))
             cached = self._side_cache
-            if cached and (cached[0] is units or cached[0] == units):
-                # esper hands back the same list object until an entity or component is added
-                # or removed anywhere, so the grouping is still right (Team is replaced, not
-                # mutated). In a fight something is added every frame (a unit falls) and the
-                # list is rebuilt, but with the same units and component objects: comparing it
-                # (in C, element by element, by identity first) keeps the grouping, and with it
-                # each side's spatial index.
+            if cached and _same_rows(cached[0], units):
+                # The same units with the very same component objects as last frame (the
+                # usual case, even mid-fight, where what comes and goes is Dead, smoke,
+                # cover): the grouping is still right (Team is replaced, not mutated), and with
+                # it each side's spatial index. A replaced Position or Team is a new object,
+                # and regroups.
                 sides = cached[1]
                 cached[0] = units
             else:

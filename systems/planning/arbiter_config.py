@@ -33,8 +33,15 @@ class ArbiterConfig:
     think_interval_max_s: float = 2.0
     """A periodic re-think that keeps the running step (most of them, mid-fight: the agent
     goes on firing from cover) doubles the interval to the next one, up to this. A new step,
-    a finished or failed one, an order, a model plan or a hit (the agent's ``Health`` drops)
-    start again from ``think_interval_s``. Equal to ``think_interval_s``: no back-off."""
+    a finished or failed one, an order, a model plan or a hit that is news (see
+    ``hit_news_fraction``) start again from ``think_interval_s``. Equal to
+    ``think_interval_s``: no back-off."""
+    hit_news_fraction: float = 0.25
+    """A hit (the agent's ``Health`` drops) ends the back-off when it is news: the first hit
+    after ``think_interval_max_s`` without one, or health fallen by at least this share of
+    ``max_hp`` since the agent last decided. The rest of a fight's hits leave the back-off
+    alone: the agent already decided under fire, and re-deciding at every hit cost a 1,000-agent
+    fight a third of its decisions (all of which kept the step). 0: every hit is news."""
     min_commit_s: float = 1.0
     """A running GOAP step is not replaced by a different kind of step before this."""
     step_retry_s: float = 2.0
@@ -71,6 +78,10 @@ class ArbiterConfig:
             _check_count(name, getattr(self, name), minimum=1)
         _check_count("max_step_preparations", self.max_step_preparations, minimum=0)
         _check_number("think_interval_max_s", self.think_interval_max_s, positive=True)
+        _check_number("hit_news_fraction", self.hit_news_fraction, positive=False)
+        if self.hit_news_fraction > 1.0:
+            raise ValueError(f"ArbiterConfig.hit_news_fraction must be at most 1, got "
+                             f"{self.hit_news_fraction!r}")
         if self.think_interval_max_s < self.think_interval_s:
             raise ValueError(
                 f"ArbiterConfig.think_interval_max_s ({self.think_interval_max_s!r}) must be "

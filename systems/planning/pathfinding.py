@@ -415,31 +415,66 @@ def cover_near(grid: GridView, centre: Tile, want: int) -> list[Tile]:
         ring *= 2
 
 
+_Cloud = tuple[int, int, float]
+
+
 def line_of_sight(grid: GridView, a: Tile, b: Tile) -> bool:
     """True when nothing blocks sight between the centres of tiles ``a`` and ``b``.
 
     Walls block (tiles strictly between the ends on the Bresenham line; the line is always drawn
     from the lower endpoint so sight is symmetric). A smoke cloud ``(x, y, radius)`` blocks when
     the segment passes within ``radius`` of its centre. Out-of-bounds ends see nothing.
+    Answers are remembered per wall layout, and per set of clouds while it lasts: a fight asks
+    the same few pairs again and again (both ends of a duel, every squad mate).
     """
     if not (grid.in_bounds(a[0], a[1]) and grid.in_bounds(b[0], b[1])):
         return False
-    if grid.smoke and smoke_blocks(grid.smoke, a, b):
-        return False
-    if a == b:
-        return True
     idx = _index(grid)
     w = idx.width
     ia, ib = a[1] * w + a[0], b[1] * w + b[0]
     key = (ia, ib) if ia < ib else (ib, ia)
+    smoke = grid.smoke
+    if smoke:
+        seen = _smoke_sight(smoke)
+        hit = seen.get(key)
+        if hit is None:
+            hit = seen[key] = not smoke_blocks(smoke, a, b) and _walls_clear(idx, a, b, key)
+        return hit
+    return _walls_clear(idx, a, b, key)
+
+
+def _walls_clear(idx: _GridIndex, a: Tile, b: Tile, key: tuple[int, int]) -> bool:
+    if a == b:
+        return True
     hit = idx.los.get(key)
     if hit is None:
-        lo, hi = (a, b) if ia < ib else (b, a)
+        lo, hi = (a, b) if key[0] == a[1] * idx.width + a[0] else (b, a)
         hit = _bresenham_clear(idx, lo, hi)
         if len(idx.los) >= LOS_CACHE_SIZE:
             idx.los.clear()
         idx.los[key] = hit
     return hit
+
+
+_smoke_seen: dict[tuple[_Cloud, ...], dict[tuple[int, int], bool]] = {}
+"""Sight answers with smoke, per tuple of clouds (the perception's and the host's grid views
+hold equal tuples; a new cloud or one gone starts a new memo)."""
+_smoke_seen_last: list[tuple[tuple[_Cloud, ...], dict[tuple[int, int], bool]]] = []
+
+
+def _smoke_sight(smoke: tuple[_Cloud, ...]) -> dict[tuple[int, int], bool]:
+    last = _smoke_seen_last
+    if last and last[0][0] is smoke:
+        return last[0][1]
+    seen = _smoke_seen.get(smoke)
+    if seen is None:
+        if len(_smoke_seen) >= 4:
+            _smoke_seen.clear()
+        seen = _smoke_seen[smoke] = {}
+    elif len(seen) >= LOS_CACHE_SIZE:
+        seen.clear()
+    last[:] = [(smoke, seen)]
+    return seen
 
 
 def _bresenham_clear(idx: _GridIndex, a: Tile, b: Tile) -> bool:
@@ -465,7 +500,6 @@ def _bresenham_clear(idx: _GridIndex, a: Tile, b: Tile) -> bool:
             return False
 
 
-_Cloud = tuple[int, int, float]
 SMOKE_CELL = 8
 """Tiles per side of the buckets clouds are sorted into when there are many."""
 _SMOKE_STRIDE = 1 << 20

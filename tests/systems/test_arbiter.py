@@ -352,21 +352,26 @@ def test_an_old_plan_whose_first_step_is_no_longer_advised_is_stale() -> None:
     assert state.mode is Mode.EXECUTING_LLM
 
 
-def _rethink_gaps(arb: Arbiter, seconds: float, hit_at: float | None = None) -> list[float]:
+def _rethink_gaps(arb: Arbiter, seconds: float,
+                  hits: dict[float, float] | None = None) -> list[float]:
     """Game seconds between the periodic re-thinks of an agent whose step keeps running and
-    whose brain keeps choosing it (the common case mid-fight), at 30 Hz."""
+    whose brain keeps choosing it (the common case mid-fight), at 30 Hz. ``hits`` maps game
+    times to the agent's health from then on (max 100), fed in as ArbiterSystem does."""
     state, intent = ArbiterState(), Intent()
     tick(arb, state, intent, snap(0.0))
+    state.decided_hp = 100.0
     assert intent.status is IntentStatus.RUNNING
-    t, last, gaps, last_at = 0.0, state.next_think_at, [], 0.0
+    t, last, gaps, last_at, hp = 0.0, state.next_think_at, [], 0.0, 100.0
+    pending = sorted((hits or {}).items())
     while t < seconds:
         t += 1 / 30
-        if hit_at is not None and t >= hit_at:
-            arb.on_hit(state, t)
-            hit_at = None
+        while pending and t >= pending[0][0]:
+            hp = pending.pop(0)[1]
+            arb.on_hit(state, t, hp, 100.0)
         if t < state.wake_at:
             continue  # what ArbiterSystem's fast path does
         tick(arb, state, intent, snap(t, me=replace(ME, x=2 + int(t * 30) % 2)))
+        state.decided_hp = hp
         if state.next_think_at != last:
             gaps.append(round(t - last_at, 1))
             last, last_at = state.next_think_at, t
@@ -374,19 +379,43 @@ def _rethink_gaps(arb: Arbiter, seconds: float, hit_at: float | None = None) -> 
 
 
 def test_a_step_kept_at_every_rethink_is_looked_at_less_and_less_often() -> None:
-    gaps = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=2.0), 10.0)
+    gaps = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=2.0,
+                              min_commit_s=0.0), 10.0)
     assert gaps[:4] == [0.5, 1.0, 2.0, 2.0], gaps
     assert set(gaps[2:]) == {2.0}  # capped
     # the back-off can be switched off: every re-think after think_interval_s, as before
-    flat = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=0.5), 5.0)
+    flat = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=0.5,
+                              min_commit_s=0.0), 5.0)
     assert set(flat) == {0.5}, flat
 
 
-def test_a_hit_ends_the_back_off() -> None:
-    gaps = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=2.0), 8.0, hit_at=4.6)
+def test_the_first_rethink_of_a_new_step_waits_for_its_commitment() -> None:
+    # Before min_commit_s only a step of its kind for another goal could replace it: looking
+    # earlier is wasted. The back-off goes on from there.
+    gaps = _rethink_gaps(make(think_interval_s=0.5, think_interval_max_s=2.0,
+                              min_commit_s=1.0), 6.0)
+    assert gaps[:3] == [1.0, 1.0, 2.0], gaps
+
+
+def test_a_hit_after_a_quiet_spell_ends_the_back_off() -> None:
+    arb = make(think_interval_s=0.5, think_interval_max_s=2.0, min_commit_s=0.0)
+    gaps = _rethink_gaps(arb, 8.0, hits={4.6: 95.0})
     # backed off to 2 s by t=3.5 (next look due at 5.5); the hit at 4.6 brings that look to
     # 5.1 (0.5 s after the hit), and the back-off starts again from there
     assert gaps == [0.5, 1.0, 2.0, 1.6, 1.0], gaps
+
+
+def test_the_hits_of_a_fight_leave_the_back_off_alone_until_one_hurts() -> None:
+    arb = make(think_interval_s=0.5, think_interval_max_s=2.0, min_commit_s=0.0,
+               hit_news_fraction=0.25)
+    # under fire all along: a 2-point graze every 0.3 s from t=0.1 (health 100 -> ~84 by
+    # t=2.5), then at 4.6 a hit that takes a quarter of max_hp since the agent last decided
+    hits = {0.1 + 0.3 * i: 100.0 - 2 * (i + 1) for i in range(8)}
+    grazed = _rethink_gaps(arb, 4.5, hits=hits)
+    assert grazed == [0.5, 1.0, 2.0], grazed  # the first hit was news (t=0.1); the rest not
+    hits[4.6] = 55.0  # 84 when it last decided (t=3.5): 29 points, over a quarter
+    hurt = _rethink_gaps(arb, 8.0, hits=hits)
+    assert hurt[:4] == [0.5, 1.0, 2.0, 1.6], hurt
 
 
 def test_a_new_step_starts_the_back_off_again() -> None:
