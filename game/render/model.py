@@ -25,6 +25,8 @@ from esper_arbiter.components.agent import Agent, ArbiterState
 from esper_arbiter.components.llm import LlmTask
 from esper_arbiter.game.render.hud_model import (
     CONTROLS,
+    LOG_KINDS,
+    TIMELINE_SPAN_S,
     AgentPanel,
     Banner,
     HudModel,
@@ -49,6 +51,11 @@ from esper_arbiter.game.render.render_state import (
     ViewState,
 )
 from esper_arbiter.game.render.scene_model import (
+    FLOAT_TEXT_S,
+    SHOT_FADE_S,
+    SMOKE_FADE_IN_S,
+    SMOKE_FADE_OUT_S,
+    TIMED_ACTS,
     AgentPlan,
     FloatText,
     ModeBadge,
@@ -155,10 +162,11 @@ def build_frame(
 
 
 __all__ = [
-    "CONTROLS", "ORDER_KEYS", "AgentPanel", "AgentPlan", "Banner", "FloatText", "FrameModel",
-    "HudModel", "LlmPanel", "LogLine", "ModeBadge", "PlanLine", "PlanMark", "Point",
-    "RenderMemory", "SceneModel", "Shot", "Smoke", "StatusPoller", "Tile", "TimelineBar",
-    "TimelineModel", "TopBar", "UnitModel", "ViewState", "agents_of", "badge_for",
-    "build_frame", "build_log", "build_timeline", "llm_panel", "plan_marks",
+    "CONTROLS", "FLOAT_TEXT_S", "LOG_KINDS", "ORDER_KEYS", "SHOT_FADE_S", "SMOKE_FADE_IN_S",
+    "SMOKE_FADE_OUT_S", "TIMED_ACTS", "TIMELINE_SPAN_S", "AgentPanel", "AgentPlan", "Banner",
+    "FloatText", "FrameModel", "HudModel", "LlmPanel", "LogLine", "ModeBadge", "PlanLine",
+    "PlanMark", "Point", "RenderMemory", "SceneModel", "Shot", "Smoke", "StatusPoller", "Tile",
+    "TimelineBar", "TimelineModel", "TopBar", "UnitModel", "ViewState", "agents_of",
+    "badge_for", "build_frame", "build_log", "build_timeline", "llm_panel", "plan_marks",
     "resolve_selection",
 ]

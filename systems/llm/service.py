@@ -100,6 +100,7 @@ from esper_arbiter.components.llm import (
 )
 from esper_arbiter.systems.domain import Domain
 from esper_arbiter.systems.llm.api import ServiceStatus
+from esper_arbiter.systems.llm.array_serving import GRACE_AFTER_LAST_S
 from esper_arbiter.systems.llm.async_queue_waiter import AsyncQueueWaiter
 from esper_arbiter.systems.llm.backend_readiness import probe_backend, start_warm_up
 from esper_arbiter.systems.llm.backends.base import BackendReply, PlanBackend
@@ -485,6 +486,7 @@ class LlmPlanService:
 
 __all__ = [
     "ENV_BATCH_LATENCY_TARGET_MS", "ENV_DISABLE_BACKGROUND", "ENV_MAX_BATCH_SIZE",
-    "ENV_MAX_CONCURRENT", "ENV_TIMEOUT_MS", "WARMING_UP", "LlmPlanService",
-    "OfflinePlanService", "ServiceConfig", "default_messages", "default_schema",
+    "ENV_MAX_CONCURRENT", "ENV_TIMEOUT_MS", "GRACE_AFTER_LAST_S", "WARMING_UP",
+    "LlmPlanService", "OfflinePlanService", "ServiceConfig", "default_messages",
+    "default_schema",
 ]
