@@ -12,8 +12,7 @@ import pygame
 
 from esper_arbiter.game.render import theme
 from esper_arbiter.game.render.fonts import Fonts
-from esper_arbiter.game.render.layout import Layout
-from esper_arbiter.game.render.model import (
+from esper_arbiter.game.render.hud_model import (
     AgentPanel,
     HudModel,
     LlmPanel,
@@ -21,6 +20,7 @@ from esper_arbiter.game.render.model import (
     TimelineModel,
     TopBar,
 )
+from esper_arbiter.game.render.layout import Layout
 from esper_arbiter.game.render.theme import RGB
 
 HEADER_H = 22

@@ -19,7 +19,7 @@ import pygame
 from esper_arbiter.game.render import theme
 from esper_arbiter.game.render.fonts import Fonts
 from esper_arbiter.game.render.layout import Layout, bar_offset, ring_radius
-from esper_arbiter.game.render.model import AgentPlan, PlanMark, SceneModel, UnitModel
+from esper_arbiter.game.render.scene_model import AgentPlan, PlanMark, SceneModel, UnitModel
 from esper_arbiter.game.render.theme import RGB
 
 Pixel = tuple[int, int]

@@ -16,8 +16,9 @@ from esper_arbiter.game.render import theme
 from esper_arbiter.game.render.fonts import Fonts
 from esper_arbiter.game.render.hud import HudPainter
 from esper_arbiter.game.render.layout import Layout, compute_layout
-from esper_arbiter.game.render.model import FrameModel, RenderMemory, ViewState, build_frame
+from esper_arbiter.game.render.model import FrameModel, build_frame
 from esper_arbiter.game.render.overlays import OverlayPainter
+from esper_arbiter.game.render.render_state import RenderMemory, ViewState
 from esper_arbiter.game.render.world import WorldPainter
 from esper_arbiter.game.world import GameSession
 from esper_arbiter.systems.llm.api import ServiceStatus

@@ -14,7 +14,7 @@ import pygame
 from esper_arbiter.game.render import theme
 from esper_arbiter.game.render.fonts import Fonts
 from esper_arbiter.game.render.layout import Layout, bar_height, bar_offset, body_radius
-from esper_arbiter.game.render.model import SceneModel, UnitModel
+from esper_arbiter.game.render.scene_model import SceneModel, UnitModel
 from esper_arbiter.game.render.theme import RGB
 
 SMOKE_LEVELS = 8

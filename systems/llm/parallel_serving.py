@@ -29,8 +29,8 @@ from esper_arbiter.systems.llm.backends.base import (
     Message,
 )
 from esper_arbiter.systems.llm.backends.multiseq import ParallelUnfit
-from esper_arbiter.systems.llm.batching import BatchPrompt, TurnsPrompt, build_turns
-from esper_arbiter.systems.llm.request_queue import EntryState, QueueEntry
+from esper_arbiter.systems.llm.batch_prompts import BatchPrompt, TurnsPrompt, build_turns
+from esper_arbiter.systems.llm.queue_entry import EntryState, QueueEntry
 
 if TYPE_CHECKING:
     from esper_arbiter.systems.llm.service import LlmPlanService

@@ -151,7 +151,7 @@ MessageBuilder = Callable[[PlanRequest], Sequence[Message]]
 
 
 def _default_messages(request: PlanRequest) -> Sequence[Message]:
-    from esper_arbiter.systems.llm.service import default_messages
+    from esper_arbiter.systems.llm.default_builders import default_messages
 
     return default_messages(request)
 

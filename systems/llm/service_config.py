@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from esper_arbiter.systems.llm.request_queue import QueueConfig
+from esper_arbiter.systems.llm.queue_config import QueueConfig
 
 log = logging.getLogger("esper_arbiter.systems.llm.service")
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from esper_arbiter.systems.llm.api import RequestRecord
-from esper_arbiter.systems.llm.request_queue import QueueEntry, QueueEvent, outcome_label
+from esper_arbiter.systems.llm.queue_entry import QueueEntry, QueueEvent, outcome_label
 
 QUEUED = "queued"
 """``RequestRecord.outcome`` of a request that has not started yet."""

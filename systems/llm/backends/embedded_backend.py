@@ -288,7 +288,7 @@ class EmbeddedBackend:
                     parts.append(text)
                     emit(text)
                 finish = choice.get("finish_reason") or finish
-                time.sleep(0)  # hand the GIL to the game between tokens (see service._yield_gil)
+                time.sleep(0)  # hand the GIL to the game between tokens (see single_serving.py)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
