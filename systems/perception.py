@@ -182,9 +182,10 @@ class FrameView:
     def _index(self) -> dict[str, list[_Raw]]:
         """One pass over every unit's components, grouped by side. Views are made lazily."""
         if self._sides is None:
-            units: list[_Raw] = list(components(Position, Health, Team))
+            rows = components(Position, Health, Team)
+            units: list[_Raw] = rows if isinstance(rows, list) else list(rows)
             cached = self._side_cache
-            if cached and _same_rows(cached[0], units):
+            if cached and (cached[0] is units or _same_rows(cached[0], units)):
                 # The same units with the very same component objects as last frame (the
                 # usual case, even mid-fight, where what comes and goes is Dead, smoke,
                 # cover): the grouping is still right (Team is replaced, not mutated), and with

@@ -14,9 +14,13 @@ on an entity that had one) is seen at once, and an entity deleted or stripped wh
 runs is passed over. Reading a row costs about a quarter of what esper's rebuild does, and no
 list of tuples outlives the loop (such lists drove full collections of everything alive at
 10,000 agents). The entity ids are copied, so the loop body may add and remove components.
+In a quiet world (nothing added or removed since esper built the list) esper's own cached list
+is cheaper still, and is used: after a call that found it, and once in a while in a busy world
+to notice that it went quiet.
 
-It reads two esper internals (``_components`` and ``_entities``, present from esper 3.0 to
-today's 3.x); where they are missing it falls back to ``esper.get_components``.
+It reads four esper internals (``_components``, ``_entities``, ``_cache_dirty`` and
+``_get_components_cache``, present from esper 3.0 to today's 3.x); where they are missing it
+falls back to ``esper.get_components``.
 ``tests/systems/test_queries.py`` checks it against esper's own answers, so an esper that
 changes them fails loudly rather than silently.
 """
@@ -36,6 +40,10 @@ _D = TypeVar("_D")
 _E = TypeVar("_E")
 
 _INTERNALS = all(hasattr(esper, name) for name in ("_components", "_entities"))
+_CACHE_INTERNALS = _INTERNALS and all(
+    hasattr(esper, name) for name in ("_cache_dirty", "_get_components_cache"))
+_RETRY_LIST = 16
+"""In a busy world, one call in this many builds esper's list again, to notice quiet."""
 
 
 @overload
@@ -74,18 +82,30 @@ def components(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
 class _Query:
     """The entities matching one query, kept while the query's membership holds."""
 
-    __slots__ = ("_get", "_ids", "_members", "types")
+    __slots__ = ("_get", "_ids", "_members", "_misses", "types")
 
     def __init__(self, types: tuple[type[Any], ...]) -> None:
         self.types = types
         self._members = Membership(*types)
         self._ids: list[int] = []
+        self._misses = 0
+        """Calls in a row that found esper's list for this query gone (a busy world)."""
         getter = itemgetter(*types)
         self._get: Callable[[dict[type[Any], Any]], tuple[Any, ...]] = (
             getter if len(types) > 1 else lambda comps: (getter(comps),)
         )
 
-    def rows(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    def rows(self) -> Iterable[tuple[int, tuple[Any, ...]]]:
+        if _CACHE_INTERNALS and not esper._cache_dirty:
+            cached = esper._get_components_cache.get(self.types)
+            if cached is not None:  # a quiet world: esper's own list is still valid
+                self._misses = 0
+                return cached
+        self._misses += 1
+        if _CACHE_INTERNALS and (self._misses == 1 or self._misses % _RETRY_LIST == 0):
+            # Just quiet (or, now and then, to find out whether it is again): build esper's
+            # list, which the next frames reuse for free while nothing comes or goes.
+            return esper.get_components(*self.types)
         if self._members.changed():
             # In the order esper's own query would visit them (its smallest set's), so a
             # round plays out the same as with esper.get_components.
