@@ -221,3 +221,21 @@ def test_waves_put_the_first_member_alone_from_three_members_on() -> None:
     assert waves(3, True) == [[0], [1, 2]]
     assert waves(2, True) == [[0, 1]]
     assert waves(4, False) == [[0, 1, 2, 3]]
+
+
+def test_a_llama_cpp_python_whose_internals_moved_turns_parallel_off_not_the_model(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from esper_arbiter.systems.llm.backends import embedded_parallel
+
+    def moved(*_a: object, **_k: object) -> None:
+        raise AttributeError("module 'llama_cpp._internals' has no attribute 'LlamaContext'")
+
+    monkeypatch.setattr(embedded_parallel, "MultiSeqGenerator", moved)
+    backend = SimpleNamespace(parallel_seqs=4, n_ctx=4096, n_threads=1, n_batch=512)
+    with caplog.at_level(logging.WARNING, logger="esper_arbiter"):
+        gen = embedded_parallel.open_generator(backend, object())  # type: ignore[arg-type]
+    assert gen is None  # batches run as turns; the model itself stays loaded and in use
+    assert "parallel batches are off" in caplog.text and "LlamaContext" in caplog.text

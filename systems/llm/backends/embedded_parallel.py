@@ -73,8 +73,16 @@ def open_generator(backend: EmbeddedBackend, llm: Any) -> MultiSeqGenerator | No
     it takes over the model's single requests too (see :class:`.multiseq.MultiSeqGenerator`)."""
     if backend.parallel_seqs < 2:
         return None
-    return MultiSeqGenerator(llm, n_ctx=backend.n_ctx, n_seq_max=backend.parallel_seqs,
-                             n_threads=backend.n_threads, n_batch=backend.n_batch)
+    try:
+        return MultiSeqGenerator(llm, n_ctx=backend.n_ctx, n_seq_max=backend.parallel_seqs,
+                                 n_threads=backend.n_threads, n_batch=backend.n_batch)
+    except (AttributeError, ImportError, TypeError) as exc:
+        # The parallel context is built from llama-cpp-python's own internals (its
+        # _internals module, Llama._ctx); a release that moved them must not cost the
+        # model: batches then run as turns on the Llama's own context.
+        log.warning("parallel batches are off: this llama-cpp-python's internals differ "
+                    "(%s: %s); batches run as turns", type(exc).__name__, exc)
+        return None
 
 
 def run_parallel(
