@@ -107,6 +107,11 @@ class Orders:
     serial: int = 0
 
 
+def order_key(order: str) -> str:
+    """How an order word is looked up in a domain's vocabulary: ``" Hold "`` means ``hold``."""
+    return order.strip().lower()
+
+
 ObjectiveKind = Literal["reach", "hold"]
 
 

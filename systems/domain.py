@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions
 from esper_arbiter.components.llm import PlanRequest
 from esper_arbiter.components.sensing import DEFAULT_SENSING, Sensing
+from esper_arbiter.components.world import order_key
 from esper_arbiter.systems.planning.behavior_tree import Node
 from esper_arbiter.systems.planning.goap import GoapBrain
 from esper_arbiter.systems.planning.rules import Rules
@@ -87,10 +88,10 @@ class Domain:
         if len(self.tools) == 0:
             raise ValueError(f"domain {self.name!r} has no tools")
         object.__setattr__(self, "orders", MappingProxyType(
-            {k.strip().lower(): v for k, v in self.orders.items()}
+            {order_key(k): v for k, v in self.orders.items()}
         ))
         object.__setattr__(self, "order_facts", MappingProxyType(
-            {k.strip().lower(): v for k, v in self.order_facts.items()}
+            {order_key(k): v for k, v in self.order_facts.items()}
         ))
         if self.order_facts and isinstance(self.brain, GoapBrain) and not self.brain.order_facts:
             # the engine, not each host's reader, turns a standing order into its fact
@@ -98,7 +99,7 @@ class Domain:
 
     def order_fact(self, order: str | None) -> int | None:
         """The fact bit an order word sets, or ``None`` for an unknown word."""
-        return self.order_facts.get(order.strip().lower()) if order else None
+        return self.order_facts.get(order_key(order)) if order else None
 
     def replace(self, **changes: Any) -> Domain:
         """A copy with some fields changed (``domain.replace(factions=...)``)."""
@@ -116,7 +117,7 @@ class Domain:
         """What an order word means in this domain, or ``None`` for an unknown word."""
         if not order:
             return None
-        return self.orders.get(order.strip().lower())
+        return self.orders.get(order_key(order))
 
 
 def default_domain() -> Domain:

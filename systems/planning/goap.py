@@ -28,6 +28,7 @@ from typing import Generic, TypeVar
 
 from esper_arbiter.components.actions import ActionStep
 from esper_arbiter.components.snapshot import WorldSnapshot
+from esper_arbiter.components.world import order_key
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +423,7 @@ class GoapBrain(Generic[P]):
         self.fact_names: Mapping[int, str] = dict(fact_names or {})
         self.planner = planner if planner is not None else GoapPlanner(acts)
         self.order_facts: Mapping[str, int] = {
-            k.strip().lower(): v for k, v in (order_facts or {}).items()
+            order_key(k): v for k, v in (order_facts or {}).items()
         }
         """The fact bit each order word sets: when the snapshot's standing order is one of
         these words, its bit is set in the state ``read`` returns (a :class:`Domain` hands its
@@ -468,7 +469,7 @@ class GoapBrain(Generic[P]):
         fact (:attr:`order_facts`) set: what every planner of this brain reads."""
         p, state = self._reader(snapshot)
         if self.order_facts and snapshot.orders:
-            state |= self.order_facts.get(snapshot.orders.strip().lower(), 0)
+            state |= self.order_facts.get(order_key(snapshot.orders), 0)
         return p, state
 
     def _ranked(self, state: int, snapshot: WorldSnapshot) -> list[GoapGoal]:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from esper_arbiter.components.world import order_key
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.presets.squad.percept import Percept
 
@@ -135,7 +136,7 @@ def extract_facts(p: Percept, orders: Mapping[str, int] = DEFAULT_ORDERS) -> int
             state |= F.OBJECTIVE_HOLD
         if p.can_reach(e):
             state |= F.OBJECTIVE_REACHABLE
-    order = orders.get((s.orders or "").strip().lower()) if s.orders else None
+    order = orders.get(order_key(s.orders)) if s.orders else None
     if order is not None:
         state |= order
     return state
