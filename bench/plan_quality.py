@@ -18,8 +18,9 @@ the ratio of each median and the targets.
 
 Targets with the embedded model: at least 80% of model steps carried out; no worse than GOAP
 alone on the standard round (as many rounds won, median time to the objective within 10%, and
-median HP lost by the player within 10% or 5 HP); better than GOAP alone on the ambush (as
-many rounds won and a lower median HP lost by the player).
+median HP lost by the player and by the companion each within 10% or 5 HP of GOAP's: the
+companion is the agent the model drives, so HP it trades away is a regression too); better
+than GOAP alone on the ambush (as many rounds won and a lower median HP lost by the player).
 
     python bench/plan_quality.py [--seeds 4] [--seconds 60] [--scenarios hello_companion,ambush]
                                  [--model-path FILE.gguf|gemma3-270m] [--nice 0]
@@ -298,17 +299,29 @@ def judge(goap: SideFigures, model: SideFigures, targets: Targets) -> None:
           f"won {model.won} vs {goap.won}")
     if model.side != "embedded":
         return
-    g_hp, m_hp = goap.median("player_hp_lost"), model.median("player_hp_lost")
     if model.scenario == STANDARD:
-        time_ok = (goap.median_time is None or (model.median_time is not None
-                                                and model.median_time
-                                                <= goap.median_time * TIME_SLACK))
-        hp_ok = m_hp <= max(g_hp * HP_SLACK, g_hp + HP_SLACK_ABS)
-        targets.met(f"{STANDARD}: embedded no worse than goap", model.won >= goap.won
-                    and time_ok and hp_ok)
+        targets.met(f"{STANDARD}: embedded no worse than goap", no_worse(goap, model))
     elif model.scenario == AMBUSH:
         targets.met(f"{AMBUSH}: embedded better than goap",
-                    model.won >= goap.won and m_hp < g_hp)
+                    model.won >= goap.won
+                    and model.median("player_hp_lost") < goap.median("player_hp_lost"))
+
+
+def hp_no_worse(goap_lost: float, model_lost: float) -> bool:
+    """A median HP loss within ``HP_SLACK`` (10%) or ``HP_SLACK_ABS`` (5 HP) of GOAP's."""
+    return model_lost <= max(goap_lost * HP_SLACK, goap_lost + HP_SLACK_ABS)
+
+
+def no_worse(goap: SideFigures, model: SideFigures) -> bool:
+    """The standard round's bar: as many rounds won, the median time to the objective within
+    ``TIME_SLACK``, and the median HP lost by the player and by the companion each no worse
+    than GOAP's (:func:`hp_no_worse`)."""
+    time_ok = (goap.median_time is None or (model.median_time is not None
+                                            and model.median_time
+                                            <= goap.median_time * TIME_SLACK))
+    return (model.won >= goap.won and time_ok
+            and all(hp_no_worse(goap.median(what), model.median(what))
+                    for what in ("player_hp_lost", "companion_hp_lost")))
 
 
 SWEEP = ((0.2, 1.0), (0.7, 1.0), (0.2, 1.3), (0.7, 1.3))

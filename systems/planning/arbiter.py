@@ -38,7 +38,12 @@ from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.goap import GoapDecision
-from esper_arbiter.systems.planning.grounding import cannot_start, defer_step, ground_step
+from esper_arbiter.systems.planning.grounding import (
+    cannot_start,
+    defer_step,
+    ground_step,
+    moot_reason,
+)
 from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = WITHDRAWN_KINDS
@@ -299,18 +304,21 @@ class Arbiter:
             step = plan.steps[state.step_index]
             err = validate_step(step, perception.snapshot, self.registry, self.rules)
             if err is None:
-                if self._defer(state, perception, intent, step):
+                moot = moot_reason(step, perception.snapshot, self.registry, self.rules)
+                if moot is None:
+                    if self._defer(state, perception, intent, step):
+                        return
+                    self._issue(state, intent, step, t)
                     return
-                self._issue(state, intent, step, t)
+                why = f"{describe_step(step)}: {moot}"  # legal, but its moment has passed
+            elif self._prepare(state, perception, intent, step, err.message):
                 return
-            if self._prepare(state, perception, intent, step, err.message):
-                return
+            else:
+                why = err.message  # the validator's message starts with the step itself
             state.metrics.llm_steps_skipped += 1
-            state.rejected_steps.append(StepRejection(state.step_index, err.message))
+            state.rejected_steps.append(StepRejection(state.step_index, why))
             self._event(
-                state, t, "rejected",
-                # the validator's message starts with the step itself
-                f"skip step {state.step_index + 1}/{len(plan.steps)} {err.message}",
+                state, t, "rejected", f"skip step {state.step_index + 1}/{len(plan.steps)} {why}",
             )
             state.step_index += 1
             state.prep_attempts = 0

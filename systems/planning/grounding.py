@@ -10,6 +10,10 @@ the planned one again; only a step nothing can bring within reach is skipped.
 
 The preparatory step is itself validated against the same snapshot, so grounding can never
 issue something the validator would refuse.
+
+The other way round, a step that *can* run may have lost its point since the plan was written
+(smoke for an enemy who has died): :func:`moot_reason` asks the tool's
+:attr:`~systems.planning.tools.ToolSpec.moot`, and the arbiter skips such a step.
 """
 
 from __future__ import annotations
@@ -51,6 +55,23 @@ def defer_step(
                   step, snapshot, registry, rules)
 
 
+def moot_reason(
+    step: ActionStep, snapshot: WorldSnapshot, registry: ToolRegistry, rules: Rules
+) -> str | None:
+    """Why ``step``, legal now, has lost its point now (its tool's
+    :attr:`~systems.planning.tools.ToolSpec.moot`), or ``None``: it still has one. Never
+    raises (a failing hook is logged and treated as "it still has a point")."""
+    spec = registry.get(getattr(step, "act", ""))
+    hook = spec.moot if spec is not None else None
+    if hook is None:
+        return None
+    try:
+        return hook(step, snapshot, rules)
+    except Exception:
+        log.exception("judging %r failed", step)
+        return None
+
+
 def _first(hook: Preparer | None, doing: str, step: ActionStep, snapshot: WorldSnapshot,
            registry: ToolRegistry, rules: Rules) -> ActionStep | None:
     """What a tool's hook says to do before ``step``, if it is legal and not ``step``."""
@@ -82,4 +103,4 @@ def cannot_start(
     return err.message
 
 
-__all__ = ["cannot_start", "defer_step", "ground_step"]
+__all__ = ["cannot_start", "defer_step", "ground_step", "moot_reason"]

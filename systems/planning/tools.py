@@ -105,6 +105,11 @@ class Effect(StrEnum):
 
 SecondsBounds = Callable[[Rules], tuple[float, float]]
 
+Mooter = Callable[[ActionStep, WorldSnapshot, Rules], str | None]
+"""Given a step of this tool that could be issued now, the snapshot and the rules: why it has
+lost its point (``"the cloud would blind no enemy now"``), or ``None`` when it still has one.
+See :func:`systems.planning.grounding.moot_reason`."""
+
 Preparer = Callable[[ActionStep, WorldSnapshot, Rules], ActionStep | None]
 """Given a step of this tool that cannot be issued now, the snapshot and the rules: a step that
 brings it within reach (walk into range, reload, wait out a cooldown), or ``None`` when
@@ -160,6 +165,12 @@ class ToolSpec:
     before anyone walks into the lane it covers): it returns a step to do meanwhile (a
     ``Wait``), or ``None`` to go ahead. The arbiter defers a model step for at most
     ``ArbiterConfig.max_defer_s`` in all, then carries it out anyway.
+
+    ``moot`` says why a step that *can* run now has lost its point, or ``None``: a plan is
+    written seconds before its steps come up, and a step meant for a moment that has passed
+    (smoke to blind an enemy who has died since) would only cost the agent time, a cooldown
+    and the position GOAP would have held. The arbiter skips such a model step, with the
+    reason, and carries on with the plan.
     """
 
     name: str
@@ -173,6 +184,7 @@ class ToolSpec:
     cooldown_time: Callable[[Rules], float] | None = None
     prepare: Preparer | None = None
     defer: Preparer | None = None
+    moot: Mooter | None = None
     arg_names: frozenset[str] = field(init=False)
     tile_args: tuple[str, str] | None = field(init=False)
     target_arg: ArgSpec | None = field(init=False)

@@ -54,3 +54,31 @@ def test_the_embedded_model_is_played_against_goap_on_the_same_seed(tmp_path: Pa
     embedded = next(s for s in data["sides"] if s["side"] == "embedded")
     assert embedded["per_round"][0]["seed"] == 1
     assert any(t["name"].startswith("ambush: embedded") for t in data["targets"])
+
+
+def _side(name: str, player: list[float], companion: list[float], t: float = 18.0) -> object:
+    import plan_quality as pq
+
+    f = pq.SideFigures(name, pq.STANDARD)
+    for seed, (p, c) in enumerate(zip(player, companion, strict=True), 1):
+        f.rounds.append(pq.RoundFigures(seed, "extracted", t, p, c, 0, 0, 0, 0, 0, 0, 0.0))
+    return f
+
+
+def test_the_standard_round_s_bar_counts_the_companion_s_hp_too() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import plan_quality as pq
+
+        goap = _side("goap", [40, 41, 39], [9, 9, 9])
+        # the trade the model used to make: the player loses less, the companion 2.5x more
+        trade = _side("embedded", [30, 30, 30], [24, 24, 24])
+        assert not pq.no_worse(goap, trade)  # type: ignore[arg-type]
+        # within the slack the player's HP gets (10 % or 5 HP): met
+        near = _side("embedded", [44, 44, 44], [14, 14, 14])
+        assert pq.no_worse(goap, near)  # type: ignore[arg-type]
+        targets = pq.Targets()
+        pq.judge(goap, trade, targets)  # type: ignore[arg-type]
+        assert targets.results == [(f"{pq.STANDARD}: embedded no worse than goap", False)]
+    finally:
+        sys.path.remove(str(SCRIPT.parent))

@@ -13,10 +13,12 @@ import dataclasses
 
 from esper_arbiter.components.actions import Attack, ThrowSmoke
 from esper_arbiter.components.snapshot import GridView, WorldSnapshot
+from esper_arbiter.systems.planning.rules import Rules
 from esper_arbiter.systems.presets.squad.advice import squad_advisor
 from tests.planning.snapshots import hello_snapshot, unit
 
 OPEN = GridView(width=24, height=10, walls=frozenset(), cover=frozenset(), smoke=())
+RULES = Rules()
 
 
 def field(me: tuple[int, int], leader: tuple[int, int], enemy: tuple[int, int],
@@ -86,5 +88,38 @@ def test_smoke_covering_the_leader_s_way_waits_until_the_leader_is_about_to_need
     far = defer_smoke(smoke, at(1), rules)  # 13 tiles (3.2 s) from its sights; a cloud: 2 s
     assert isinstance(far, Wait) and 0.5 < far.seconds <= 2.0
     assert defer_smoke(smoke, at(10), rules) is None  # close enough now: throw
-    assert defer_smoke(smoke, at(16), rules) is None  # in its sights already: throw at once
+    # in its sights already: throw at once (when I cannot fight it myself: see below)
+    assert defer_smoke(smoke, dataclasses.replace(at(16), ammo=0), rules) is None
     assert defer_smoke(ThrowSmoke(x=5, y=8), at(1), rules) is None  # no enemy there: no timing
+
+
+def test_smoke_that_would_blind_my_own_fight_waits_for_it_with_a_burst_meanwhile() -> None:
+    # A plan asked for before the fight comes up during it: I (15,2) trade fire with #40
+    # (20,6), who has the leader in its sights. The advice never offers that cloud (the
+    # enemy is fought); a plan that has it fights first, and throws it once I cannot fight.
+    from esper_arbiter.systems.presets.squad.grounding import defer_smoke
+
+    snap = field(me=(15, 2), leader=(16, 2), enemy=(20, 6))
+    smoke = ThrowSmoke(x=19, y=5)
+    assert defer_smoke(smoke, snap, RULES) == Attack(target_id=40)
+    # a cloud elsewhere, across my line to #40, waits as well
+    assert defer_smoke(ThrowSmoke(x=17, y=3), snap, RULES) == Attack(target_id=40)
+    # hurt, or out of rounds: the smoke is for getting away, at once
+    hurt = dataclasses.replace(snap, me=dataclasses.replace(snap.me, hp=20))
+    assert defer_smoke(smoke, hurt, RULES) is None
+    assert defer_smoke(smoke, dataclasses.replace(snap, ammo=0), RULES) is None
+
+
+def test_smoke_is_moot_once_it_would_blind_nobody() -> None:
+    from esper_arbiter.systems.presets.squad.grounding import moot_smoke
+
+    snap = field(me=(2, 2), leader=(3, 2), enemy=(13, 2))
+    assert moot_smoke(ThrowSmoke(x=12, y=2), snap, RULES) is None  # on the enemy
+    # between the enemy and the leader (6 tiles from the enemy): it cuts its line of fire
+    near = field(me=(2, 2), leader=(6, 2), enemy=(13, 2))
+    assert moot_smoke(ThrowSmoke(x=8, y=2), near, RULES) is None
+    # the enemy it was for is dead; the one left (13,2) is far from the cloud and its line
+    why = moot_smoke(ThrowSmoke(x=5, y=8), snap, RULES)
+    assert why is not None and "blind no enemy" in why
+    nobody = dataclasses.replace(snap, enemies=(unit(40, 13, 2, hp=0, team="red"),))
+    assert moot_smoke(ThrowSmoke(x=12, y=2), nobody, RULES) == "no enemy left to blind"

@@ -498,3 +498,43 @@ def test_a_step_better_later_is_put_off_within_max_defer_s_then_carried_out() ->
     assert issued[:4] == [Wait(seconds=2.0)] * 3 + [Scan()], issued
     assert issued[4] == Approach(RIVAL.id)  # the plan's next step (out of range: close in)
     assert state.metrics.llm_steps_skipped == 0
+
+
+def _with_moot_scan(moot: object) -> Arbiter:
+    from esper_arbiter.systems.planning.tools import ToolRegistry, ToolSpec
+
+    base = default_domain()
+    scan = base.tools.get("Scan")
+    assert scan is not None
+    judged = ToolSpec(scan.name, scan.description, scan.build, scan.args, scan.checks,
+                      moot=moot)  # type: ignore[arg-type]
+    tools = ToolRegistry([judged if spec.name == "Scan" else spec for spec in base.tools])
+    return Arbiter(base.replace(tools=tools, brain=StubGoap()))
+
+
+def test_a_legal_step_whose_moment_has_passed_is_skipped_with_its_reason() -> None:
+    # the tool's moot: this Scan has lost its point by the time the plan comes to it
+    arb = _with_moot_scan(lambda _s, _snap, _r: "nothing left to look for")
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(Wait(seconds=1.0), Scan(), Wait(seconds=2.0)))
+    assert intent.step == Wait(seconds=1.0)
+    intent.finish()
+    tick(arb, state, intent, snap(1.0))
+    assert intent.step == Wait(seconds=2.0)  # the Scan was skipped; the plan goes on
+    assert state.mode is Mode.EXECUTING_LLM
+    m = state.metrics
+    assert (m.llm_steps_executed, m.llm_steps_skipped) == (1, 1)
+    assert state.rejected_steps[0].reason == "Scan(): nothing left to look for"
+    assert any(e.kind == "rejected" and e.text == "skip step 2/3 Scan(): nothing left to look for"
+               for e in state.events)
+
+
+def test_a_moot_hook_that_fails_or_says_none_keeps_the_step() -> None:
+    def broken(_s: object, _snap: object, _r: object) -> str | None:
+        raise RuntimeError("a host bug")
+
+    for hook in (broken, lambda _s, _snap, _r: None):
+        arb = _with_moot_scan(hook)
+        state, intent = ArbiterState(), Intent()
+        tick(arb, state, intent, snap(0.0), ready(Scan()))
+        assert intent.step == Scan() and state.metrics.llm_steps_skipped == 0

@@ -148,3 +148,56 @@ def test_a_plan_none_of_whose_steps_can_run_or_be_prepared_is_stale_on_arrival()
     assert state.mode is Mode.GOAP
     assert state.metrics.llm_failures == 1
     assert "stale on arrival" in state.last_failure
+
+
+# -- a plan's smoke that comes up mid-fight --------------------------------------------------
+# hello_companion's standard round, traced: the plan asked for at the "attack" order (the
+# companion not yet in range of anyone) smokes the enemy covering the leader; it arrives ~3 s
+# later, when the companion is trading fire with that very enemy. Thrown then, the cloud blinded
+# the companion's own fire; thrown after the enemy died, it hid the next one, and GOAP walked
+# out past the cloud into the open to find it (companion HP lost 15-24 against GOAP's 9).
+
+RIVAL = UnitView(3, 12, 2, 60, 60, "red", name="Rival")  # 4 tiles off, in my range and sight
+BLINDING = ThrowSmoke(x=11, y=1)  # next to the Rival, across my line of fire to it
+
+
+def test_a_smoke_that_would_blind_the_enemy_i_am_fighting_waits_for_the_fight() -> None:
+    fight = snap(enemies=(RIVAL, FAR))
+    arb, state, intent = run_plan(BLINDING, s=fight)
+    assert state.mode is Mode.EXECUTING_LLM
+    assert intent.step == Attack(target_id=3)  # fight on; the smoke is better later
+    assert any(e.kind == "grounded" and "is better later: Attack(target_id=3) first" in e.text
+               for e in state.events)
+    intent.finish()
+    tick(arb, state, intent, snap(t=1.1, enemies=(replace(RIVAL, hp=30.0), FAR)))
+    assert intent.step == Attack(target_id=3)  # still trading fire: still not now
+    assert state.metrics.llm_steps_skipped == 0
+
+
+def test_a_smoke_whose_enemy_died_meanwhile_is_skipped_not_thrown_at_nobody() -> None:
+    arb, state, intent = run_plan(BLINDING, s=snap(enemies=(RIVAL, FAR)))
+    intent.finish()
+    tick(arb, state, intent, snap(t=1.1, enemies=(replace(RIVAL, hp=0.0), FAR)))
+    assert intent.step != BLINDING
+    assert state.mode is Mode.GOAP
+    m = state.metrics
+    assert (m.llm_steps_executed, m.llm_steps_skipped) == (0, 1)
+    assert "would blind no enemy now" in state.rejected_steps[0].reason
+    assert any(e.kind == "rejected" and "skip step 1/1 ThrowSmoke" in e.text
+               for e in state.events)
+
+
+def test_hurt_or_out_of_rounds_the_smoke_goes_at_once() -> None:
+    hurt = replace(ME, hp=20.0)  # below low_hp_fraction: smoke is for getting away now
+    _arb, _state, intent = run_plan(BLINDING, s=snap(me=hurt, enemies=(RIVAL, FAR)))
+    assert intent.step == BLINDING
+    _arb, _state, intent = run_plan(BLINDING, s=snap(ammo=0, enemies=(RIVAL, FAR)))
+    assert intent.step == BLINDING
+
+
+def test_smoke_on_an_enemy_i_am_not_fighting_is_still_thrown() -> None:
+    # beyond my fire range (8.1 tiles) but with the leader in its sights: what smoke is for
+    sniper = UnitView(5, 15, 6, 40, 40, "red", name="Sniper")
+    _arb, state, intent = run_plan(ThrowSmoke(x=14, y=5), s=snap(enemies=(sniper,)))
+    assert intent.step == ThrowSmoke(x=14, y=5)
+    assert state.metrics.llm_steps_skipped == 0

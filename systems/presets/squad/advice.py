@@ -102,16 +102,13 @@ def _smoke_option(p: Percept) -> Advice | None:
     # An enemy I can shoot from here is fought, not blinded: smoke on it would also blind my
     # own fire and stall a fight GOAP is winning. Smoke is for the enemy out of my reach, or
     # for getting away when I cannot fight (hurt, no rounds left).
-    fighting = frozenset(h.id for h in p.in_range) if p.has_ammo and not p.low_hp \
-        else frozenset()
+    fighting = frozenset(h.id for h in p.fighting)
     # Nor may the cloud, thrown at another enemy, cut my line of fire to one I am fighting:
-    # GOAP would then leave cover to find it again, into the open.
-    mine = [h.pos for h in p.in_range if h.id in fighting]
-    radius = p.rules.smoke_radius
+    # GOAP would then leave cover to find it again, into the open. (A plan's smoke that
+    # comes up once such a fight has begun waits for it: ThrowSmoke's ``defer``.)
 
     def spares_my_fire(tile: Tile) -> bool:
-        cloud = ((tile[0], tile[1], radius),)
-        return not any(pf.smoke_blocks(cloud, p.pos, foe) for foe in mine)
+        return p.smoke_blinds_my_fight(tile) is None
 
     for protect, who in guards:
         for h in p.threats_to(p.pos if protect is None else protect):

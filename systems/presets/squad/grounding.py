@@ -9,7 +9,10 @@ then fire.
 * Attack / CoverFire: reload when the magazine is empty; approach the target when it is out of
   range or sight and can be walked to.
 * Heal / Revive: walk to a free tile beside the ally when out of reach; wait out a heal cooldown.
-* ThrowSmoke: walk until the tile is within throwing range; wait out the cooldown.
+* ThrowSmoke: walk until the tile is within throwing range; wait out the cooldown. Its
+  ``defer`` (a step that can run now but is better later) fights on while the cloud would
+  blind my own fire, and times smoke over the leader's way; its ``moot`` skips a cloud that
+  would blind nobody any more (the enemy it was for has died since the plan was written).
 
 A cooldown is waited out only when it ends within ``Rules.max_wait`` seconds (one Wait step);
 anything longer is not "soon", and the step is skipped.
@@ -22,6 +25,7 @@ import math
 from esper_arbiter.components.actions import (
     ActionStep,
     Approach,
+    Attack,
     MoveTo,
     ThrowSmoke,
     Wait,
@@ -107,7 +111,16 @@ def prepare_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> Ac
 
 
 def defer_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> ActionStep | None:
-    """Hold a smoke that covers the leader's way until the leader is about to walk into it.
+    """Hold a smoke that would blind my own fight, or that covers the leader's way before
+    the leader is about to walk into it.
+
+    A plan is written seconds before its steps come up. Smoke offered while an enemy was out
+    of my reach may come up once I am trading fire with it (or with another enemy whose line
+    of fire with me the cloud would cross): thrown then, the cloud blinds my own fire, the
+    enemy lives on, and GOAP walks out of position, into the open, to find it again. So while
+    the cloud would cut a fight I am in, fight first: the meanwhile step is a burst at that
+    enemy (as the advice never offers such smoke); the smoke goes once the fight is over, or
+    when I am hurt or out of rounds and getting away is what it is for.
 
     A cloud lasts ``smoke_duration``; thrown when the plan happens to arrive (a fast model:
     seconds into the round) it has cleared before the leader reaches the stretch the enemy
@@ -117,6 +130,9 @@ def defer_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> Acti
     leader who changes course is seen). Smoke against an enemy already firing goes now."""
     if not isinstance(step, ThrowSmoke):
         return None
+    foe = Percept(snapshot, rules).smoke_blinds_my_fight((step.x, step.y))
+    if foe is not None:
+        return Attack(target_id=foe.id)
     leader, goal, grid = snapshot.leader, snapshot.objective, snapshot.grid
     live = [e for e in snapshot.enemies if e.hp > 0]
     if leader is None or leader.hp <= 0 or goal is None or not live:
@@ -138,4 +154,42 @@ def defer_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> Acti
     return Wait(seconds=round(min(max(lead, 1.0), 2.0), 1))
 
 
-__all__ = ["defer_smoke", "prepare_ally_reach", "prepare_engage", "prepare_smoke"]
+SMOKE_ON_ENEMY_SLACK = 1.5
+"""A cloud whose centre lies within ``smoke_radius`` plus this of a live enemy is smoke on
+that enemy (the advice throws it on a tile next to it)."""
+
+
+def moot_smoke(step: ActionStep, snapshot: WorldSnapshot, rules: Rules) -> str | None:
+    """Why a smoke would blind nobody now, or ``None`` when it still would.
+
+    A plan's smoke was meant for an enemy: the one it lands on, or one whose line of fire
+    with the leader, me or the leader's way to the objective it crosses. When the plan comes
+    to it and no live enemy is any of these (the one it was for has died since), the cloud
+    only hides the next enemy from my own fire (GOAP then walks out past the cloud, into the
+    open, to find it) and spends the cooldown a later smoke needs."""
+    if not isinstance(step, ThrowSmoke):
+        return None
+    p = Percept(snapshot, rules)
+    if not p.hostiles:
+        return "no enemy left to blind"
+    tile = (step.x, step.y)
+    reach = rules.smoke_radius + SMOKE_ON_ENEMY_SLACK
+    if any(pf.distance(h.pos, tile) <= reach for h in p.hostiles):
+        return None
+    cloud = ((step.x, step.y, rules.smoke_radius),)
+    guarded = [p.pos]
+    leader = p.leader
+    if leader is not None and leader.hp > 0:
+        guarded.append(leader.pos)
+        if p.objective is not None:
+            guarded.extend((pf.find_path(p.grid, leader.pos, p.objective) or [])[::2])
+    for h in p.hostiles:
+        for who in guarded:
+            if covers(p.grid, rules, h.pos, who) and pf.smoke_blocks(cloud, h.pos, who):
+                return None
+    return f"the cloud would blind no enemy now (none within {reach:g} tiles of ({step.x}, " \
+        f"{step.y}), none whose line of fire it crosses)"
+
+
+__all__ = ["defer_smoke", "moot_smoke", "prepare_ally_reach", "prepare_engage",
+           "prepare_smoke"]

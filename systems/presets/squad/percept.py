@@ -119,6 +119,22 @@ class Percept:
         return self._in_range
 
     @property
+    def fighting(self) -> tuple[UnitView, ...]:
+        """Hostiles I am fighting: in sight and range while I have rounds and am not hurt
+        (hurt or out of rounds, an agent gets away rather than fights), nearest first."""
+        return self.in_range if self.has_ammo and not self.low_hp else ()
+
+    def smoke_blinds_my_fight(self, tile: Tile) -> UnitView | None:
+        """The enemy I am fighting (nearest first) whose line of fire with me a smoke cloud on
+        ``tile`` would cut (it stands inside the cloud, or the cloud hangs between us), or
+        ``None`` when such a cloud spares my fight."""
+        fighting = self.fighting
+        if not fighting:
+            return None
+        cloud = ((tile[0], tile[1], self.rules.smoke_radius),)
+        return next((h for h in fighting if pf.smoke_blocks(cloud, self.pos, h.pos)), None)
+
+    @property
     def steps(self) -> Mapping[Tile, int]:
         """Steps from me to every tile I can walk to (a walk over the whole map on first use;
         the planners' hot paths use :meth:`can_reach` and paths instead)."""

@@ -31,6 +31,7 @@ from esper_arbiter.systems.planning.tools import (
 )
 from esper_arbiter.systems.presets.squad.grounding import (
     defer_smoke,
+    moot_smoke,
     prepare_ally_reach,
     prepare_engage,
     prepare_smoke,
@@ -74,7 +75,7 @@ SQUAD_TOOLS: tuple[ToolSpec, ...] = (
              (_x(9), _y(2)), frozenset({Check.IN_REACH, Check.COOLDOWN}),
              reach=lambda r: r.smoke_range, cooldown="smoke",
              cooldown_time=lambda r: r.smoke_cooldown, prepare=prepare_smoke,
-             defer=defer_smoke),
+             defer=defer_smoke, moot=moot_smoke),
     ToolSpec("Reload", "refill the magazine", Reload, (), frozenset(), Effect.RELOAD),
     ToolSpec("Heal", "use a medkit on yourself or an adjacent ally", Heal, (_ally(),),
              frozenset({Check.IN_REACH, Check.COOLDOWN}),
