@@ -107,9 +107,8 @@ class _Query:
             # list, which the next frames reuse for free while nothing comes or goes.
             return esper.get_components(*self.types)
         if self._members.changed():
-            # In the order esper's own query would visit them (its smallest set's), so a
-            # round plays out the same as with esper.get_components.
-            self._ids = [ent for ent, _ in _walk(self.types)]
+            # in esper's order, so a round plays out the same as with esper.get_components
+            self._ids = _matching(self.types)
         return self._read(self._ids)
 
     def _read(self, ids: list[int]) -> Iterator[tuple[int, tuple[Any, ...]]]:
@@ -138,28 +137,19 @@ def entities_with(component_type: type[Any]) -> frozenset[int]:
     return frozenset(e for e, _ in esper.get_component(component_type))
 
 
-def _walk(types: tuple[type[Any], ...]) -> Iterator[tuple[int, tuple[Any, ...]]]:
+def _matching(types: tuple[type[Any], ...]) -> list[int]:
+    """The entities carrying all of ``types``, in the order esper's own query visits them
+    (its smallest set's, the first of equal ones)."""
     db = esper._components
     sets: list[set[int]] = []
     for t in types:
         found = db.get(t)
         if not found:
-            return
+            return []
         sets.append(found)
-    entities = esper._entities
-    smallest = sets[0]
-    for found in sets[1:]:
-        if len(found) < len(smallest):
-            smallest = found
-    for ent in list(smallest):
-        comps = entities.get(ent)
-        if comps is None:
-            continue
-        try:
-            row = tuple([comps[t] for t in types])
-        except KeyError:  # lacks one of the types, or lost it while the loop ran
-            continue
-        yield ent, row
+    smallest = min(sets, key=len)
+    others = [found for found in sets if found is not smallest]
+    return [ent for ent in smallest if all(ent in found for found in others)]
 
 
 class Membership:

@@ -456,27 +456,6 @@ def _walls_clear(idx: _GridIndex, a: Tile, b: Tile, key: tuple[int, int]) -> boo
     return hit
 
 
-_smoke_seen: dict[tuple[_Cloud, ...], dict[tuple[int, int], bool]] = {}
-"""Sight answers with smoke, per tuple of clouds (the perception's and the host's grid views
-hold equal tuples; a new cloud or one gone starts a new memo)."""
-_smoke_seen_last: list[tuple[tuple[_Cloud, ...], dict[tuple[int, int], bool]]] = []
-
-
-def _smoke_sight(smoke: tuple[_Cloud, ...]) -> dict[tuple[int, int], bool]:
-    last = _smoke_seen_last
-    if last and last[0][0] is smoke:
-        return last[0][1]
-    seen = _smoke_seen.get(smoke)
-    if seen is None:
-        if len(_smoke_seen) >= 4:
-            _smoke_seen.clear()
-        seen = _smoke_seen[smoke] = {}
-    elif len(seen) >= LOS_CACHE_SIZE:
-        seen.clear()
-    last[:] = [(smoke, seen)]
-    return seen
-
-
 def _bresenham_clear(idx: _GridIndex, a: Tile, b: Tile) -> bool:
     x0, y0 = a
     x1, y1 = b
@@ -503,13 +482,46 @@ def _bresenham_clear(idx: _GridIndex, a: Tile, b: Tile) -> bool:
 SMOKE_CELL = 8
 """Tiles per side of the buckets clouds are sorted into when there are many."""
 _SMOKE_STRIDE = 1 << 20
-_smoke_last: list[tuple[tuple[_Cloud, ...], dict[int, list[_Cloud]]]] = []
-"""The last cloud tuple bucketed and its buckets (a frame shares one tuple)."""
+
+
+@dataclass(slots=True)
+class _CloudMemo:
+    """What one tuple of clouds lets us remember: sight answers, and its buckets."""
+
+    seen: dict[tuple[int, int], bool] = field(default_factory=dict)
+    buckets: dict[int, list[_Cloud]] | None = None
+
+
+_clouds_known: dict[tuple[_Cloud, ...], _CloudMemo] = {}
+"""Per tuple of clouds (the perception's and the host's grid views hold equal tuples; a new
+cloud or one gone starts a new memo)."""
+_clouds_last: list[tuple[tuple[_Cloud, ...], _CloudMemo]] = []
+"""The tuple asked about last and its memo: a frame asks about one tuple again and again."""
+
+
+def _cloud_memo(smoke: tuple[_Cloud, ...]) -> _CloudMemo:
+    last = _clouds_last
+    if last and last[0][0] is smoke:
+        return last[0][1]
+    memo = _clouds_known.get(smoke)
+    if memo is None:
+        if len(_clouds_known) >= 4:
+            _clouds_known.clear()
+        memo = _clouds_known[smoke] = _CloudMemo()
+    elif len(memo.seen) >= LOS_CACHE_SIZE:
+        memo.seen.clear()
+    last[:] = [(smoke, memo)]
+    return memo
+
+
+def _smoke_sight(smoke: tuple[_Cloud, ...]) -> dict[tuple[int, int], bool]:
+    return _cloud_memo(smoke).seen
 
 
 def _smoke_buckets(smoke: tuple[_Cloud, ...]) -> dict[int, list[_Cloud]]:
-    if _smoke_last and _smoke_last[0][0] is smoke:
-        return _smoke_last[0][1]
+    memo = _cloud_memo(smoke)
+    if memo.buckets is not None:
+        return memo.buckets
     c = SMOKE_CELL
     buckets: dict[int, list[_Cloud]] = {}
     for cloud in smoke:
@@ -517,7 +529,7 @@ def _smoke_buckets(smoke: tuple[_Cloud, ...]) -> dict[int, list[_Cloud]]:
         for gx in range(int((cx - r) // c), int((cx + r) // c) + 1):
             for gy in range(int((cy - r) // c), int((cy + r) // c) + 1):
                 buckets.setdefault(gx * _SMOKE_STRIDE + gy, []).append(cloud)
-    _smoke_last[:] = [(smoke, buckets)]
+    memo.buckets = buckets
     return buckets
 
 
