@@ -100,7 +100,7 @@ class _Query:
             cached = esper._get_components_cache.get(self.types)
             if cached is not None:  # a quiet world: esper's own list is still valid
                 self._misses = 0
-                return cached
+                return self._listed(cached)
         self._misses += 1
         if _CACHE_INTERNALS and (self._misses == 1 or self._misses % _RETRY_LIST == 0):
             # Just quiet (or, now and then, to find out whether it is again): build esper's
@@ -110,6 +110,17 @@ class _Query:
             # in esper's order, so a round plays out the same as with esper.get_components
             self._ids = _matching(self.types)
         return self._read(self._ids)
+
+    def _listed(self, rows: list[tuple[int, tuple[Any, ...]]]
+                ) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """esper's list, until something comes or goes while the loop runs (the loop body
+        deletes a unit): from there on the rest is read fresh, as :meth:`_read` does."""
+        cache, types = esper._get_components_cache, self.types
+        for i, row in enumerate(rows):
+            if esper._cache_dirty or cache.get(types) is not rows:
+                yield from self._read([ent for ent, _ in rows[i:]])
+                return
+            yield row
 
     def _read(self, ids: list[int]) -> Iterator[tuple[int, tuple[Any, ...]]]:
         entity = esper._entities.get

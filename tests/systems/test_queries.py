@@ -96,6 +96,7 @@ def test_a_replaced_component_is_seen_at_once(world: str) -> None:
 
 
 def test_an_entity_deleted_while_the_loop_runs_is_passed_over(world: str) -> None:
+    queries._QUERIES.clear()  # a first look builds esper's list: the loop reads that one
     ents = [esper.create_entity(A(i), B(i)) for i in range(6)]
     list(queries.components(A, B))
     seen = []
