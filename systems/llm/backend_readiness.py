@@ -28,26 +28,47 @@ log = logging.getLogger("esper_arbiter.systems.llm.service")
 
 def start_warm_up(svc: LlmPlanService, domain: Domain | None, max_steps: int) -> None:
     """Start the backend's warm-up with ``domain``'s system prompt (any thread; only with
-    ``ServiceConfig.warm_up`` and a backend that can warm up)."""
+    ``ServiceConfig.warm_up`` and a backend that can warm up).
+
+    One warm-up reads one prompt: the service starts one with the preset's prompt
+    (``domain=None``) before it knows the game, and ``install(domain=...)`` usually follows at
+    once with the game's. The preset's warm-up first loads the model and only then reads its
+    prompt, unless a later warm-up has superseded it by then; a warm-up for the prompt already
+    read (or being read) is skipped. A model reads its system prompt in seconds on a small CPU,
+    and reading two of them had the first plan of a round wait for both."""
     warm = getattr(svc._backend, "warm_up", None)
     if not svc._config.warm_up or warm is None or svc._closed:
         return
+    system = prompt.system_prompt(domain, max_steps)
     opening: list[Message] = [
-        {"role": "system", "content": prompt.system_prompt(domain, max_steps)},
+        {"role": "system", "content": system},
         {"role": "user", "content": "Get ready."},
     ]
     with svc._lock:
+        if system == svc._warm_prompt:
+            return
+        svc._warm_prompt = system
         svc._warm_ups += 1
         svc._stats.warming = True
-    svc._loop.call_soon_threadsafe(svc._spawn, _warm_up(svc, warm, opening),
+    load = getattr(svc._backend, "load", None) if domain is None else None
+    svc._loop.call_soon_threadsafe(svc._spawn, _warm_up(svc, warm, opening, load),
                                    "llm-warm-up")
 
 
 async def _warm_up(svc: LlmPlanService, warm: Callable[[Sequence[Message]], Any],
-                   opening: Sequence[Message]) -> None:
+                   opening: Sequence[Message],
+                   load: Callable[[], Any] | None = None) -> None:
     """Run the backend's warm-up on the loop thread (the game never waits for it);
-    :meth:`status` says "warming up" until it ends, however it ends."""
+    :meth:`status` says "warming up" until it ends, however it ends. With ``load``, the
+    model is loaded first and the prompt read only if no later warm-up superseded it."""
     try:
+        if load is not None:
+            await load()
+            with svc._lock:
+                superseded = svc._warm_prompt != opening[0]["content"]
+            if superseded:
+                log.debug("preset warm-up skipped: the game's own prompt is read instead")
+                return
         await warm(opening)
     except asyncio.CancelledError:
         raise

@@ -224,6 +224,7 @@ class LlmPlanService:
         if self._config.probe_on_start:
             self._loop.call_soon_threadsafe(self._spawn, probe_backend(self, 2.0), "llm-probe")
         self._warm_ups = 0
+        self._warm_prompt = ""  # the system prompt last warmed up (or being warmed up)
         start_warm_up(self, None, DEFAULT_MAX_STEPS)
 
     def warm_for(self, domain: Domain, max_steps: int = DEFAULT_MAX_STEPS) -> None:

