@@ -38,12 +38,8 @@ from esper_arbiter.systems.domain import Domain, default_domain
 from esper_arbiter.systems.planning.arbiter_config import ArbiterConfig
 from esper_arbiter.systems.planning.behavior_tree import tick_tree
 from esper_arbiter.systems.planning.goap import GoapDecision
-from esper_arbiter.systems.planning.grounding import (
-    cannot_start,
-    defer_step,
-    ground_step,
-    moot_reason,
-)
+from esper_arbiter.systems.planning.grounding import defer_step, ground_step, moot_reason
+from esper_arbiter.systems.planning.plan_arrival import stale_on_arrival
 from esper_arbiter.systems.planning.validation import validate_step
 
 _NOT_FAILURES = WITHDRAWN_KINDS
@@ -155,14 +151,14 @@ class Arbiter:
         if not plan.steps:
             self._count_failure(state, t, FailureKind.INVALID_PLAN, f"plan {plan.plan_id} is empty")
             return
-        stale = cannot_start(plan.steps, perception.snapshot, self.registry, self.rules)
-        if stale is None and asked_at is not None and t - asked_at > self.config.plan_fresh_s:
-            stale = self._outdated(plan.steps[0], perception.snapshot, t - asked_at)
+        stale = stale_on_arrival(plan.steps, perception.snapshot, self.domain,
+                                 None if asked_at is None else t - asked_at,
+                                 self.config.plan_fresh_s)
         if stale is not None:
-            # The moment it was written for has passed: our latency, not the model's judgement.
-            # Counted as a plan not used, but not toward the model's failures in a row (BT),
-            # and asked again at once with today's snapshot (once per run of stale plans: a
-            # model too slow for the game is not kept busy forever).
+            # The moment it was written for has passed (see plan_arrival): our latency, not
+            # the model's judgement. Counted as a plan not used, but not toward the model's
+            # failures in a row (BT), and asked again at once with today's snapshot (once per
+            # run of stale plans: a model too slow for the game is not kept busy forever).
             self._count_failure(
                 state, t, FailureKind.INVALID_PLAN,
                 f"plan {plan.plan_id} stale on arrival: {stale}", model_fault=False,
@@ -198,22 +194,6 @@ class Arbiter:
             force_event=old is Mode.EXECUTING_LLM,
         )
         self._issue_llm_step(state, perception, intent)
-
-    def _outdated(self, first: ActionStep, snap: WorldSnapshot, age: float) -> str | None:
-        """Why a plan written ``age`` seconds ago should not start now, or None: its first
-        step is of no kind the domain advises any more (smoke asked for while an enemy was
-        out of reach, arriving when the agent is already shooting it). A domain without
-        advice, or with nothing to advise now, keeps every legal plan."""
-        advise = self.domain.advise
-        if advise is None:
-            return None
-        options = advise(snap)
-        if not options or any(type(step) is type(first) for step, _why in options):
-            return None
-        kinds = ", ".join(dict.fromkeys(getattr(step, "act", type(step).__name__)
-                                        for step, _why in options))
-        return (f"written {age:.1f}s ago; {describe_step(first)} is no longer among the "
-                f"options ({kinds})")
 
     def _count_failure(self, state: ArbiterState, t: float, kind: FailureKind, msg: str,
                        model_fault: bool = True) -> None:

@@ -123,3 +123,19 @@ def test_smoke_is_moot_once_it_would_blind_nobody() -> None:
     assert why is not None and "blind no enemy" in why
     nobody = dataclasses.replace(snap, enemies=(unit(40, 13, 2, hp=0, team="red"),))
     assert moot_smoke(ThrowSmoke(x=12, y=2), nobody, RULES) == "no enemy left to blind"
+
+
+def test_cover_is_offered_when_hurt_and_seen_not_to_a_healthy_fighter() -> None:
+    """A small model copies the options in order. Cover offered to a healthy agent mid-fight
+    was copied first: the companion walked back to cover, away from the fight and the
+    objective. GOAP takes cover when hurt and seen; so does the advice."""
+    from esper_arbiter.components.actions import TakeCover
+
+    cover = GridView(width=24, height=10, walls=frozenset(), cover=frozenset({(3, 4)}),
+                     smoke=())
+    healthy = dataclasses.replace(field(me=(2, 2), leader=(3, 2), enemy=(8, 2)), grid=cover)
+    steps = options(healthy)
+    assert not any(isinstance(s, TakeCover) for s in steps)
+    assert steps[0] == Attack(target_id=40)
+    hurt = dataclasses.replace(healthy, me=dataclasses.replace(healthy.me, hp=20))
+    assert TakeCover(x=3, y=4) in options(hurt)

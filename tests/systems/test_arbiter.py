@@ -538,3 +538,26 @@ def test_a_moot_hook_that_fails_or_says_none_keeps_the_step() -> None:
         state, intent = ArbiterState(), Intent()
         tick(arb, state, intent, snap(0.0), ready(Scan()))
         assert intent.step == Scan() and state.metrics.llm_steps_skipped == 0
+
+
+def test_a_plan_every_step_of_which_lost_its_point_is_stale_on_arrival_and_asked_again() -> None:
+    """The smoke was for an enemy who died while the model wrote: nothing in the plan has a
+    point now. It is not started (it would only skip each step, and leave the agent without
+    the model's advice until the next trigger); it is stale, asked again at once with the
+    snapshot of now, and not counted toward the model's failures in a row."""
+    arb = _with_moot_scan(lambda _s, _snap, _r: "nothing left to look for")
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0), ready(Scan(), Scan()))
+    assert state.mode is Mode.GOAP
+    m = state.metrics
+    assert (m.llm_steps_executed, m.llm_steps_skipped, m.llm_failures) == (0, 0, 1)
+    assert state.consecutive_llm_failures == 0
+    assert "stale on arrival: Scan(): nothing left to look for (and 1 more step" in \
+        state.last_failure
+    assert state.pending_request == "retry: the last plan arrived stale"
+    # one legal step with a point left: the plan starts, the moot step is skipped on the way
+    arb2 = _with_moot_scan(lambda _s, _snap, _r: "nothing left to look for")
+    state2, intent2 = ArbiterState(), Intent()
+    tick(arb2, state2, intent2, snap(0.0), ready(Scan(), Wait(seconds=1.0)))
+    assert state2.mode is Mode.EXECUTING_LLM and intent2.step == Wait(seconds=1.0)
+    assert state2.metrics.llm_steps_skipped == 1

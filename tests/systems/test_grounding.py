@@ -201,3 +201,27 @@ def test_smoke_on_an_enemy_i_am_not_fighting_is_still_thrown() -> None:
     _arb, state, intent = run_plan(ThrowSmoke(x=14, y=5), s=snap(enemies=(sniper,)))
     assert intent.step == ThrowSmoke(x=14, y=5)
     assert state.metrics.llm_steps_skipped == 0
+
+
+def test_a_smoke_asked_for_before_the_fight_arriving_mid_fight_is_stale_and_asked_again() -> None:
+    """Asked for at the "attack" order (the Rival out of reach, covering the leader), the plan
+    arrives 3.8 s later with the companion trading fire with that Rival: the smoke would wait
+    for the fight, by when the Rival is dead and the smoke has lost its point (traced: a
+    skipped step in most standard rounds). The advice of now no longer offers smoke, so the
+    plan is stale and the model is asked again about the fight of now."""
+    arb, state, intent = Arbiter(default_domain()), ArbiterState(), Intent()
+    plan = PlanReady(7, PlanIntent("p-0007", (BLINDING,), "llm"), "embedded")
+    arb.update(state, Perception.fixed(snap(t=4.6, enemies=(RIVAL, FAR))), intent, plan,
+               asked_at=0.8)
+    assert state.mode is Mode.GOAP
+    assert "stale on arrival: written 3.8s ago; ThrowSmoke(x=11, y=1) is no longer among" \
+        in state.last_failure
+    assert state.pending_request == "retry: the last plan arrived stale"
+    assert state.metrics.llm_steps_skipped == 0 and state.consecutive_llm_failures == 0
+    # the same plan with nobody to fight starts at once: its smoke goes ahead
+    sniper = UnitView(5, 15, 6, 40, 40, "red", name="Sniper")
+    arb2, state2, intent2 = Arbiter(default_domain()), ArbiterState(), Intent()
+    plan2 = PlanReady(8, PlanIntent("p-0008", (ThrowSmoke(x=14, y=5),), "llm"), "embedded")
+    arb2.update(state2, Perception.fixed(snap(t=4.6, enemies=(sniper,))), intent2, plan2,
+                asked_at=0.8)
+    assert intent2.step == ThrowSmoke(x=14, y=5)

@@ -4,7 +4,8 @@ The model's prompt lists these as options and builds its example reply from them
 :attr:`systems.domain.Domain.advise`), so a small model choosing among them picks something
 that fits this moment: smoke across the line of fire of whoever covers the leader or the way
 to the objective from out of my reach (an enemy I can shoot is fought, not blinded, unless I
-am hurt or out of rounds), the nearest real cover, the enemy to engage, the objective. GOAP never
+am hurt or out of rounds), the nearest real cover when I am hurt and seen, the enemy to
+engage, the objective. GOAP never
 throws smoke while it has an order to follow or an enemy to engage; a plan may.
 
 Every step comes from :class:`~systems.presets.squad.percept.Percept`'s grounding helpers, so
@@ -55,10 +56,13 @@ def advice(p: Percept) -> list[Advice]:
     smoke = _smoke_option(p)
     if smoke is not None:
         out.append(smoke)  # from afar, ThrowSmoke walks into throwing range when it comes up
-    cover = p.take_cover_step()
-    if cover is not None and p.visible:
-        out.append((cover, f"nearest cover, {pf.distance(p.pos, (cover.x, cover.y)):.0f} "
-                           "tiles"))
+    # Cover when it matters, as GOAP judges it: hurt and in an enemy's sight. Offered to a
+    # healthy agent mid-fight, a small model copied it first into its plan and walked back
+    # to cover, away from the fight and the objective (companion HP lost 24 against GOAP's 9).
+    cover = p.take_cover_step() if p.low_hp and p.visible else None
+    if cover is not None:
+        out.append((cover, f"you are hurt: nearest cover, "
+                           f"{pf.distance(p.pos, (cover.x, cover.y)):.0f} tiles"))
     target = _engage_target(p)
     blinded = (smoke is not None and target is not None
                and _inside(smoke[0], target[0], p.rules.smoke_radius))
