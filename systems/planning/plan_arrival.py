@@ -7,9 +7,10 @@ It is *stale on arrival*, and not started, when the world has moved on under it:
   target died, the tile became unreachable);
 - every step is legal but has lost its point (:func:`~.grounding.moot_reason`: smoke for an
   enemy who died while the model wrote); carrying it out would only skip each step;
-- its first step would be put off now and is not among the domain's advice of now (the
-  smoke asked for before the fight, arriving mid-fight: it would wait for the fight to end,
-  by when the enemy it was for is dead and the smoke has lost its point);
+- its first step would be put off now and is not itself among the domain's advice of now
+  (the smoke asked for before the fight, arriving mid-fight: it would wait out the fight,
+  by when the enemy it was for is dead and the smoke has lost its point; measured on the
+  standard round, such plans were skipped and the model made the companion worse);
 - it is older than ``ArbiterConfig.plan_fresh_s`` and its first step is of no kind the
   domain advises any more. A young plan whose opening can go ahead is the model's judgement
   and is kept even if the advice would not have listed it.
@@ -66,9 +67,9 @@ def all_moot(steps: Sequence[ActionStep], snap: WorldSnapshot, domain: Domain) -
 def outdated(first: ActionStep, snap: WorldSnapshot, domain: Domain,
              age_s: float, exact: bool = False) -> str | None:
     """Why a plan written ``age_s`` seconds ago should not start now, or None: its first step
-    is of no kind the domain advises any more (``exact``: is not itself among the advice; a
-    smoke on another tile, for another enemy, is not this one). A domain without advice, or
-    with nothing to advise now, keeps every legal plan."""
+    is of no kind the domain advises any more (``exact``: is not itself among the advice of
+    now; a smoke on another tile, for another enemy, is not this one). A domain without
+    advice, or with nothing to advise now, keeps every legal plan."""
     advise = domain.advise
     if advise is None:
         return None

@@ -234,7 +234,8 @@ def test_a_llama_cpp_python_whose_internals_moved_turns_parallel_off_not_the_mod
         raise AttributeError("module 'llama_cpp._internals' has no attribute 'LlamaContext'")
 
     monkeypatch.setattr(embedded_parallel, "MultiSeqGenerator", moved)
-    backend = SimpleNamespace(parallel_seqs=4, n_ctx=4096, n_threads=1, n_batch=512)
+    backend = SimpleNamespace(parallel_seqs=4, n_ctx=4096, n_threads=1, n_batch=512,
+                              n_threads_batch=2)
     with caplog.at_level(logging.WARNING, logger="esper_arbiter"):
         gen = embedded_parallel.open_generator(backend, object())  # type: ignore[arg-type]
     assert gen is None  # batches run as turns; the model itself stays loaded and in use

@@ -58,7 +58,7 @@ def advice(p: Percept) -> list[Advice]:
         out.append(smoke)  # from afar, ThrowSmoke walks into throwing range when it comes up
     # Cover when it matters, as GOAP judges it: hurt and in an enemy's sight. Offered to a
     # healthy agent mid-fight, a small model copied it first into its plan and walked back
-    # to cover, away from the fight and the objective (companion HP lost 24 against GOAP's 9).
+    # to cover, away from the fight and the objective (the agent lost more HP than with GOAP).
     cover = p.take_cover_step() if p.low_hp and p.visible else None
     if cover is not None:
         out.append((cover, f"you are hurt: nearest cover, "
