@@ -9,8 +9,8 @@ It is *stale on arrival*, and not started, when the world has moved on under it:
   enemy who died while the model wrote); carrying it out would only skip each step;
 - its first step would be put off now and is not itself among the domain's advice of now
   (the smoke asked for before the fight, arriving mid-fight: it would wait out the fight,
-  by when the enemy it was for is dead and the smoke has lost its point; measured on the
-  standard round, such plans were skipped and the model made the companion worse);
+  by when the enemy it was for is dead and the smoke has lost its point: measured in a
+  host's round, such plans were skipped and the model made its agent worse);
 - it is older than ``ArbiterConfig.plan_fresh_s`` and its first step is of no kind the
   domain advises any more. A young plan whose opening can go ahead is the model's judgement
   and is kept even if the advice would not have listed it.
