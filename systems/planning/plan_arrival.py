@@ -7,13 +7,12 @@ It is *stale on arrival*, and not started, when the world has moved on under it:
   target died, the tile became unreachable);
 - every step is legal but has lost its point (:func:`~.grounding.moot_reason`: smoke for an
   enemy who died while the model wrote); carrying it out would only skip each step;
-- its first step would be put off now and is not itself among the domain's advice of now
-  (the smoke asked for before the fight, arriving mid-fight: it would wait out the fight,
-  by when the enemy it was for is dead and the smoke has lost its point: measured in a
-  host's round, such plans were skipped and the model made its agent worse);
-- it is older than ``ArbiterConfig.plan_fresh_s`` and its first step is of no kind the
-  domain advises any more. A young plan whose opening can go ahead is the model's judgement
-  and is kept even if the advice would not have listed it.
+- its first step is of no kind the domain advises any more, and either the plan is older
+  than ``ArbiterConfig.plan_fresh_s`` or its first step would be put off now (smoke asked for
+  before a fight, arriving mid-fight when no smoke is on offer: it would wait out the fight,
+  by when the enemy it was for is dead and the smoke has lost its point). A young plan
+  whose opening can go ahead is the model's judgement and is kept even if the advice would
+  not have listed it.
 
 A stale plan is the game's latency, not the model's judgement: the arbiter counts it as a
 plan not used, not toward the model's failures in a row, and asks again with the snapshot of
@@ -43,10 +42,8 @@ def stale_on_arrival(
         why = all_moot(steps, snap, domain)
     if why is None and age_s is not None:
         first = steps[0]
-        if validate_step(first, snap, registry, rules) is None \
-                and defer_step(first, snap, registry, rules) is not None:
-            why = outdated(first, snap, domain, age_s, exact=True)
-        elif age_s > fresh_s:
+        if age_s > fresh_s or (validate_step(first, snap, registry, rules) is None
+                               and defer_step(first, snap, registry, rules) is not None):
             why = outdated(first, snap, domain, age_s)
     return why
 
@@ -65,17 +62,15 @@ def all_moot(steps: Sequence[ActionStep], snap: WorldSnapshot, domain: Domain) -
 
 
 def outdated(first: ActionStep, snap: WorldSnapshot, domain: Domain,
-             age_s: float, exact: bool = False) -> str | None:
+             age_s: float) -> str | None:
     """Why a plan written ``age_s`` seconds ago should not start now, or None: its first step
-    is of no kind the domain advises any more (``exact``: is not itself among the advice of
-    now; a smoke on another tile, for another enemy, is not this one). A domain without
-    advice, or with nothing to advise now, keeps every legal plan."""
+    is of no kind the domain advises any more. A domain without advice, or with nothing to
+    advise now, keeps every legal plan."""
     advise = domain.advise
     if advise is None:
         return None
     options = advise(snap)
-    if not options or any(step == first if exact else type(step) is type(first)
-                          for step, _why in options):
+    if not options or any(type(step) is type(first) for step, _why in options):
         return None
     kinds = ", ".join(dict.fromkeys(getattr(step, "act", type(step).__name__)
                                     for step, _why in options))

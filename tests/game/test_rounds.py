@@ -145,9 +145,7 @@ def _modes_visited(session: GameSession) -> set[str]:
 def test_the_log_shows_goap_and_llm_plans_with_the_scripted_backend(
     scenario: Scenario, sessions: list[GameSession]
 ) -> None:
-    # The ambush (see test_cli's headless round): on the standard round the canned plans
-    # arrive mid-fight, stale, and are asked again.
-    report, lines, session = play(load_scenario("ambush"), 1, ScriptedPlanService(seed=1))
+    report, lines, session = play(scenario, 1, ScriptedPlanService(seed=1))
     sessions.append(session)
     assert any("[GOAP]" in line for line in lines)
     assert any("GOAP -> ExecutingLLM" in line for line in lines)

@@ -214,7 +214,7 @@ def test_headless_demo_round_replays_to_the_same_log(tmp_path: Path,
     from esper_arbiter.game.cli import main
 
     path = tmp_path / "demo.jsonl"
-    common = ["--headless", "--seconds", "30", "--seed", "4", "--scenario", "ambush"]
+    common = ["--headless", "--seconds", "30", "--seed", "4"]
     assert main([*common, "--backend", "scripted", "--record", str(path)]) == 0
     recorded = capsys.readouterr().out.splitlines()
     assert main([*common, "--replay", str(path)]) == 0

@@ -139,3 +139,15 @@ def test_cover_is_offered_when_hurt_and_seen_not_to_a_healthy_fighter() -> None:
     assert steps[0] == Attack(target_id=40)
     hurt = dataclasses.replace(healthy, me=dataclasses.replace(healthy.me, hp=20))
     assert TakeCover(x=3, y=4) in options(hurt)
+
+
+def test_the_enemy_i_am_about_to_engage_is_fought_not_smoked() -> None:
+    """#40 is 9 tiles off (fire range 8) with the leader in its sights: a step or two and I
+    am trading fire with it. Any plan comes up by then, when its smoke would only wait out
+    that fight and lose its point, so the option is the fight. Hurt, the smoke is offered."""
+    near = field(me=(2, 2), leader=(3, 2), enemy=(11, 2))
+    steps = options(near)
+    assert not any(isinstance(s, ThrowSmoke) for s in steps)
+    assert steps[0] == Attack(target_id=40)
+    hurt = field(me=(2, 2), leader=(3, 2), enemy=(11, 2), hp=20)
+    assert any(isinstance(s, ThrowSmoke) for s in options(hurt))

@@ -54,6 +54,15 @@ def advice(p: Percept) -> list[Advice]:
                 out.append((Revive(target_id=leader.id),
                             f"#{leader.id} is down: walk over and revive"))
     smoke = _smoke_option(p)
+    target = _engage_target(p)
+    if (smoke is not None and target is not None and p.has_ammo and not p.low_hp
+            and pf.distance(p.pos, target[0].pos) <= p.rules.fire_range + 1.5
+            and _cuts(smoke[0], p.pos, target[0], p.rules.smoke_radius)):
+        # The enemy I am about to engage (a step or two from my fire range) is fought, not
+        # blinded: any plan comes up once I trade fire with it, when the smoke would only wait
+        # out that fight (ThrowSmoke's defer) and lose its point. Smoke is for an enemy
+        # well out of my reach.
+        smoke = None
     if smoke is not None:
         out.append(smoke)  # from afar, ThrowSmoke walks into throwing range when it comes up
     # Cover when it matters, as GOAP judges it: hurt and in an enemy's sight. Offered to a
@@ -63,7 +72,6 @@ def advice(p: Percept) -> list[Advice]:
     if cover is not None:
         out.append((cover, f"you are hurt: nearest cover, "
                            f"{pf.distance(p.pos, (cover.x, cover.y)):.0f} tiles"))
-    target = _engage_target(p)
     blinded = (smoke is not None and target is not None
                and _inside(smoke[0], target[0], p.rules.smoke_radius))
     if target is not None and not blinded:
@@ -84,6 +92,13 @@ def advice(p: Percept) -> list[Advice]:
     if goal is not None:
         out.append(goal)
     return out[:MAX_ADVICE]
+
+
+def _cuts(smoke: ActionStep, me: Tile, unit: UnitView, radius: float) -> bool:
+    """Whether the cloud ``smoke`` would make hides ``unit`` from ``me`` (it stands inside,
+    or the cloud hangs between us)."""
+    return (isinstance(smoke, ThrowSmoke)
+            and pf.smoke_blocks(((smoke.x, smoke.y, radius),), me, unit.pos))
 
 
 def _inside(smoke: ActionStep, unit: UnitView, radius: float) -> bool:
