@@ -4,9 +4,9 @@ The model's prompt lists these as options and builds its example reply from them
 :attr:`systems.domain.Domain.advise`), so a small model choosing among them picks something
 that fits this moment: smoke across the line of fire of whoever covers the leader or the way
 to the objective from out of my reach (an enemy I can shoot is fought, not blinded, unless I
-am hurt or out of rounds), the nearest real cover when I am hurt and seen, the enemy to
-engage, the objective. GOAP never
-throws smoke while it has an order to follow or an enemy to engage; a plan may.
+am hurt or out of rounds, and the enemy I am about to engage is fought too), the nearest real
+cover when I am hurt and seen, the enemy to engage, the objective. GOAP never throws smoke
+while it has an order to follow or an enemy to engage; a plan may.
 
 Every step comes from :class:`~systems.presets.squad.percept.Percept`'s grounding helpers, so
 it is legal in the snapshot it was made for.
