@@ -435,7 +435,7 @@ def line_of_sight(grid: GridView, a: Tile, b: Tile) -> bool:
     key = (ia, ib) if ia < ib else (ib, ia)
     smoke = grid.smoke
     if smoke:
-        seen = _smoke_sight(smoke)
+        seen = _cloud_memo(smoke).seen
         hit = seen.get(key)
         if hit is None:
             hit = seen[key] = not smoke_blocks(smoke, a, b) and _walls_clear(idx, a, b, key)
@@ -512,10 +512,6 @@ def _cloud_memo(smoke: tuple[_Cloud, ...]) -> _CloudMemo:
         memo.seen.clear()
     last[:] = [(smoke, memo)]
     return memo
-
-
-def _smoke_sight(smoke: tuple[_Cloud, ...]) -> dict[tuple[int, int], bool]:
-    return _cloud_memo(smoke).seen
 
 
 def _smoke_buckets(smoke: tuple[_Cloud, ...]) -> dict[int, list[_Cloud]]:
