@@ -348,9 +348,11 @@ class ActionSystem(esper.Processor):
         reach = ctx.rules.fire_range
         if centred and math.dist(here, there) <= reach and self._in_smoke(there):
             # Nobody sees into the cloud until it clears: in range is as close as it pays to
-            # get (walking on only walks into the target's own gun when the smoke lifts).
+            # get (walking on only walks into the target's own gun when the smoke lifts). The
+            # step holds here until the target can be seen, and ends then: ending it now
+            # would hand its brain a target still hidden, which orders the same approach
+            # again, every frame.
             self._stop(ent)
-            intent.finish()
             return
 
         def in_position(tile: Tile) -> bool:

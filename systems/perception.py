@@ -293,13 +293,16 @@ class FrameView:
         sides = self._sides_with(me.team, relation)
         if not sides or k <= 0:
             return []
+        view = self._view
+        where = _alive if alive else None
+        if len(sides) == 1:  # the usual case: no merging
+            near = self._cells(sides[0], alive).nearest(me.x, me.y, radius, k, skip, where)
+            return [view(e, p, h, t) for _, (e, (p, h, t)) in near]
         found: list[tuple[float, int, _Raw]] = []
         for side in sides:
-            for d2, item in self._cells(side, alive).nearest(me.x, me.y, radius, k, skip,
-                                                      _alive if alive else None):
+            for d2, item in self._cells(side, alive).nearest(me.x, me.y, radius, k, skip, where):
                 found.append((d2, item[0], item))
         found.sort(key=lambda f: (f[0], f[1]))
-        view = self._view
         return [view(e, p, h, t) for _, _, (e, (p, h, t)) in found[:k]]
 
     @staticmethod

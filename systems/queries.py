@@ -177,15 +177,21 @@ class Membership:
 
     def changed(self) -> bool:
         """True on the first call and whenever an entity gained or lost one of the types."""
-        if _INTERNALS:
-            db = esper._components
-            now = [db.get(t, _NONE) for t in self.types]
-        else:
-            now = [entities_with(t) for t in self.types]
         seen = self._seen
-        if seen is not None and all(a == b for a, b in zip(now, seen, strict=True)):
-            return False
-        self._seen = tuple(frozenset(s) for s in now)
+        if not _INTERNALS:
+            now = tuple(entities_with(t) for t in self.types)
+            self._seen = now
+            return now != seen
+        db = esper._components
+        if seen is not None:
+            # a plain loop: this runs hundreds of times a frame (every sight check of a big
+            # fight asks whether the smoke changed)
+            for t, before in zip(self.types, seen, strict=True):
+                if db.get(t, _NONE) != before:
+                    break
+            else:
+                return False
+        self._seen = tuple(frozenset(db.get(t, _NONE)) for t in self.types)
         return True
 
     def sets(self) -> tuple[frozenset[int], ...]:

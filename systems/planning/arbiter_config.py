@@ -32,8 +32,9 @@ class ArbiterConfig:
     """GOAP/BT re-decide this often while a step runs (to react to threats)."""
     think_interval_max_s: float = 2.0
     """A periodic re-think that keeps the running step (most of them, mid-fight: the agent
-    goes on firing from cover) doubles the interval to the next one, up to this. A new step,
-    a finished or failed one, an order, a model plan or a hit that is news (see
+    goes on firing from cover) doubles the interval to the next one, up to this, and so does
+    a finished step followed by another of its kind for the same goal (the next burst). A new
+    kind of step or goal, a failed step, an order, a model plan or a hit that is news (see
     ``hit_news_fraction``) start again from ``think_interval_s``. Equal to
     ``think_interval_s``: no back-off."""
     hit_news_fraction: float = 0.25

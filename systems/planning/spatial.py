@@ -9,6 +9,7 @@ snapshot costs the same with 100 or 10,000 units on the map.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Container, Hashable, Iterable
 from typing import Generic, Protocol, TypeVar
 
@@ -19,19 +20,32 @@ CELL = 4
 
 _STRIDE = 1 << 20
 """Cells are keyed by one int, ``gx * _STRIDE + gy`` (cheaper than a tuple per lookup)."""
-_RINGS: list[list[tuple[int, int, int]]] = []
-"""Per ring, the cells on it as (dx, dy, key offset); grown on demand."""
+_ORDERS: dict[tuple[int, float, int], list[tuple[float, int]]] = {}
+"""Per (cell size, slack, rings), the cells around a centre cell as (lower bound on the squared
+distance from any point of the centre cell to anything bucketed there, key offset), nearest
+first; built on first use."""
+_ORDERS_MAX = 64
+_SCAN_ALL: list[tuple[float, int]] = [(0.0, 0)]
 
 
-def _ring(r: int) -> list[tuple[int, int, int]]:
-    while len(_RINGS) <= r:
-        n = len(_RINGS)
-        cells = [(dx, dy) for dx in range(-n, n + 1) for dy in range(-n, n + 1)
-                 if max(abs(dx), abs(dy)) == n]
-        # nearest first within the ring, so a full heap prunes the corners
-        cells.sort(key=lambda d: d[0] * d[0] + d[1] * d[1])
-        _RINGS.append([(dx, dy, dx * _STRIDE + dy) for dx, dy in cells])
-    return _RINGS[r]
+def _order(cell: int, slack: float, rings: int) -> list[tuple[float, int]]:
+    key = (cell, slack, rings)
+    order = _ORDERS.get(key)
+    if order is None:
+        if len(_ORDERS) >= _ORDERS_MAX:
+            _ORDERS.clear()
+        found = []
+        for dx in range(-rings, rings + 1):
+            gap_x = max(0, abs(dx) - 1) * cell
+            for dy in range(-rings, rings + 1):
+                gap_y = max(0, abs(dy) - 1) * cell
+                # An item bucketed in that cell may since have walked ``slack`` tiles out of
+                # it; a hair less, so rounding never prunes a cell an item is exactly at.
+                lb = math.sqrt(gap_x * gap_x + gap_y * gap_y) - slack - 1e-9
+                found.append((lb * lb if lb > 0 else 0.0, dx * _STRIDE + dy))
+        found.sort()
+        order = _ORDERS[key] = found
+    return order
 
 
 class HasXY(Protocol):
@@ -65,19 +79,20 @@ class CellIndex(Generic[T]):
         """Tiles an item may have moved since it was bucketed (see :meth:`nearest`)."""
         entries: list[_Entry[T]] = [(pos(i), key(i), i) for i in items]
         cells: dict[int, list[_Entry[T]]] = {}
-        lo_x = lo_y = 1 << 30
-        hi_x = hi_y = -(1 << 30)
-        for entry in entries:
-            p = entry[0]
-            gx, gy = int(p.x // cell), int(p.y // cell)
+        xs = [int(e[0].x // cell) for e in entries]
+        ys = [int(e[0].y // cell) for e in entries]
+        for gx, gy, entry in zip(xs, ys, entries, strict=True):
             k = gx * _STRIDE + gy
             bucket = cells.get(k)
             if bucket is None:
                 cells[k] = [entry]
             else:
                 bucket.append(entry)
-            lo_x, hi_x = min(lo_x, gx), max(hi_x, gx)
-            lo_y, hi_y = min(lo_y, gy), max(hi_y, gy)
+        if entries:
+            lo_x, hi_x, lo_y, hi_y = min(xs), max(xs), min(ys), max(ys)
+        else:
+            lo_x = lo_y = 1 << 30
+            hi_x = hi_y = -(1 << 30)
         self._entries = entries
         self._cells = cells
         self._bounds = (lo_x, lo_y, hi_x, hi_y)
@@ -93,16 +108,16 @@ class CellIndex(Generic[T]):
         item); items whose key is in ``skip``, or for which ``where(item)`` is false, are left
         out (the agent itself, its leader; the dead).
 
-        Cells are visited in rings around (x, y). A cell whose rectangle lies beyond the
-        radius, or (once ``k`` items are held) beyond the k-th distance, is passed over, and
-        the search stops when nothing in an unvisited ring could be nearer, so the cost follows
-        the local density, not the number of items or the radius. Cell rectangles are widened
-        by ``slack`` tiles: items may have moved that far since the index was built."""
+        Cells are visited nearest first, by a precomputed lower bound on how near anything
+        bucketed in them can be to any point of the query's own cell, and the search stops at
+        the first cell whose bound lies beyond the radius or (once ``k`` items are held) beyond
+        the k-th distance, so the cost follows the local density, not the number of items or
+        the radius. The bounds allow for ``slack``: items may have moved that far since the
+        index was built."""
         entries = self._entries
         if k <= 0 or not entries:
             return []
         c = self.cell
-        slack = self.slack
         lo_x, lo_y, hi_x, hi_y = self._bounds
         cx, cy = int(x // c), int(y // c)
         max_ring = int(radius // c) + 1
@@ -114,51 +129,34 @@ class CellIndex(Generic[T]):
         push, pushpop = heapq.heappush, heapq.heappushpop
         span = max(hi_x - lo_x, hi_y - lo_y) + 1
         if (2 * min(max_ring, span) + 1) ** 2 >= len(entries):
-            pools: Iterable[list[_Entry[T]]] = (entries,)  # fewer items than cells: scan all
-            rings: Iterable[int] = (0,)
+            # fewer items than cells to visit: scan them all, as one pool
+            get: Callable[[int], list[_Entry[T]] | None] = {0: entries}.get
+            order: list[tuple[float, int]] = _SCAN_ALL
+            base = 0
         else:
-            pools = ()
             far = max(abs(cx - lo_x), abs(cx - hi_x), abs(cy - lo_y), abs(cy - hi_y))
-            rings = range(min(max_ring, far) + 1)
-        cells = self._cells
-        base = cx * _STRIDE + cy
-        fx, fy = x - cx * c, y - cy * c  # where in its own cell (x, y) lies
-        # The visited square after ring n reaches at least n * c plus this far all round.
-        edge = min(fx, c - fx, fy, c - fy) - slack
-        for ring in rings:
-            todo: Iterable[list[_Entry[T]]]
-            if pools:
-                todo = pools
-            else:
-                todo = []
-                for dx, dy, off in _ring(ring):
-                    bucket = cells.get(base + off)
-                    if bucket is None:
-                        continue
-                    # distance from (x, y) to the cell's rectangle, widened by the slack
-                    ddx = (dx * c - fx if dx > 0 else fx - (dx + 1) * c if dx < 0 else 0.0) - slack
-                    ddy = (dy * c - fy if dy > 0 else fy - (dy + 1) * c if dy < 0 else 0.0) - slack
-                    ddx = ddx if ddx > 0 else 0.0
-                    ddy = ddy if ddy > 0 else 0.0
-                    if ddx * ddx + ddy * ddy <= r2:
-                        todo.append(bucket)  # else: all of it beyond the k-th nearest
-            for pool in todo:
-                for p, key, item in pool:
-                    dx_ = p.x - x
-                    dy_ = p.y - y
-                    d2 = dx_ * dx_ + dy_ * dy_
-                    if d2 <= r2 and key not in skip and (where is None or where(item)):
-                        seq += 1
-                        if len(best) < k:
-                            push(best, (-d2, -seq, item))
-                            if len(best) == k:
-                                r2 = -best[0][0]
-                        elif d2 < r2:
-                            pushpop(best, (-d2, -seq, item))
+            get = self._cells.get
+            order = _order(c, self.slack, min(max_ring, far))
+            base = cx * _STRIDE + cy
+        for bound, off in order:
+            if bound > r2:
+                break  # this cell and every one after it lie beyond the k-th nearest
+            pool = get(base + off)
+            if pool is None:
+                continue
+            for p, key, item in pool:
+                dx_ = p.x - x
+                dy_ = p.y - y
+                d2 = dx_ * dx_ + dy_ * dy_
+                if d2 <= r2 and key not in skip and (where is None or where(item)):
+                    seq += 1
+                    if len(best) < k:
+                        push(best, (-d2, -seq, item))
+                        if len(best) == k:
                             r2 = -best[0][0]
-            reach = ring * c + edge
-            if len(best) == k and reach > 0 and r2 <= reach * reach:
-                break
+                    elif d2 < r2:
+                        pushpop(best, (-d2, -seq, item))
+                        r2 = -best[0][0]
         # (-d2, -seq) descending is (d2, seq) ascending: nearest first, ties in visiting
         # order; seq is unique, so items themselves are never compared.
         best.sort(reverse=True)

@@ -142,20 +142,34 @@ def test_approach_stops_once_the_target_is_in_range_and_sight(make_arena: MakeAr
     assert here != there  # stopped short: no need to walk up to it
 
 
-def test_approach_to_a_target_inside_smoke_stops_in_range(make_arena: MakeArena) -> None:
-    """Nobody sees into a cloud: once in fire range the approach is done, instead of walking
-    on for 15 s toward the target's own gun (a model plan's "smoke, then approach")."""
+def test_approach_to_a_target_inside_smoke_holds_in_range_until_it_clears(
+    make_arena: MakeArena,
+) -> None:
+    """Nobody sees into a cloud: once in fire range the approach stops walking (instead of
+    walking on toward the target's own gun, a model plan's "smoke, then approach") and holds
+    there, running, until the cloud clears and the target can be seen; it does not end while
+    the target is still hidden (its brain would only order the same approach again)."""
     arena = make_arena(width=20, height=10)
     unit = arena.spawn("hunter", (2, 4), "blue")
     foe = arena.spawn("foe", (14, 4), "red")
-    esper.create_entity(SmokeCloud(14, 4, 1.5, arena.clock.t, arena.clock.t + 30.0))
+    clears_at = arena.clock.t + 5.0
+    esper.create_entity(SmokeCloud(14, 4, 1.5, arena.clock.t, clears_at))
     arena.order(unit, Approach(target_id=foe))
-    took = arena.run_until(_done(arena, unit), limit=10.0)
+    in_range = lambda: math.dist(arena.pos(unit).tile, arena.pos(foe).tile) <= (  # noqa: E731
+        arena.rules.fire_range
+    )
+    took = arena.run_until(in_range, limit=10.0)
+    assert took < 3.0
+    held_at = arena.pos(unit).tile
+    while arena.clock.t < clears_at - 0.2:
+        arena.step()
+        assert arena.intent(unit).status is IntentStatus.RUNNING  # holding, not done
+        assert arena.pos(unit).tile == held_at  # and not walking on
+    arena.run_until(_done(arena, unit), limit=2.0)
     assert arena.intent(unit).status is IntentStatus.DONE
     here, there = arena.pos(unit).tile, arena.pos(foe).tile
-    assert math.dist(here, there) <= arena.rules.fire_range
+    assert arena.ctx.sees(here, there)
     assert math.dist(here, there) > arena.rules.fire_range - 1.5  # stopped at the edge
-    assert took < 3.0
 
 
 # -- shooting -----------------------------------------------------------------------------

@@ -90,10 +90,10 @@ def extract_facts(p: Percept, orders: Mapping[str, int] = DEFAULT_ORDERS) -> int
     state = 0
     if p.hostiles:
         state |= F.ENEMY_KNOWN
-        if p.visible:
+        if p.in_range:
+            state |= F.ENEMY_VISIBLE | F.ENEMY_IN_RANGE
+        elif p.sees_any:
             state |= F.ENEMY_VISIBLE
-            if p.in_range:
-                state |= F.ENEMY_IN_RANGE
     if p.has_ammo:
         state |= F.HAS_AMMO
     if p.can_reload:
@@ -113,7 +113,7 @@ def extract_facts(p: Percept, orders: Mapping[str, int] = DEFAULT_ORDERS) -> int
             state |= F.NEAR_LEADER
         if d <= min(r.revive_reach, r.heal_reach):
             state |= F.AT_LEADER
-        if pl.hp > 0 and p.hostiles and p.threats_to(pl.pos):
+        if pl.hp > 0 and p.hostiles and p.exposed(pl.pos):
             state |= F.LEADER_EXPOSED
         if p.can_get_next_to(pl.pos):
             state |= F.LEADER_REACHABLE

@@ -111,11 +111,26 @@ class Percept:
         return self._visible
 
     @property
+    def sees_any(self) -> bool:
+        """Whether any hostile is in line of sight (stops at the first one: nearest first, that
+        is usually the nearest, where :attr:`visible` checks sight to every hostile)."""
+        if self._visible is not None:
+            return bool(self._visible)
+        if self.in_range:
+            return True
+        g, pos = self.grid, self.pos
+        return any(pf.line_of_sight(g, pos, h.pos) for h in self.hostiles)
+
+    @property
     def in_range(self) -> tuple[UnitView, ...]:
-        """Hostiles in sight and within fire range, nearest first."""
+        """Hostiles in sight and within fire range, nearest first (sight checked only for
+        those in range)."""
         if self._in_range is None:
-            r, pos = self.rules.fire_range, self.pos
-            self._in_range = tuple(h for h in self.visible if pf.distance(pos, h.pos) <= r)
+            r, g, pos = self.rules.fire_range, self.grid, self.pos
+            self._in_range = tuple(h for h in (self.hostiles if self._visible is None
+                                               else self._visible)
+                                   if pf.distance(pos, h.pos) <= r
+                                   and pf.line_of_sight(g, pos, h.pos))
         return self._in_range
 
     @property
@@ -165,6 +180,11 @@ class Percept:
 
     def ready(self, ability: str) -> bool:
         return self.snapshot.cooldown(ability) <= 0.0
+
+    def exposed(self, tile: Tile) -> bool:
+        """Whether some hostile has ``tile`` in sight and within fire range."""
+        g, rules = self.grid, self.rules
+        return any(covers(g, rules, h.pos, tile) for h in self.hostiles)
 
     def threats_to(self, tile: Tile) -> list[UnitView]:
         """Hostiles that have ``tile`` in sight and within fire range, nearest to it first."""
