@@ -112,8 +112,9 @@ class Percept:
 
     @property
     def sees_any(self) -> bool:
-        """Whether any hostile is in line of sight (stops at the first one: nearest first, that
-        is usually the nearest, where :attr:`visible` checks sight to every hostile)."""
+        """Whether any hostile is in line of sight. Stops at the first one seen (hostiles are
+        nearest first, so usually the first it checks), where :attr:`visible` checks sight
+        to every hostile."""
         if self._visible is not None:
             return bool(self._visible)
         if self.in_range:
