@@ -458,6 +458,28 @@ def test_a_step_of_the_same_kind_for_another_goal_replaces_the_running_one() -> 
     assert state.step_goal == "rest"
 
 
+def test_the_next_step_of_its_kind_for_the_same_goal_goes_on_backing_off() -> None:
+    """The next burst of a fight, after the last one ended, is a decision that kept the
+    course: the look after it comes later still. A step for another goal starts again."""
+    goap = GoalGoap(MoveTo(3, 2), "fight")
+    arb = make(goap, think_interval_s=0.5, think_interval_max_s=4.0, min_commit_s=0.0)
+    state, intent = ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    for t in (0.5, 1.5):  # two re-thinks that keep the step
+        tick(arb, state, intent, snap(t, me=replace(ME, x=int(t * 2) % 3)))
+    assert state.think_backoff == 2
+    intent.finish()
+    goap.step = MoveTo(4, 2)  # the next one, same kind, same goal
+    tick(arb, state, intent, snap(3.5, me=replace(ME, x=5)))
+    assert intent.step == MoveTo(4, 2) and intent.serial == 2
+    assert state.think_backoff == 3 and state.next_think_at == 7.5  # 4 s, not 0.5 s
+    intent.finish()
+    goap.step, goap.goal = MoveTo(1, 1), "rest"  # same kind, another goal: news
+    tick(arb, state, intent, snap(8.0, me=replace(ME, x=6)))
+    assert intent.step == MoveTo(1, 1)
+    assert state.think_backoff == 0 and state.next_think_at == 8.5
+
+
 def test_a_stale_plan_is_asked_again_at_once_and_is_not_held_against_the_model() -> None:
     arb = make(bt_after_failures=2)
     state, intent = ArbiterState(), Intent()
