@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class _GridIndex:
     )
     step_maps: OrderedDict[int, dict[Tile, int]] = field(default_factory=OrderedDict)
     los: dict[tuple[int, int], bool] = field(default_factory=dict)
+    goal_fields: OrderedDict[int, array[float]] = field(default_factory=OrderedDict)
+    """Cost-to-goal fields per goal cell (see :mod:`goal_fields`)."""
 
     def build_neighbours(self) -> None:
         w, h, blocked = self.width, self.height, self.blocked

@@ -27,6 +27,7 @@ from esper_arbiter.components.actions import (
 )
 from esper_arbiter.components.snapshot import GridView, UnitView, WorldSnapshot
 from esper_arbiter.systems.planning import pathfinding as pf
+from esper_arbiter.systems.planning.goal_fields import route_toward
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
 
 Tile = tuple[int, int]
@@ -417,15 +418,15 @@ class Percept:
     def escort_step(self) -> MoveTo | None:
         """Lead the way to the objective: the farthest tile along the leader's own route there
         that stays within follow distance of them. ``None`` when there is no such tile I can
-        reach, or I already stand on it. (The route is the leader's, so every agent following one
-        leader shares one cached path.)"""
+        reach, or I already stand on it. (The route is read off the objective's cost field,
+        built once per map, so it costs a few tiles' walk however far the objective is.)"""
         e, p = self.objective, self.leader
         if e is None:
             return None
         if p is None or p.hp <= 0:
             return self.move_to_objective_step()
-        route = pf.find_path(self.grid, p.pos, e)
-        if not route:
+        route = route_toward(self.grid, p.pos, e)
+        if route is None:
             return None
         fd = self.rules.follow_distance
         pick: Tile | None = None
