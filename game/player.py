@@ -153,13 +153,13 @@ class PlayerSystem(esper.Processor):
         here = ctx.tile_of(ctx.player)
         if here is None:
             return None
-        steps = step_distances(ctx.grid_view(), here)
+        # A walk of a few steps, not of the whole map (a 10,000-unit map has 140,000 tiles).
+        steps = step_distances(ctx.grid_view(), here, COVER_SEARCH_STEPS)
+        cover = ctx.map.cover
         best: tuple[int, int, int] | None = None
-        for x, y in ctx.map.cover:
-            n = steps.get((x, y))
+        for (x, y), n in steps.items():
             if (
-                n is not None
-                and n <= COVER_SEARCH_STEPS
+                (x, y) in cover
                 and (best is None or (n, y, x) < best)
                 and math.dist((x, y), target) <= ctx.rules.fire_range
                 and ctx.sees((x, y), target)
@@ -169,23 +169,29 @@ class PlayerSystem(esper.Processor):
 
     def _hidden_tile(self) -> Tile | None:
         """The nearest tile (at most :data:`RETREAT_SEARCH_STEPS` away) that no active hostile
-        can see, preferring tiles closer to the extraction point on ties."""
+        within fire range of it can see, preferring tiles closer to the extraction point on
+        ties. (A hostile farther off cannot shoot there, and would not notice the player either:
+        guards are alerted within fire range.)"""
         ctx = self.ctx
         here = ctx.tile_of(ctx.player)
         if here is None:
             return None
+        fire_range = ctx.rules.fire_range
+        reach = fire_range + RETREAT_SEARCH_STEPS * math.sqrt(2.0)
         hostiles = [
             pos.tile for ent, (_e, pos) in esper.get_components(Enemy, Position)
-            if ctx.active(ent)
+            if math.dist(here, pos.tile) <= reach and ctx.active(ent)
         ]
-        steps = step_distances(ctx.grid_view(), here)
+        steps = step_distances(ctx.grid_view(), here, RETREAT_SEARCH_STEPS)
         ex = ctx.extraction_tile
         best: tuple[int, float, int, int] | None = None
         for tile, n in steps.items():
             if n == 0 or n > RETREAT_SEARCH_STEPS:
                 continue
             key = (n, math.dist(tile, ex), tile[1], tile[0])
-            if (best is None or key < best) and not any(ctx.sees(h, tile) for h in hostiles):
+            if (best is None or key < best) and not any(
+                math.dist(h, tile) <= fire_range and ctx.sees(h, tile) for h in hostiles
+            ):
                 best = key
         return None if best is None else (best[3], best[2])
 
