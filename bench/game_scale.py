@@ -103,7 +103,10 @@ def main() -> int:
     rows: list[list[object]] = []
     for layout, sizes in (("squads", args.agents), ("crowd", args.crowd_agents)):
         for n in sizes:
-            frames = args.frames if n <= 2000 else max(15, args.frames // 4)
+            # The same frames at every size: a fight's cost changes from second to second
+            # (bursts end together, a wave of guards wakes), so sizes timed over different
+            # stretches of game time would compare different fights, not different sizes.
+            frames = args.frames
             frame, worst, floor, shots = measure(layout, n, frames, args.warmup_s)
             per_agent[layout][n] = frame / n
             floors.setdefault(n, floor)
