@@ -42,7 +42,7 @@ from esper_arbiter.components.world import (
 )
 from esper_arbiter.systems.planning.pathfinding import nearest_walkable
 from esper_arbiter.systems.planning.spatial import CellIndex
-from esper_arbiter.systems.queries import Membership, components
+from esper_arbiter.systems.queries import Membership, StableRows
 
 log = logging.getLogger("esper_arbiter.perception")
 
@@ -70,16 +70,6 @@ def _alive(item: _Raw) -> bool:
     return item[1][1].hp > 0
 
 
-def _same_rows(old: list[_Raw], new: list[_Raw]) -> bool:
-    """The same entities, in the same order, holding the same component objects."""
-    if len(old) != len(new):
-        return False
-    for (e1, (p1, h1, t1)), (e2, (p2, h2, t2)) in zip(old, new, strict=True):
-        if e1 != e2 or p1 is not p2 or h1 is not h2 or t1 is not t2:
-            return False
-    return True
-
-
 def game_time() -> float:
     """The current game time from the world's :class:`GameClock` (0.0 if there is none)."""
     for _, clock in esper.get_component(GameClock):
@@ -92,10 +82,11 @@ class FrameMemory:
     esper's query cache is), and unit views whose values did not change. Reusing the same
     objects lets the arbiter see "nothing changed" with identity comparisons."""
 
-    __slots__ = ("buckets", "sides", "views")
+    __slots__ = ("buckets", "rows", "sides", "views")
 
     def __init__(self) -> None:
         self.buckets: dict[tuple[str, bool], tuple[list[Any], float, CellIndex[Any]]] = {}
+        self.rows = StableRows(Position, Health, Team)
         self.sides: list[Any] = []
         self.views: dict[int, UnitView] = {}
 
@@ -118,6 +109,7 @@ class FrameView:
         self._grid_cache = grid_cache
         memory = memory if memory is not None else FrameMemory()
         self._side_cache = memory.sides
+        self._rows = memory.rows
         self._persist = memory.views
         self._grid: GridView | None = None
         self._map: MapGrid | None = None
@@ -182,17 +174,15 @@ class FrameView:
     def _index(self) -> dict[str, list[_Raw]]:
         """One pass over every unit's components, grouped by side. Views are made lazily."""
         if self._sides is None:
-            rows = components(Position, Health, Team)
-            units: list[_Raw] = rows if isinstance(rows, list) else list(rows)
+            units, same = self._rows.get()
             cached = self._side_cache
-            if cached and (cached[0] is units or _same_rows(cached[0], units)):
+            if cached and same:
                 # The same units with the very same component objects as last frame (the
                 # usual case, even mid-fight, where what comes and goes is Dead, smoke,
                 # cover): the grouping is still right (Team is replaced, not mutated), and with
                 # it each side's spatial index. A replaced Position or Team is a new object,
                 # and regroups.
                 sides = cached[1]
-                cached[0] = units
             else:
                 sides = {}
                 for item in units:

@@ -28,7 +28,7 @@ changes them fails loudly rather than silently.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from operator import itemgetter
+from operator import is_, itemgetter
 from typing import Any, TypeVar, overload
 
 import esper
@@ -203,3 +203,59 @@ class Membership:
 
 
 _NONE: frozenset[int] = frozenset()
+
+
+class StableRows:
+    """One query's rows, kept from call to call while they are still the very same: the same
+    entities holding the same component objects. Checking that costs a comparison of id sets
+    (:class:`Membership`) and one identity test per component, all in C; reading the rows
+    again (what :func:`components` does) costs a tuple per entity in Python, about three times
+    as much, and is done only when the check fails (an entity came or went, a component was
+    replaced)."""
+
+    __slots__ = ("_columns", "_getters", "_ids", "_members", "_rows", "types")
+
+    def __init__(self, *types: type[Any]) -> None:
+        self.types = types
+        self._members = Membership(*types)
+        self._getters = [itemgetter(t) for t in types]
+        self._rows: list[tuple[int, tuple[Any, ...]]] | None = None
+        self._ids: list[int] = []
+        self._columns: list[list[Any]] = []
+
+    def get(self) -> tuple[list[tuple[int, tuple[Any, ...]]], bool]:
+        """``(rows, same)``: the rows as ``components(*types)`` gives them, and whether they
+        are the very list the last call returned (nothing about them changed since)."""
+        rows = self._rows
+        changed = self._members.changed()
+        if rows is not None and _INTERNALS and not changed and self._holds():
+            return rows, True
+        new = list(components(*self.types))
+        if rows is not None and _same_rows(rows, new):
+            return rows, True
+        self._rows = new
+        self._ids = [ent for ent, _ in new]
+        self._columns = [[comps[i] for _, comps in new] for i in range(len(self.types))]
+        return new, False
+
+    def _holds(self) -> bool:
+        entities = esper._entities
+        try:
+            dicts = list(map(entities.__getitem__, self._ids))
+            for getter, column in zip(self._getters, self._columns, strict=True):
+                if not all(map(is_, map(getter, dicts), column)):
+                    return False
+        except KeyError:  # an entity gone, or one that lost a type (esper out of step)
+            return False
+        return True
+
+
+def _same_rows(old: list[tuple[int, tuple[Any, ...]]],
+               new: list[tuple[int, tuple[Any, ...]]]) -> bool:
+    """The same entities, in the same order, holding the same component objects."""
+    if len(old) != len(new):
+        return False
+    for (e1, c1), (e2, c2) in zip(old, new, strict=True):
+        if e1 != e2 or any(a is not b for a, b in zip(c1, c2, strict=True)):
+            return False
+    return True

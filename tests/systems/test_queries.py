@@ -106,3 +106,48 @@ def test_an_entity_deleted_while_the_loop_runs_is_passed_over(world: str) -> Non
             for other in ents[1:3]:
                 esper.delete_entity(other, immediate=True)
     assert sorted(seen) == [0, 3, 4, 5]
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=ops, types=st.sampled_from([(A, B), (A, C), (B, C), (A, B, C)]))
+def test_stable_rows_are_kept_only_while_they_are_the_very_same(
+    script: list[tuple[str, int, type]], types: tuple[type, ...]
+) -> None:
+    esper.switch_world("stable-prop")
+    try:
+        ents = [esper.create_entity() for _ in range(6)]
+        stable = queries.StableRows(*types)
+        last: list[tuple[int, tuple[int, ...]]] | None = None
+        for op, i, kind in script:
+            ent = ents[i]
+            if not esper.entity_exists(ent):
+                continue
+            if op == "add":
+                esper.add_component(ent, kind(i))  # may replace one by an equal new object
+            elif op == "remove":
+                esper.try_remove_component(ent, kind)
+            elif op == "delete":
+                esper.delete_entity(ent, immediate=True)
+            elif op == "query":
+                esper.get_components(*types)
+            rows, same = stable.get()
+            now = [(e, tuple(map(id, c))) for e, c in rows]
+            assert now == _esper_answer(types)
+            if same:
+                assert now == last  # "the same" means the same entities and objects
+            last = now
+    finally:
+        esper.switch_world("default")
+        esper.delete_world("stable-prop")
+
+
+def test_stable_rows_notice_a_replaced_component(world: str) -> None:
+    ents = [esper.create_entity(A(i), B(i)) for i in range(5)]
+    stable = queries.StableRows(A, B)
+    first, _ = stable.get()
+    assert stable.get() == (first, True)
+    fresh = A(2)  # equal in value to the one it replaces
+    esper.add_component(ents[2], fresh)
+    rows, same = stable.get()
+    assert not same
+    assert dict(rows)[ents[2]][0] is fresh
