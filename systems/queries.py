@@ -28,7 +28,7 @@ changes them fails loudly rather than silently.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from operator import is_, itemgetter
+from operator import is_, itemgetter, length_hint
 from typing import Any, TypeVar, overload
 
 import esper
@@ -123,17 +123,21 @@ class _Query:
             yield row
 
     def _read(self, ids: list[int]) -> Iterator[tuple[int, tuple[Any, ...]]]:
-        entity = esper._entities.get
+        # The rows are made by C iterators (zip, map, itemgetter), a third of the cost of a
+        # Python loop per entity: this runs over every unit of every system, every frame.
+        # An entity deleted, or stripped of one of the types, while the loop runs makes them
+        # raise KeyError; the reading goes on after it (``keys`` tells how far it got).
+        entities = esper._entities
         get = self._get
-        for ent in ids:
-            comps = entity(ent)
-            if comps is None:
-                continue  # deleted while the loop ran
+        start, n = 0, len(ids)
+        while start < n:
+            part = ids[start:] if start else ids
+            keys = iter(part)
             try:
-                row = get(comps)
-            except KeyError:  # lost one of the types while the loop ran
-                continue
-            yield ent, row
+                yield from zip(keys, map(get, map(entities.__getitem__, part)), strict=True)
+                return
+            except KeyError:
+                start += len(part) - length_hint(keys)
 
 
 _QUERIES: dict[tuple[type[Any], ...], _Query] = {}

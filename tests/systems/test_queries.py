@@ -151,3 +151,19 @@ def test_stable_rows_notice_a_replaced_component(world: str) -> None:
     rows, same = stable.get()
     assert not same
     assert dict(rows)[ents[2]][0] is fresh
+
+
+def test_a_busy_world_loop_passes_over_units_deleted_or_stripped_ahead_of_it(world: str) -> None:
+    ents = [esper.create_entity(A(i), B(i)) for i in range(8)]
+    for _ in range(3):  # a busy world: esper's list is gone at every call
+        esper.add_component(ents[0], C())
+        list(queries.components(A, B))
+        esper.remove_component(ents[0], C)
+    seen = []
+    for _ent, (a, _b) in queries.components(A, B):
+        seen.append(a.v)
+        if a.v == 1:
+            esper.delete_entity(ents[3], immediate=True)
+            esper.remove_component(ents[4], B)
+            esper.delete_entity(ents[7], immediate=True)  # the last one
+    assert seen == [0, 1, 2, 5, 6]
