@@ -123,8 +123,9 @@ class _Query:
             yield row
 
     def _read(self, ids: list[int]) -> Iterator[tuple[int, tuple[Any, ...]]]:
-        # The rows are made by C iterators (zip, map, itemgetter), a third of the cost of a
-        # Python loop per entity: this runs over every unit of every system, every frame.
+        # The rows are made by C iterators (zip, map, itemgetter), a little cheaper than a
+        # Python loop per entity (~8% on 3,000 rows; most of the cost is fetching each
+        # entity's components from memory): this runs over every unit of every system.
         # An entity deleted, or stripped of one of the types, while the loop runs makes them
         # raise KeyError; the reading goes on after it (``keys`` tells how far it got).
         entities = esper._entities
@@ -213,9 +214,9 @@ class StableRows:
     """One query's rows, kept from call to call while they are still the very same: the same
     entities holding the same component objects. Checking that costs a comparison of id sets
     (:class:`Membership`) and one identity test per component, all in C; reading the rows
-    again (what :func:`components` does) costs a tuple per entity in Python, about three times
-    as much, and is done only when the check fails (an entity came or went, a component was
-    replaced)."""
+    again (what :func:`components` does) and comparing them costs a tuple per entity, about
+    1.6 times as much (2,000 units: ~530 against ~870 us), and is done only when the check
+    fails (an entity came or went, a component was replaced)."""
 
     __slots__ = ("_columns", "_getters", "_ids", "_members", "_rows", "types")
 
