@@ -44,6 +44,23 @@ def _our_answer(types: tuple[type, ...]) -> list[tuple[int, tuple[int, ...]]]:
     return [(e, tuple(map(id, c))) for e, c in queries.components(*types)]
 
 
+def _play(op: str, ent: int, i: int, kind: type, types: tuple[type, ...]) -> bool:
+    """One step of a script on ``ent``; False when the entity is gone (nothing happened)."""
+    if not esper.entity_exists(ent):
+        return False
+    if op == "add":
+        # a new object each time, equal in value to the one it may replace: an answer must
+        # hold the new one
+        esper.add_component(ent, kind(i))
+    elif op == "remove":
+        esper.try_remove_component(ent, kind)
+    elif op == "delete":
+        esper.delete_entity(ent, immediate=True)
+    elif op == "query":
+        esper.get_components(*types)  # a query in between: esper's cache is valid again
+    return True
+
+
 @settings(max_examples=150, deadline=None)
 @given(script=ops, types=st.sampled_from([(A, B), (A, C), (B, C), (A, B, C)]))
 def test_same_answer_as_esper_after_any_changes(
@@ -53,20 +70,9 @@ def test_same_answer_as_esper_after_any_changes(
     try:
         ents = [esper.create_entity() for _ in range(6)]  # few: matches are common
         for op, i, kind in script:
-            ent = ents[i]
-            if not esper.entity_exists(ent):
+            if not _play(op, ents[i], i, kind, types):
                 continue
-            if op == "add":
-                # a new object each time, equal in value to the one it may replace: the
-                # answer must hold the new one
-                esper.add_component(ent, kind(i))
-            elif op == "remove":
-                esper.try_remove_component(ent, kind)
-            elif op == "delete":
-                esper.delete_entity(ent, immediate=True)
-            elif op == "query":
-                esper.get_components(*types)  # a query in between: the cache is valid again
-            else:
+            if op == "iterate":
                 _our_answer(types)  # ours in between: what it keeps must still be right
             assert _our_answer(types) == _esper_answer(types)
     finally:
@@ -119,17 +125,8 @@ def test_stable_rows_are_kept_only_while_they_are_the_very_same(
         stable = queries.StableRows(*types)
         last: list[tuple[int, tuple[int, ...]]] | None = None
         for op, i, kind in script:
-            ent = ents[i]
-            if not esper.entity_exists(ent):
+            if not _play(op, ents[i], i, kind, types):
                 continue
-            if op == "add":
-                esper.add_component(ent, kind(i))  # may replace one by an equal new object
-            elif op == "remove":
-                esper.try_remove_component(ent, kind)
-            elif op == "delete":
-                esper.delete_entity(ent, immediate=True)
-            elif op == "query":
-                esper.get_components(*types)
             rows, same = stable.get()
             now = [(e, tuple(map(id, c))) for e, c in rows]
             assert now == _esper_answer(types)
