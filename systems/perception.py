@@ -52,9 +52,7 @@ REQUIRED = (Position, Health, Team)
 _NO_COOLDOWNS: MappingProxyType[str, float] = MappingProxyType({})
 _BUCKET_TTL_S = 0.25
 """Spatial indexes are rebuilt this often (or when a side's units change)."""
-_BUCKET_SLACK = 2.0
-"""Tiles a unit may walk between two rebuilds (8 tiles/s at the TTL) without a query
-missing it."""
+
 _Raw = tuple[int, tuple[Position, Health, Team]]
 
 
@@ -268,7 +266,8 @@ class FrameView:
         built = self._buckets.get(slot)
         if built is None or built[0] is not group or self.t - built[1] >= _BUCKET_TTL_S:
             items = [u for u in group if _alive(u)] if alive else group
-            built = (group, self.t, CellIndex(items, _raw_pos, _raw_key, slack=_BUCKET_SLACK))
+            slack = self.sensing.max_speed * _BUCKET_TTL_S  # how far a unit may walk meanwhile
+            built = (group, self.t, CellIndex(items, _raw_pos, _raw_key, slack=slack))
             self._buckets[slot] = built
         return built[2]
 

@@ -23,6 +23,7 @@ words, role text and factions::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import MappingProxyType
 
 from esper_arbiter.components.factions import DEFAULT_FACTIONS, Factions
@@ -71,7 +72,7 @@ def squad_domain(
     orders: Mapping[str, int] = DEFAULT_ORDERS,
     order_meanings: Mapping[str, str] | None = None,
     factions: Factions = DEFAULT_FACTIONS,
-    sensing: Sensing = DEFAULT_SENSING,
+    sensing: Sensing | None = None,
     extra_tools: Sequence[ToolSpec] = (),
     extra_actions: Sequence[GoapAction] = (),
     extra_goals: Sequence[GoapGoal] = (),
@@ -85,8 +86,12 @@ def squad_domain(
     ``orders`` maps each order word to the :class:`Fact` it sets; ``order_meanings`` words the
     prompt uses for them (defaults from :data:`ORDER_MEANINGS`; a word whose fact has no
     meaning needs one here). ``extra_facts(percept)`` returns the host's own fact bits that
-    hold in a snapshot. ``fallback`` builds the behaviour tree from the rules.
+    hold in a snapshot. ``fallback`` builds the behaviour tree from the rules. ``sensing``
+    defaults to :class:`Sensing`'s bounds with ``max_speed`` the rules' ``move_speed`` (the
+    preset's units walk no faster).
     """
+    if sensing is None:
+        sensing = replace(DEFAULT_SENSING, max_speed=rules.move_speed)
     tools = SQUAD_REGISTRY.copy()
     for spec in extra_tools:
         tools.register(spec)
