@@ -15,10 +15,10 @@ class Sensing:
 
     ``max_speed`` is the fastest any unit moves, in tiles per game second. Perception buckets
     units in a grid it rebuilds every quarter second and allows, in each search, for units
-    having moved that far since: a lower figure prunes more cells (a dense crowd's search
-    reads a third as many units at 4 tiles/s as at 8), and a unit faster than it may be left
-    out of a snapshot's nearest for up to a quarter second. The squad preset sets its rules'
-    ``move_speed``."""
+    having moved that far since: a lower figure prunes more cells (the idle 1,000-agent crowd
+    of ``bench/arbiter_overhead.py`` costs about a quarter less at 4 tiles/s than at 8), and a
+    unit faster than it may be left out of a snapshot's nearest for up to a quarter second.
+    The squad preset sets its rules' ``move_speed``."""
 
     radius: float = 24.0
     max_enemies: int = 8
