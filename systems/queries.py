@@ -236,8 +236,8 @@ class StableRows:
         if rows is not None and _INTERNALS and not changed and self._holds():
             return rows, True
         new = list(components(*self.types))
-        if rows is not None and _same_rows(rows, new):
-            return rows, True
+        if rows is not None and not _INTERNALS and _same_rows(rows, new):
+            return rows, True  # (with esper's internals the check above already said no)
         self._rows = new
         self._ids = [ent for ent, _ in new]
         self._columns = [[comps[i] for _, comps in new] for i in range(len(self.types))]

@@ -480,7 +480,7 @@ class Arbiter:
                 return
         state.metrics.goap_actions += 1
         self._issue(state, intent, step, t)
-        state.think_backoff = backoff
+        state.think_backoff = backoff  # _issue starts it at 0 for any other caller
         state.step_goal = decision.goal
         # Before min_commit_s a re-think could replace the step only with one of its kind for
         # another goal; everything else waits for the commitment anyway. Looking earlier (the
