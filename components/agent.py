@@ -124,7 +124,9 @@ class Intent:
     """The arbiter's order to the host: carry out ``step``, then report back.
 
     The host executes the step over as many frames as it needs and calls :meth:`finish` or
-    :meth:`fail`. ``serial`` changes with every new step so a host can spot a replacement.
+    :meth:`fail`. ``serial`` changes with every new step so a host can spot a replacement
+    (not when a model plan takes over the very step already running: only ``mode`` and
+    ``label`` change then, and the host's work on it carries on).
     """
 
     step: ActionStep | None = None

@@ -558,10 +558,13 @@ class Arbiter:
     def _issue(self, state: ArbiterState, intent: Intent, step: ActionStep, t: float) -> None:
         state.think_backoff = 0
         state.step_goal = ""
+        if intent.status is not IntentStatus.RUNNING or intent.step != step:
+            intent.serial += 1  # a new step: the host starts it afresh
+            intent.issued_at = t
+        # else the very step already running carries on under the new mode (a model plan
+        # that opens with the burst GOAP is firing): restarting it would lose its progress.
         intent.step = step
         intent.status = IntentStatus.RUNNING
-        intent.serial += 1
-        intent.issued_at = t
         intent.reason = ""
         intent.mode = state.mode
         intent.label = state.label

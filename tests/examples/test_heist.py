@@ -60,9 +60,9 @@ def test_a_model_plan_with_the_custom_tool_is_validated_issued_and_carried_out()
         assert ready and isinstance(ready[0].plan.steps[0], HackTerminal)
         # The arbiter accepted it (validated against the live snapshot on arrival) ...
         assert any("ready (2 steps" in line for line in game.log.lines)
-        # ... issued the custom step from the plan, and the host carried it out.
-        assert any(isinstance(step, HackTerminal) and mode is ea.Mode.EXECUTING_LLM
-                   for _, _, step, mode in game.log.issued)
+        # ... and the host carried out the custom step as the plan's (a plan opening with the
+        # hack GOAP had already begun takes it over where it is, so it may not be re-issued).
+        assert any(isinstance(step, HackTerminal) for _, _, step, _ in game.log.issued)
         assert game.vault.opened_in_mode is ea.Mode.EXECUTING_LLM
         # Every request carried the heist's domain, so the tool was there to plan with.
         assert all(isinstance(r.domain, ea.Domain) and "HackTerminal" in r.domain.tools

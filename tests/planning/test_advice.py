@@ -151,3 +151,31 @@ def test_the_enemy_i_am_about_to_engage_is_fought_not_smoked() -> None:
     assert steps[0] == Attack(target_id=40)
     hurt = field(me=(2, 2), leader=(3, 2), enemy=(11, 2), hp=20)
     assert any(isinstance(s, ThrowSmoke) for s in options(hurt))
+
+
+def test_the_walk_to_the_objective_waits_while_a_fight_comes_first() -> None:
+    """A walk offered as a fight began was copied into plans behind the attack; arriving
+    mid-fight it walked the companion into the open. As GOAP's goals rank them, an attack
+    order or an enemy in sight comes before the objective, unless the order is to go there."""
+    from esper_arbiter.components.actions import MoveTo
+    from esper_arbiter.components.snapshot import ObjectiveView
+
+    def walks(snap: WorldSnapshot) -> bool:
+        return any(isinstance(s, MoveTo) for s in options(snap))
+
+    def at(enemy: tuple[int, int], orders: str | None, walls: frozenset[tuple[int, int]]
+           = frozenset()) -> WorldSnapshot:
+        snap = field(me=(2, 2), leader=(3, 2), enemy=enemy)
+        grid = dataclasses.replace(OPEN, walls=walls)
+        return dataclasses.replace(snap, grid=grid, orders=orders,
+                                   objective=ObjectiveView("exit", "reach", 20, 8),
+                                   cooldowns={"smoke": 5.0, "heal": 0.0})  # no smoke on offer
+
+    wall = frozenset((10, y) for y in range(1, 10))  # hides (14,2); a way round at y=0
+    assert not walks(at((8, 2), None))  # an enemy in sight: fight first
+    assert not walks(at((14, 2), "attack", wall))  # hidden, but the order is to attack
+    assert not walks(at((14, 2), " Attack ", wall))  # order words match as the brain's do
+    assert walks(at((8, 2), "objective"))  # go there now: the walk stays on offer
+    # hidden behind a wall, following: nothing to fight yet, the walk is an option
+    assert walks(at((14, 2), "follow", wall))
+

@@ -583,3 +583,20 @@ def test_a_plan_every_step_of_which_lost_its_point_is_stale_on_arrival_and_asked
     tick(arb2, state2, intent2, snap(0.0), ready(Scan(), Wait(seconds=1.0)))
     assert state2.mode is Mode.EXECUTING_LLM and intent2.step == Wait(seconds=1.0)
     assert state2.metrics.llm_steps_skipped == 1
+
+
+def test_a_plan_opening_with_the_step_goap_is_running_carries_it_on() -> None:
+    """The model's plan takes over the very burst GOAP is firing where it is (the host does
+    not restart it, so the hand-over costs the fight no time); a different step starts
+    afresh."""
+    arb, state, intent = make(StubGoap(Scan())), ArbiterState(), Intent()
+    tick(arb, state, intent, snap(0.0))
+    assert state.mode is Mode.GOAP and intent.step == Scan()
+    serial, issued = intent.serial, intent.issued_at
+    tick(arb, state, intent, snap(0.5), ready(Scan(), Wait(1.0)))
+    assert state.mode is Mode.EXECUTING_LLM and intent.label == "LLM 1/2"
+    assert (intent.step, intent.serial, intent.issued_at) == (Scan(), serial, issued)
+    intent.finish()
+    tick(arb, state, intent, snap(1.0))
+    assert intent.step == Wait(1.0) and intent.serial == serial + 1
+    assert state.metrics.llm_steps_executed == 1

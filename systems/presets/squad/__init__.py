@@ -109,7 +109,7 @@ def squad_domain(
     return Domain(
         name=name, tools=tools, rules=rules, brain=brain, fallback=fallback(rules), role=role,
         orders=meanings, factions=factions, sensing=sensing, order_facts=dict(orders),
-        advise=squad_advisor(rules),
+        advise=squad_advisor(rules, orders),
     )
 
 

@@ -5,8 +5,9 @@ The model's prompt lists these as options and builds its example reply from them
 that fits this moment: smoke across the line of fire of whoever covers the leader or the way
 to the objective from out of my reach (an enemy I can shoot is fought, not blinded, unless I
 am hurt or out of rounds, and the enemy I am about to engage is fought too), the nearest real
-cover when I am hurt and seen, the enemy to engage, the objective. GOAP never throws smoke
-while it has an order to follow or an enemy to engage; a plan may.
+cover when I am hurt and seen, the enemy to engage, the objective (only while no fight comes
+first: see :func:`fight_first`). GOAP never throws smoke while it has an order to follow or an
+enemy to engage; a plan may.
 
 Every step comes from :class:`~systems.presets.squad.percept.Percept`'s grounding helpers, so
 it is legal in the snapshot it was made for.
@@ -14,12 +15,14 @@ it is legal in the snapshot it was made for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from esper_arbiter.components.actions import ActionStep, Attack, MoveTo, Revive, ThrowSmoke
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
+from esper_arbiter.components.world import order_key
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
+from esper_arbiter.systems.presets.squad.facts import DEFAULT_ORDERS, Fact
 from esper_arbiter.systems.presets.squad.percept import Percept, covers
 
 Tile = tuple[int, int]
@@ -29,16 +32,18 @@ MAX_ADVICE = 6
 """At most this many options (the prompt must stay small)."""
 
 
-def squad_advisor(rules: Rules = DEFAULT_RULES) -> Callable[[WorldSnapshot], Sequence[Advice]]:
-    """``advise(snapshot)`` for :attr:`Domain.advise`, with the preset's grounding."""
+def squad_advisor(rules: Rules = DEFAULT_RULES, orders: Mapping[str, int] = DEFAULT_ORDERS
+                  ) -> Callable[[WorldSnapshot], Sequence[Advice]]:
+    """``advise(snapshot)`` for :attr:`Domain.advise`, with the preset's grounding;
+    ``orders`` maps the domain's order words to their facts, as the brain reads them."""
 
     def advise(snapshot: WorldSnapshot) -> Sequence[Advice]:
-        return advice(Percept(snapshot, rules))
+        return advice(Percept(snapshot, rules), orders)
 
     return advise
 
 
-def advice(p: Percept) -> list[Advice]:
+def advice(p: Percept, orders: Mapping[str, int] = DEFAULT_ORDERS) -> list[Advice]:
     """The options for ``p``'s snapshot, most urgent first (see the module docstring)."""
     out: list[Advice] = []
     me, leader = p.me, p.leader
@@ -88,10 +93,28 @@ def advice(p: Percept) -> list[Advice]:
             out.append((heal, "you are hurt"))
     # After smoke the leader slips past the blinded enemy on its own way; a walk planned now
     # would be stale by the time the plan runs, so none is offered then.
-    goal = _objective_option(p) if smoke is None else None
+    goal = (_objective_option(p) if smoke is None and not fight_first(p, target, orders)
+            else None)
     if goal is not None:
         out.append(goal)
     return out[:MAX_ADVICE]
+
+
+def fight_first(p: Percept, target: tuple[UnitView, str] | None,
+                orders: Mapping[str, int] = DEFAULT_ORDERS) -> bool:
+    """Whether engaging ``target`` comes before the walk to the objective, as GOAP's goals
+    rank them: the standing order is to attack, or an enemy is in sight, and the order is not
+    to go to the objective now.
+
+    A walk offered then was copied into plans asked for as a fight began (attack the nearest
+    enemy, then walk toward the objective); arriving seconds later, mid-fight, it walked the
+    agent out of the fight and into the open, where it lost more HP than under GOAP alone."""
+    if target is None:
+        return False
+    order = orders.get(order_key(p.snapshot.orders)) if p.snapshot.orders else None
+    if order == Fact.ORDER_OBJECTIVE:
+        return False
+    return order == Fact.ORDER_ATTACK or p.sees_any
 
 
 def _cuts(smoke: ActionStep, me: Tile, unit: UnitView, radius: float) -> bool:
