@@ -73,11 +73,26 @@ SUPPRESS_FOR = 1.5
 _EPS = 1e-6
 
 
+_Handler = Callable[[int, Intent, Position, Activity, ActionStep], None]
+
+
+def _ignore(_e: int, _i: Intent, _p: Position, _a: Activity, _s: ActionStep) -> None:
+    """A step of no kind the host knows: it runs until the arbiter replaces it."""
+
+
 class ActionSystem(esper.Processor):
     """Executes each unit's running Intent (see module docstring)."""
 
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
+        self._handlers: dict[type, _Handler] = {
+            MoveTo: self._walk_to, Retreat: self._walk_to, TakeCover: self._take_cover,
+            Approach: self._approach_step, Attack: self._attack_step,
+            CoverFire: self._cover_fire_step, ThrowSmoke: self._smoke_step,
+            Reload: self._reload_step, Heal: self._heal_step, Revive: self._revive_step,
+            Scan: self._pause_step, Wait: self._pause_step,
+        }
+        """Per step class, the method carrying it forward a frame (see :meth:`advance`)."""
 
     def process(self, *args: object, **kwargs: object) -> None:
         if self.ctx.result is not None:
@@ -205,47 +220,94 @@ class ActionSystem(esper.Processor):
     def advance(self, ent: int, intent: Intent, pos: Position, activity: Activity) -> None:
         """Carry ``intent.step`` forward by one fixed step."""
         step = intent.step
-        ctx, now = self.ctx, self.ctx.t
+        assert step is not None
         if activity.until > activity.started_at:
             span = activity.until - activity.started_at
-            activity.progress = min(1.0, (now - activity.started_at) / span)
-        if isinstance(step, (MoveTo, Retreat)):
-            self._walk_step(ent, intent, pos, (step.x, step.y))
-        elif isinstance(step, TakeCover):
-            state = self.walk(ent, pos, (step.x, step.y), ctx.rules.move_speed * ctx.dt)
-            if state == "unreachable":
-                intent.fail(f"no path to ({step.x}, {step.y})")
-            elif state == "arrived":
-                if (step.x, step.y) in ctx.map.cover:
-                    esper.add_component(ent, InCover())
-                    intent.finish()
-                else:
-                    intent.fail(f"no cover at ({step.x}, {step.y})")
-        elif isinstance(step, Approach):
-            self._approach(ent, intent, pos, activity, step.target_id)
-        elif isinstance(step, Attack):
-            self._burst(ent, intent, activity, step.target_id)
-        elif isinstance(step, CoverFire):
-            self._cover_fire(ent, intent, activity, step.target_id)
-        elif isinstance(step, ThrowSmoke):
-            if now + _EPS >= activity.until:
-                self._throw_smoke(ent, step)
+            activity.progress = min(1.0, (self.ctx.t - activity.started_at) / span)
+        # One dict look-up by the step's class instead of a chain of isinstance tests: the
+        # loop runs for every busy unit every frame (a step of a subclass is looked up once
+        # along its MRO, then remembered).
+        handler = self._handlers.get(type(step))
+        if handler is None:
+            handler = self._handler_for(type(step))
+        handler(ent, intent, pos, activity, step)
+
+    def _handler_for(self, kind: type) -> _Handler:
+        for base in kind.__mro__:
+            found = self._handlers.get(base)
+            if found is not None:
+                self._handlers[kind] = found
+                return found
+        self._handlers[kind] = _ignore
+        return _ignore
+
+    def _walk_to(self, ent: int, intent: Intent, pos: Position, _a: Activity,
+                 step: ActionStep) -> None:
+        assert isinstance(step, (MoveTo, Retreat))
+        self._walk_step(ent, intent, pos, (step.x, step.y))
+
+    def _take_cover(self, ent: int, intent: Intent, pos: Position, _a: Activity,
+                    step: ActionStep) -> None:
+        assert isinstance(step, TakeCover)
+        ctx = self.ctx
+        state = self.walk(ent, pos, (step.x, step.y), ctx.rules.move_speed * ctx.dt)
+        if state == "unreachable":
+            intent.fail(f"no path to ({step.x}, {step.y})")
+        elif state == "arrived":
+            if (step.x, step.y) in ctx.map.cover:
+                esper.add_component(ent, InCover())
                 intent.finish()
-        elif isinstance(step, Reload):
-            if now + _EPS >= activity.until:
-                ammo = esper.component_for_entity(ent, Ammo)
-                take = min(ammo.capacity - ammo.rounds, ammo.reserve)
-                ammo.rounds += take
-                ammo.reserve -= take
-                if take:
-                    ctx.events.add(now, "reload", source=ent, x=pos.x, y=pos.y, tx=pos.x,
-                                   ty=pos.y, amount=ammo.rounds)
-                intent.finish()
-        elif isinstance(step, Heal):
-            self._heal(ent, intent, activity, step.target_id)
-        elif isinstance(step, Revive):
-            self._revive(ent, intent, activity, step.target_id)
-        elif isinstance(step, (Scan, Wait)) and now + _EPS >= activity.until:
+            else:
+                intent.fail(f"no cover at ({step.x}, {step.y})")
+
+    def _approach_step(self, ent: int, intent: Intent, pos: Position, activity: Activity,
+                       step: ActionStep) -> None:
+        assert isinstance(step, Approach)
+        self._approach(ent, intent, pos, activity, step.target_id)
+
+    def _attack_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
+                     step: ActionStep) -> None:
+        assert isinstance(step, Attack)
+        self._burst(ent, intent, activity, step.target_id)
+
+    def _cover_fire_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
+                         step: ActionStep) -> None:
+        assert isinstance(step, CoverFire)
+        self._cover_fire(ent, intent, activity, step.target_id)
+
+    def _smoke_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
+                    step: ActionStep) -> None:
+        assert isinstance(step, ThrowSmoke)
+        if self.ctx.t + _EPS >= activity.until:
+            self._throw_smoke(ent, step)
+            intent.finish()
+
+    def _reload_step(self, ent: int, intent: Intent, pos: Position, activity: Activity,
+                     _s: ActionStep) -> None:
+        ctx, now = self.ctx, self.ctx.t
+        if now + _EPS >= activity.until:
+            ammo = esper.component_for_entity(ent, Ammo)
+            take = min(ammo.capacity - ammo.rounds, ammo.reserve)
+            ammo.rounds += take
+            ammo.reserve -= take
+            if take:
+                ctx.events.add(now, "reload", source=ent, x=pos.x, y=pos.y, tx=pos.x,
+                               ty=pos.y, amount=ammo.rounds)
+            intent.finish()
+
+    def _heal_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
+                   step: ActionStep) -> None:
+        assert isinstance(step, Heal)
+        self._heal(ent, intent, activity, step.target_id)
+
+    def _revive_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
+                     step: ActionStep) -> None:
+        assert isinstance(step, Revive)
+        self._revive(ent, intent, activity, step.target_id)
+
+    def _pause_step(self, _e: int, intent: Intent, _p: Position, activity: Activity,
+                    _s: ActionStep) -> None:
+        if self.ctx.t + _EPS >= activity.until:
             intent.finish()
 
     # -- movement ------------------------------------------------------------------------
