@@ -87,9 +87,9 @@ class ActionSystem(esper.Processor):
         self.ctx = ctx
         self._handlers: dict[type, _Handler] = {
             MoveTo: self._walk_to, Retreat: self._walk_to, TakeCover: self._take_cover,
-            Approach: self._approach_step, Attack: self._attack_step,
-            CoverFire: self._cover_fire_step, ThrowSmoke: self._smoke_step,
-            Reload: self._reload_step, Heal: self._heal_step, Revive: self._revive_step,
+            Approach: self._approach, Attack: self._burst,
+            CoverFire: self._cover_fire, ThrowSmoke: self._smoke_step,
+            Reload: self._reload_step, Heal: self._heal, Revive: self._revive,
             Scan: self._pause_step, Wait: self._pause_step,
         }
         """Per step class, the method carrying it forward a frame (see :meth:`advance`)."""
@@ -260,21 +260,6 @@ class ActionSystem(esper.Processor):
             else:
                 intent.fail(f"no cover at ({step.x}, {step.y})")
 
-    def _approach_step(self, ent: int, intent: Intent, pos: Position, activity: Activity,
-                       step: ActionStep) -> None:
-        assert isinstance(step, Approach)
-        self._approach(ent, intent, pos, activity, step.target_id)
-
-    def _attack_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
-                     step: ActionStep) -> None:
-        assert isinstance(step, Attack)
-        self._burst(ent, intent, activity, step.target_id)
-
-    def _cover_fire_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
-                         step: ActionStep) -> None:
-        assert isinstance(step, CoverFire)
-        self._cover_fire(ent, intent, activity, step.target_id)
-
     def _smoke_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
                     step: ActionStep) -> None:
         assert isinstance(step, ThrowSmoke)
@@ -294,16 +279,6 @@ class ActionSystem(esper.Processor):
                 ctx.events.add(now, "reload", source=ent, x=pos.x, y=pos.y, tx=pos.x,
                                ty=pos.y, amount=ammo.rounds)
             intent.finish()
-
-    def _heal_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
-                   step: ActionStep) -> None:
-        assert isinstance(step, Heal)
-        self._heal(ent, intent, activity, step.target_id)
-
-    def _revive_step(self, ent: int, intent: Intent, _p: Position, activity: Activity,
-                     step: ActionStep) -> None:
-        assert isinstance(step, Revive)
-        self._revive(ent, intent, activity, step.target_id)
 
     def _pause_step(self, _e: int, intent: Intent, _p: Position, activity: Activity,
                     _s: ActionStep) -> None:
@@ -391,8 +366,10 @@ class ActionSystem(esper.Processor):
         return abs(pos.x - tile[0]) < _EPS and abs(pos.y - tile[1]) < _EPS
 
     def _approach(
-        self, ent: int, intent: Intent, pos: Position, activity: Activity, target: int
+        self, ent: int, intent: Intent, pos: Position, activity: Activity, step: ActionStep
     ) -> None:
+        assert isinstance(step, Approach)
+        target = step.target_id
         ctx = self.ctx
         if not ctx.active(target):
             intent.fail("target down" if esper.entity_exists(target) else "target gone")
@@ -438,7 +415,10 @@ class ActionSystem(esper.Processor):
 
     # -- shooting ------------------------------------------------------------------------
 
-    def _burst(self, ent: int, intent: Intent, activity: Activity, target: int) -> None:
+    def _burst(self, ent: int, intent: Intent, _pos: Position, activity: Activity,
+               step: ActionStep) -> None:
+        assert isinstance(step, Attack)
+        target = step.target_id
         ctx, rules, now = self.ctx, self.ctx.rules, self.ctx.t
         while activity.shots_fired < rules.burst_shots and now + _EPS >= activity.next_shot_at:
             problem = ctx.shot_problem(ent, target)
@@ -458,7 +438,10 @@ class ActionSystem(esper.Processor):
         if activity.shots_fired >= rules.burst_shots and now + _EPS >= activity.next_shot_at:
             intent.finish()
 
-    def _cover_fire(self, ent: int, intent: Intent, activity: Activity, target: int) -> None:
+    def _cover_fire(self, ent: int, intent: Intent, _pos: Position, activity: Activity,
+                    step: ActionStep) -> None:
+        assert isinstance(step, CoverFire)
+        target = step.target_id
         ctx, rules, now = self.ctx, self.ctx.rules, self.ctx.t
         interval = rules.shot_interval * COVER_FIRE_INTERVAL_FACTOR
         while now + _EPS >= activity.next_shot_at and activity.next_shot_at < activity.until:
@@ -497,7 +480,10 @@ class ActionSystem(esper.Processor):
         ctx.events.add(now, "smoke", source=ent, x=pos.x, y=pos.y, tx=step.x, ty=step.y,
                        amount=rules.smoke_radius)
 
-    def _heal(self, ent: int, intent: Intent, activity: Activity, target: int) -> None:
+    def _heal(self, ent: int, intent: Intent, _pos: Position, activity: Activity,
+              step: ActionStep) -> None:
+        assert isinstance(step, Heal)
+        target = step.target_id
         ctx, rules, now = self.ctx, self.ctx.rules, self.ctx.t
         if now + _EPS < activity.until:
             return
@@ -520,7 +506,10 @@ class ActionSystem(esper.Processor):
                        ty=pos.y, amount=round(gained, 2))
         intent.finish()
 
-    def _revive(self, ent: int, intent: Intent, activity: Activity, target: int) -> None:
+    def _revive(self, ent: int, intent: Intent, _pos: Position, activity: Activity,
+                step: ActionStep) -> None:
+        assert isinstance(step, Revive)
+        target = step.target_id
         ctx, rules, now = self.ctx, self.ctx.rules, self.ctx.t
         downed = esper.try_component(target, Downed)
         if downed is None:

@@ -19,10 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from esper_arbiter.components.actions import ActionStep, Attack, MoveTo, Revive, ThrowSmoke
 from esper_arbiter.components.snapshot import UnitView, WorldSnapshot
-from esper_arbiter.components.world import order_key
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.planning.rules import DEFAULT_RULES, Rules
-from esper_arbiter.systems.presets.squad.facts import DEFAULT_ORDERS, Fact
+from esper_arbiter.systems.presets.squad.facts import DEFAULT_ORDERS, Fact, order_fact
 from esper_arbiter.systems.presets.squad.percept import Percept, covers
 
 Tile = tuple[int, int]
@@ -111,7 +110,7 @@ def fight_first(p: Percept, target: tuple[UnitView, str] | None,
     agent out of the fight and into the open, where it lost more HP than under GOAP alone."""
     if target is None:
         return False
-    order = orders.get(order_key(p.snapshot.orders)) if p.snapshot.orders else None
+    order = order_fact(p.snapshot, orders)
     if order == Fact.ORDER_OBJECTIVE:
         return False
     return order == Fact.ORDER_ATTACK or p.sees_any

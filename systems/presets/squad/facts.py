@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from esper_arbiter.components.snapshot import WorldSnapshot
 from esper_arbiter.components.world import order_key
 from esper_arbiter.systems.planning import pathfinding as pf
 from esper_arbiter.systems.presets.squad.percept import Percept
@@ -136,9 +137,15 @@ def extract_facts(p: Percept, orders: Mapping[str, int] = DEFAULT_ORDERS) -> int
             state |= F.OBJECTIVE_HOLD
         if p.can_reach(e):
             state |= F.OBJECTIVE_REACHABLE
-    order = orders.get(order_key(s.orders)) if s.orders else None
+    order = order_fact(s, orders)
     if order is not None:
         state |= order
     return state
+
+
+def order_fact(s: WorldSnapshot, orders: Mapping[str, int] = DEFAULT_ORDERS) -> int | None:
+    """The fact of ``s``'s standing order in ``orders`` (matched as :func:`order_key` says),
+    or None: no order, or a word the domain does not know."""
+    return orders.get(order_key(s.orders)) if s.orders else None
 
 
