@@ -8,11 +8,18 @@ HEADLESS_SDL := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
 .PHONY: install test lint demo bench proof soak clean
 
+# llama.cpp is built with -march=native, which turns on Intel AMX tiles wherever the CPU lists
+# them. Virtual machines that list AMX without granting it (seen on a Xeon under Firecracker)
+# then segfault in ggml_backend_amx_mul_mat on the first prompt of a few hundred tokens. AVX-512
+# serves a small model as well, so on x86-64 the build leaves AMX out.
+NO_AMX := $(if $(filter x86_64 amd64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# llama-cpp-python builds from source the first time (~7 min on 2 cores); pip caches the wheel.
-	$(PY) -m pip install -q -e '.[dev,demo,ollama,embedded,openai,bench]'
+	CFLAGS="$(NO_AMX) $$CFLAGS" CXXFLAGS="$(NO_AMX) $$CXXFLAGS" \
+		$(PY) -m pip install -q -e '.[dev,demo,ollama,embedded,openai,bench]'
 	touch $@
 
 install: $(VENV)/.installed
