@@ -150,6 +150,29 @@ def test_stable_rows_notice_a_replaced_component(world: str) -> None:
     assert dict(rows)[ents[2]][0] is fresh
 
 
+def test_stable_rows_in_a_quiet_world_notice_a_replaced_component(world: str) -> None:
+    """While esper keeps its cached list, the rows hold without a look at each unit; the
+    replacement that empties esper's cache is still seen at once."""
+    ents = [esper.create_entity(A(i), B(i)) for i in range(5)]
+    esper.get_components(A, B)  # a host system's query: esper caches it, the world is quiet
+    stable = queries.StableRows(A, B)
+    first, _ = stable.get()
+    assert stable.get() == (first, True)
+    fresh = A(2)
+    esper.add_component(ents[2], fresh)  # esper's old list is still in its cache, now stale
+    rows, same = stable.get()
+    assert not same
+    assert dict(rows)[ents[2]][0] is fresh
+    esper.get_components(A, B)  # quiet again, with a new list
+    assert stable.get() == (rows, True)
+    newer = B(4)
+    esper.add_component(ents[4], newer)
+    esper.get_components(A, B)  # a host's query rebuilds esper's list before we look
+    rows, same = stable.get()
+    assert not same
+    assert dict(rows)[ents[4]][1] is newer
+
+
 def test_a_busy_world_loop_passes_over_units_deleted_or_stripped_ahead_of_it(world: str) -> None:
     ents = [esper.create_entity(A(i), B(i)) for i in range(8)]
     for _ in range(3):  # a busy world: esper's list is gone at every call
