@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 
 import esper
 
@@ -28,12 +27,13 @@ from esper_arbiter.systems.llm.api import PlanService
 from esper_arbiter.systems.llm.prompt import with_advice
 from esper_arbiter.systems.perception import MissingWorldPiece, game_time
 from esper_arbiter.systems.planning.arbiter import Arbiter
-from esper_arbiter.systems.queries import components
+from esper_arbiter.systems.queries import components, fresh_row, rows_now, still_listed
 
 log = logging.getLogger("esper_arbiter.arbiter")
 
 EventSink = Callable[[int, ArbiterEvent], None]
 _Row = tuple[Agent, Perception, ArbiterState, Intent, Health]
+_ROW_TYPES = (Agent, Perception, ArbiterState, Intent, Health)
 
 
 class ArbiterSystem(esper.Processor):
@@ -67,18 +67,25 @@ class ArbiterSystem(esper.Processor):
             if standing.serial != waiting.last_order_serial:
                 waiting.wake()
         running, idle = IntentStatus.RUNNING, IntentStatus.IDLE
-        budget = arbiter.config.max_decisions_per_frame
-        held: list[int] = []
-        for ent, (agent, perception, state, intent, health) in self._first(components(
-            Agent, Perception, ArbiterState, Intent, Health
-        )):
+        # Pass 1 (changes no component anywhere, so it may walk esper's own list): the busy
+        # or resting agents with no news take the steady-state fast path; the rest are due.
+        due: list[tuple[int, _Row]] = []
+        listed = rows_now(*_ROW_TYPES)
+        for row in listed:
+            state, intent, health = row[1][2], row[1][3], row[1][4]
             if t < state.wake_at and (intent.status is running or intent.status is idle):
-                # busy (or resting), nothing new: the steady-state fast path
                 hp = health.hp
                 if hp < state.seen_hp:
                     arbiter.on_hit(state, t, hp, health.max_hp)  # news? look again soon
                 state.seen_hp = hp
                 continue
+            due.append(row)
+        # Pass 2: the due agents decide (held back last frame first). Deciding adds and
+        # removes components, so each row after the first change is read again from its
+        # entity: one a host's callback deleted or stripped meanwhile is passed over.
+        budget = arbiter.config.max_decisions_per_frame
+        held: list[int] = []
+        for ent, (agent, perception, state, intent, health) in self._first(due, listed):
             if budget is not None:
                 if budget <= 0 and not esper.has_component(ent, PlanProposal):
                     held.append(ent)  # due, but this frame's decisions are spent
@@ -121,22 +128,26 @@ class ArbiterSystem(esper.Processor):
                 self._emit(ent, state, n_events, sink)
         self._held = held
 
-    def _first(
-        self, rows: Iterable[tuple[int, _Row]]
-    ) -> Iterable[tuple[int, _Row]]:
-        """The agents held back last frame first (see ``max_decisions_per_frame``), then all."""
+    def _first(self, due: list[tuple[int, _Row]], listed: object) -> Iterator[tuple[int, _Row]]:
+        """The due rows, those held back last frame first (see ``max_decisions_per_frame``).
+
+        ``listed`` is the list pass 1 walked. While esper still holds it as its cached answer,
+        nothing came or went since, and a row is used as it is; otherwise it is read again
+        from its entity, and one deleted or stripped meanwhile (by a host's callback) is
+        passed over."""
         held = self._held
-        if not held:
-            return rows
         self._held = []
-        first = []
-        for ent in held:
-            comps = esper.try_components(ent, Agent, Perception, ArbiterState, Intent)
-            health = esper.try_component(ent, Health)
-            if comps is not None and health is not None:
-                first.append((ent, (*comps, health)))
-        skip = set(held)
-        return itertools.chain(first, ((e, c) for e, c in rows if e not in skip))
+        if held:  # in the order they were held: the longest held decides first
+            rank = {ent: i for i, ent in enumerate(held)}
+            first = sorted((r for r in due if r[0] in rank), key=lambda r: rank[r[0]])
+            due = first + [r for r in due if r[0] not in rank]
+        for row in due:
+            if not still_listed(listed, *_ROW_TYPES):
+                comps = fresh_row(row[0], *_ROW_TYPES)
+                if comps is None:
+                    continue
+                row = (row[0], comps)
+            yield row
 
     def _submit(
         self, ent: int, perception: Perception, state: ArbiterState, service: PlanService

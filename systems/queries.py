@@ -79,6 +79,46 @@ def components(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
     return query.rows()
 
 
+def rows_now(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
+    """What :func:`components` gives, for a loop that adds, replaces and removes nothing
+    while it runs: in a quiet world esper's own cached list, handed over without the per-row
+    look :func:`components` takes to notice the loop body changing the world (pass it to
+    :func:`fresh_row` as ``listed`` to learn later whether that list still holds)."""
+    if not _INTERNALS:
+        return esper.get_components(*types)
+    query = _QUERIES.get(types)
+    if query is None:
+        query = _QUERIES[types] = _Query(types)
+    if _CACHE_INTERNALS and not esper._cache_dirty:
+        cached = esper._get_components_cache.get(types)
+        if cached is not None:
+            query._misses = 0
+            return cached
+    return query.rows()
+
+
+def still_listed(listed: object, *types: type[Any]) -> bool:
+    """Is ``listed`` (from :func:`rows_now`) still esper's valid cached answer for ``types``:
+    has nothing been added, replaced or removed anywhere since it was made?"""
+    return (_CACHE_INTERNALS and not esper._cache_dirty
+            and esper._get_components_cache.get(types) is listed)
+
+
+def fresh_row(entity: int, *types: type[Any]) -> tuple[Any, ...] | None:
+    """``entity``'s components of ``types`` as they are now, or None if it is gone or lacks
+    one (``esper.try_components`` for any number of types, without its checks)."""
+    if not _INTERNALS:
+        found = [esper.try_component(entity, t) for t in types]
+        return None if any(c is None for c in found) else tuple(found)
+    comps = esper._entities.get(entity)
+    if comps is None:
+        return None
+    try:
+        return tuple([comps[t] for t in types])
+    except KeyError:
+        return None
+
+
 class _Query:
     """The entities matching one query, kept while the query's membership holds."""
 

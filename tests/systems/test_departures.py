@@ -97,3 +97,25 @@ def test_a_closed_round_is_freed() -> None:
     del session
     gc.collect()
     assert gone() is None
+
+
+def test_an_agent_a_hosts_callback_deletes_mid_frame_is_passed_over(world: str) -> None:
+    """The arbiter decides the due agents after it has looked at everyone; a host whose event
+    callback deletes another agent (it fell to this decision) must not make the frame trip
+    over the one that is gone, and the others still decide."""
+    arena()
+    first, gone, third = _agent(), _agent(), _agent()
+    decided: list[int] = []
+
+    def on_event(ent: int, event: ea.ArbiterEvent) -> None:
+        decided.append(ent)
+        if ent == first and esper.entity_exists(gone):
+            esper.delete_entity(gone, immediate=True)
+
+    ea.install(service=None, on_event=on_event)
+    step()  # every agent is due on its first frame: the first one's event deletes the second
+    assert not esper.entity_exists(gone)
+    assert first in decided and third in decided and gone not in decided
+    for _ in range(30):
+        step()
+    assert esper.component_for_entity(third, ea.Intent).step is not None
