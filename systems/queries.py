@@ -82,8 +82,9 @@ def components(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
 def rows_now(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
     """What :func:`components` gives, for a loop that adds, replaces and removes nothing
     while it runs: in a quiet world esper's own cached list, handed over without the per-row
-    look :func:`components` takes to notice the loop body changing the world (pass it to
-    :func:`fresh_row` as ``listed`` to learn later whether that list still holds)."""
+    look :func:`components` takes to notice the loop body changing the world. Later,
+    :func:`still_listed` tells whether that list still holds, and :func:`fresh_row` reads a
+    row again where it does not."""
     if not _INTERNALS:
         return esper.get_components(*types)
     query = _QUERIES.get(types)
