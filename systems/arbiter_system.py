@@ -72,7 +72,7 @@ class ArbiterSystem(esper.Processor):
         due: list[tuple[int, _Row]] = []
         listed = rows_now(*_ROW_TYPES)
         for row in listed:
-            state, intent, health = row[1][2], row[1][3], row[1][4]
+            _ent, (_agent, _perception, state, intent, health) = row
             if t < state.wake_at and (intent.status is running or intent.status is idle):
                 hp = health.hp
                 if hp < state.seen_hp:
@@ -141,8 +141,10 @@ class ArbiterSystem(esper.Processor):
             rank = {ent: i for i, ent in enumerate(held)}
             first = sorted((r for r in due if r[0] in rank), key=lambda r: rank[r[0]])
             due = first + [r for r in due if r[0] not in rank]
+        fresh = False  # once esper's list has gone, every later row is read again
         for row in due:
-            if not still_listed(listed, *_ROW_TYPES):
+            if fresh or not still_listed(listed, *_ROW_TYPES):
+                fresh = True
                 comps = fresh_row(row[0], *_ROW_TYPES)
                 if comps is None:
                     continue

@@ -73,10 +73,7 @@ def components(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
     gives them (see module docstring for how the matching entities are kept)."""
     if not _INTERNALS:
         return esper.get_components(*types)
-    query = _QUERIES.get(types)
-    if query is None:
-        query = _QUERIES[types] = _Query(types)
-    return query.rows()
+    return _query(types).rows()
 
 
 def rows_now(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
@@ -87,22 +84,34 @@ def rows_now(*types: type[Any]) -> Iterable[tuple[int, tuple[Any, ...]]]:
     row again where it does not."""
     if not _INTERNALS:
         return esper.get_components(*types)
-    query = _QUERIES.get(types)
-    if query is None:
-        query = _QUERIES[types] = _Query(types)
-    if _CACHE_INTERNALS and not esper._cache_dirty:
-        cached = esper._get_components_cache.get(types)
-        if cached is not None:
-            query._misses = 0
-            return cached
+    query = _query(types)
+    cached = esper_cached(types)
+    if cached is not None:
+        query._misses = 0
+        return cached
     return query.rows()
 
 
 def still_listed(listed: object, *types: type[Any]) -> bool:
     """Is ``listed`` (from :func:`rows_now`) still esper's valid cached answer for ``types``:
     has nothing been added, replaced or removed anywhere since it was made?"""
-    return (_CACHE_INTERNALS and not esper._cache_dirty
-            and esper._get_components_cache.get(types) is listed)
+    return listed is not None and esper_cached(types) is listed
+
+
+def esper_cached(types: tuple[type[Any], ...]) -> list[tuple[int, tuple[Any, ...]]] | None:
+    """esper's cached answer to ``get_components(*types)`` while it is still valid (nothing
+    added, replaced or removed since it was built), else None."""
+    if not _CACHE_INTERNALS or esper._cache_dirty:
+        return None
+    found: list[tuple[int, tuple[Any, ...]]] | None = esper._get_components_cache.get(types)
+    return found
+
+
+def _query(types: tuple[type[Any], ...]) -> _Query:
+    query = _QUERIES.get(types)
+    if query is None:
+        query = _QUERIES[types] = _Query(types)
+    return query
 
 
 def fresh_row(entity: int, *types: type[Any]) -> tuple[Any, ...] | None:
@@ -137,11 +146,10 @@ class _Query:
         )
 
     def rows(self) -> Iterable[tuple[int, tuple[Any, ...]]]:
-        if _CACHE_INTERNALS and not esper._cache_dirty:
-            cached = esper._get_components_cache.get(self.types)
-            if cached is not None:  # a quiet world: esper's own list is still valid
-                self._misses = 0
-                return self._listed(cached)
+        cached = esper_cached(self.types)
+        if cached is not None:  # a quiet world: esper's own list is still valid
+            self._misses = 0
+            return self._listed(cached)
         self._misses += 1
         if _CACHE_INTERNALS and (self._misses == 1 or self._misses % _RETRY_LIST == 0):
             # Just quiet (or, now and then, to find out whether it is again): build esper's
@@ -279,13 +287,11 @@ class StableRows:
         list it held when the rows were last checked, no component has been added, replaced
         or removed anywhere since (each of those empties esper's cache), so they hold."""
         rows = self._rows
-        if rows is not None and _CACHE_INTERNALS and not esper._cache_dirty:
-            listed = esper._get_components_cache.get(self.types)
-            if listed is not None and listed is self._listed:
-                return rows, True
+        if rows is not None and still_listed(self._listed, *self.types):
+            return rows, True
         changed = self._members.changed()
         if rows is not None and _INTERNALS and not changed and self._holds():
-            self._listed = self._esper_list()
+            self._listed = esper_cached(self.types)
             return rows, True
         new = list(components(*self.types))
         if rows is not None and not _INTERNALS and _same_rows(rows, new):
@@ -293,14 +299,8 @@ class StableRows:
         self._rows = new
         self._ids = [ent for ent, _ in new]
         self._columns = [[comps[i] for _, comps in new] for i in range(len(self.types))]
-        self._listed = self._esper_list()
+        self._listed = esper_cached(self.types)
         return new, False
-
-    def _esper_list(self) -> object:
-        """esper's cached list for ``types`` if it is valid now (else None)."""
-        if not _CACHE_INTERNALS or esper._cache_dirty:
-            return None
-        return esper._get_components_cache.get(self.types)
 
     def _holds(self) -> bool:
         entities = esper._entities

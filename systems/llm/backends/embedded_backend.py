@@ -141,9 +141,10 @@ class EmbeddedBackend:
         read against 20-60 written); read on every core of a 2-core machine it came about a
         quarter sooner (2.0 s against 2.7 s a plan), but even at a lower priority the model
         then ran on the game's core, whose frames came back to it with cold caches: the
-        standard round's p99 frame went 1.39x the model-off loop's against 1.06x on
-        ``n_threads`` (``bench/frame_isolation.py``, an Intel Xeon). Give it every core
-        (``os.cpu_count()``) where plan latency matters more than frame-time jitter."""
+        standard round's p99 frame went 1.31-1.47x the model-off loop's against 1.06-1.22x
+        on ``n_threads`` (``bench/frame_isolation.py``, an Intel Xeon, a few runs each). Give
+        it every core (``os.cpu_count()``) where plan latency matters more than frame-time
+        jitter."""
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty
         """llama.cpp's penalty on tokens already in the reply (1.0: none). Sampling settings
