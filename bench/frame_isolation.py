@@ -12,9 +12,15 @@ run in alternating segments of one process, so machine noise hits them alike:
 - **naive**: the round with the same model called *synchronously*: whenever the game asks
   for a plan, the frame waits for the answer (what a loop without a background service does).
 
-A segment plays a fresh round with the same seed (a round that ends is restarted). Each frame
-is the wall time of one ``GameSession.step``. Printed: p50 / p99 / max per loop. Targets: the
-model loop's p99 within 1.1x the off loop's, and no model-loop frame over 2x the off p99.
+Segments come in off/model pairs; pair ``i`` plays seed ``1 + i`` in both loops (a round that
+ends is restarted with the same seed) and the pairs alternate which loop goes first. So the
+frames sample many rounds' fights, not one round's first seconds over and over, and the two
+loops play the same rounds while the machine drifts under both alike. Each frame is the wall
+time of one ``GameSession.step``; its *stall* is that wall time minus the game thread's own CPU
+time in it (time the frame was ready but not running: waiting for the GIL or for a core), the
+direct measure of what background work takes from a frame. Printed: p50 / p99 / max per loop.
+Targets: the model loop's p99 within 1.1x the off loop's, and no model-loop frame over 2x the
+off p99.
 
     python bench/frame_isolation.py [--segments 4] [--segment-s 8] [--check] [--json PATH]
 """
@@ -26,7 +32,7 @@ import gc
 import itertools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from _results import Results, add_json_flag, fmt, median, percentile
 from _snapshots import bench_snapshots
@@ -137,24 +143,34 @@ class Loop:
     name: str
     frames: list[float]
     requests: int = 0
+    stalls: list[float] = field(default_factory=list)
+    """Per frame, wall time minus the game thread's CPU time (ms)."""
 
     def stats(self) -> tuple[float, float, float]:
         return median(self.frames), percentile(self.frames, 0.99), max(self.frames)
 
+    def stall_stats(self) -> tuple[float, float]:
+        """p99 and max of the frames' stalls (ms)."""
+        return percentile(self.stalls, 0.99), max(self.stalls)
 
-def play(seconds: float, service: PlanService | None, loop: Loop) -> None:
-    """Play rounds for ``seconds`` of wall time at real time, timing every step."""
+
+def play(seconds: float, service: PlanService | None, loop: Loop, seed: int = SEED) -> None:
+    """Play rounds of ``seed`` for ``seconds`` of wall time at real time, timing every step."""
     scenario = load_scenario(DEFAULT_SCENARIO)
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        with GameSession(scenario, seed=SEED, service=service) as session:
+        with GameSession(scenario, seed=seed, service=service) as session:
             gc.collect()
             start = time.perf_counter()
             k = 0
             while session.result is None and time.perf_counter() < end:
+                c0 = time.thread_time()
                 t0 = time.perf_counter()
                 session.step(DT)
-                loop.frames.append(round((time.perf_counter() - t0) * 1e3, 4))
+                wall = time.perf_counter() - t0
+                cpu = time.thread_time() - c0
+                loop.frames.append(round(wall * 1e3, 4))
+                loop.stalls.append(round(max(0.0, wall - cpu) * 1e3, 4))
                 k += 1
                 ahead = start + k * DT - time.perf_counter()
                 if ahead > 0:
@@ -186,13 +202,21 @@ def main() -> int:
     try:
         # load the model and read the system prompt before anything is timed
         service.plan_blocking(PlanRequest(agent_id=2, snapshot=bench_snapshots(1)[0]), 120.0)
-        for _ in range(args.segments):
-            wait_idle(service)
-            play(args.segment_s, None, off)
-            feeder.start()
-            time.sleep(0.3)  # generation under way
-            play(args.segment_s, service, model)
-            feeder.stop()
+        for i in range(args.segments):
+            seed = SEED + i
+
+            def play_off(seed: int = seed) -> None:
+                wait_idle(service)
+                play(args.segment_s, None, off, seed)
+
+            def play_model(seed: int = seed) -> None:
+                feeder.start()
+                time.sleep(0.3)  # generation under way
+                play(args.segment_s, service, model, seed)
+                feeder.stop()
+
+            for run in ((play_off, play_model) if i % 2 == 0 else (play_model, play_off)):
+                run()
         wait_idle(service)
         play(args.naive_s or 2 * args.segment_s, blocking, naive)
     finally:
@@ -204,9 +228,12 @@ def main() -> int:
     rows = []
     for lp in (off, model, naive):
         p50, p99, mx = lp.stats()
-        rows.append([lp.name, len(lp.frames), fmt(p50), fmt(p99), fmt(mx), lp.requests])
+        s99, smax = lp.stall_stats()
+        rows.append([lp.name, len(lp.frames), fmt(p50), fmt(p99), fmt(mx), fmt(s99), fmt(smax),
+                     lp.requests])
         print(f"{lp.name:6s} ({len(lp.frames):5d} frames): p50 {p50:7.2f} ms  p99 {p99:8.2f} ms  "
-              f"max {mx:8.2f} ms  (game requests {lp.requests})")
+              f"max {mx:8.2f} ms  stall p99 {s99:6.3f} max {smax:6.3f} ms  "
+              f"(game requests {lp.requests})")
     o50, o99, omax = off.stats()
     m50, m99, mmax = model.stats()
     ratio = m99 / o99
@@ -220,7 +247,8 @@ def main() -> int:
     res.target(f"max model frame <= {TARGET_MAX}x off p99", worst <= TARGET_MAX,
                f"{fmt(worst)}x")
     res.table("Frame time of one GameSession.step (ms), 30 Hz, paced to the wall clock",
-              ["loop", "frames", "p50", "p99", "max", "plan requests by the game"], rows)
+              ["loop", "frames", "p50", "p99", "max", "stall p99", "stall max",
+               "plan requests by the game"], rows)
     res.table("Ratios against the off loop, same run", ["figure", "value", "target"],
               [["p99 model / p99 off", f"{fmt(ratio)}x", f"<= {TARGET_P99}x"],
                ["max model / p99 off", f"{fmt(worst)}x", f"<= {TARGET_MAX}x"],
@@ -237,6 +265,11 @@ def main() -> int:
                "y": model.frames},
               {"label": f"naive: model called in the frame (max {fmt(max(naive.frames), 0)} ms)",
                "y": naive.frames}], logx=True)
+    res.note(f"Seeds {SEED} to {SEED + args.segments - 1}, one per off/model pair, the pairs "
+             "alternating which loop plays first. A frame's stall is its wall time minus the "
+             "game thread's CPU time in it: time it was ready to run but waited (for the GIL, "
+             "for a core). The model's worker, the service's event loop and the feeder are "
+             "the other threads here; their stalls on the game show in the model row.")
     res.note(f"Model: {service.backend_name}; {feeder.submitted} requests fed to keep it busy "
              f"during the model segments; the naive loop made {len(blocking.calls)} blocking "
              f"calls (longest {max(blocking.calls, default=0.0):.2f} s).")
@@ -248,6 +281,7 @@ def main() -> int:
              "background work in-process can stretch a frame. The off loop's own worst frame "
              "is the machine's noise for comparison.")
     res.data("frames_ms", {lp.name: lp.frames for lp in (off, model, naive)})
+    res.data("stalls_ms", {lp.name: lp.stalls for lp in (off, model, naive)})
     res.summary(f"p99 model/off {fmt(ratio)}x, worst {fmt(worst)}x off p99, naive max "
                 f"{fmt(max(naive.frames), 0)} ms")
     res.write(args.json)

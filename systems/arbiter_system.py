@@ -16,6 +16,7 @@ from esper_arbiter.components.agent import (
     Perception,
 )
 from esper_arbiter.components.llm import (
+    PRIORITY_HIGH,
     FailureKind,
     LlmTask,
     PlanFailure,
@@ -52,6 +53,8 @@ class ArbiterSystem(esper.Processor):
         # all: its OFFLINE answers would only count as failures and push agents into BT.
         self.asks_model = service is not None and service.available
         self._held: list[int] = []
+        self._to_send: dict[int, None] = {}
+        """Agents whose model request goes out on a coming frame (see ``_send``), in order."""
 
     def process(self, *args: object, **kwargs: object) -> None:
         arbiter = self.arbiter
@@ -66,6 +69,8 @@ class ArbiterSystem(esper.Processor):
         for _ent, (standing, waiting) in components(Orders, ArbiterState):
             if standing.serial != waiting.last_order_serial:
                 waiting.wake()
+        if self._to_send and service is not None:
+            self._send(service, arbiter.config.max_submits_per_frame)
         running, idle = IntentStatus.RUNNING, IntentStatus.IDLE
         # Pass 1 (changes no component anywhere, so it may walk esper's own list): the busy
         # or resting agents with no news take the steady-state fast path; the rest are due.
@@ -115,15 +120,9 @@ class ArbiterSystem(esper.Processor):
                 # says why) on the next one.
                 log.debug("agent %d skipped: %s", ent, exc)
                 continue
-            if state.pending_request is not None and use_llm and service is not None:
-                if in_flight:
-                    # An urgent request replaces the one in flight (its answer would be stale).
-                    replaced = esper.component_for_entity(ent, LlmTask)
-                    replaced.ticket.cancel()
-                    esper.remove_component(ent, LlmTask)
-                    arbiter.note_request_withdrawn(state, perception.t, replaced.request_id)
-                self._submit(ent, perception, state, service)
             state.seen_hp = state.decided_hp = health.hp
+            if state.pending_request is not None and use_llm and service is not None:
+                self._to_send[ent] = None  # sent on the next frame: see _send
             if sink is not None and state.event_count != n_events:
                 self._emit(ent, state, n_events, sink)
         self._held = held
@@ -150,6 +149,52 @@ class ArbiterSystem(esper.Processor):
                     continue
                 row = (row[0], comps)
             yield row
+
+    def _send(self, service: PlanService, cap: int | None) -> None:
+        """Send the model requests the agents asked for on earlier frames, oldest first, at
+        most ``cap`` of them (the rest wait for the next frame).
+
+        A request is decided on one frame and sent on the next: the frame in which an agent
+        decides is already a heavy one (a crowd's think timers fire together, an order makes
+        everyone it reaches decide afresh), and a request costs its advice and the hand-over
+        to the service on top. Urgent requests (``PRIORITY_HIGH``: an order, a key the host
+        bound to :meth:`Arbiter.request_now`) all go on that next frame; routine ones
+        (periodic re-plans, retries) fill up to ``cap`` after them, oldest first, and the
+        rest wait for a later frame. The agent's ``pending_request`` says what to send, as it
+        stands now: an agent gone, no longer asking, or switched off meanwhile sends
+        nothing."""
+        queue = self._to_send
+        self._to_send = {}
+        sent = 0
+        rows = [(ent, esper.try_component(ent, ArbiterState)) for ent in queue]
+        rows.sort(key=lambda r: -(r[1].pending_priority if r[1] is not None else 0))  # stable
+        for ent, state in rows:
+            if (cap is not None and sent >= cap and state is not None
+                    and state.pending_priority < PRIORITY_HIGH):
+                self._to_send[ent] = None
+                continue
+            perception = esper.try_component(ent, Perception)
+            agent = esper.try_component(ent, Agent)
+            if (state is None or perception is None or agent is None
+                    or state.pending_request is None or not (self.asks_model and agent.use_llm)):
+                continue
+            n_events = state.event_count
+            self._replace_and_submit(ent, perception, state, service)
+            sent += 1
+            if self.on_event is not None and state.event_count != n_events:
+                self._emit(ent, state, n_events, self.on_event)
+
+    def _replace_and_submit(
+        self, ent: int, perception: Perception, state: ArbiterState, service: PlanService
+    ) -> None:
+        """Submit the agent's pending request; one still in flight is withdrawn first (its
+        answer would be stale)."""
+        running = esper.try_component(ent, LlmTask)
+        if running is not None:
+            running.ticket.cancel()
+            esper.remove_component(ent, LlmTask)
+            self.arbiter.note_request_withdrawn(state, perception.t, running.request_id)
+        self._submit(ent, perception, state, service)
 
     def _submit(
         self, ent: int, perception: Perception, state: ArbiterState, service: PlanService

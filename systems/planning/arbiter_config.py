@@ -54,6 +54,12 @@ class ArbiterConfig:
     that are due). The rest stay due and go first next frame, so a crowd that wakes together
     (spawned at once, a fight's bursts ending in step) is spread over a few frames instead
     of stalling one. An agent whose model plan just arrived is not held back."""
+    max_submits_per_frame: int | None = 4
+    """Model requests the arbiter sends in one frame, at most (``None``: no limit). A
+    request goes out on the frame *after* the agent decided to ask (the decision frames of a
+    crowd cluster: think timers and bursts fire together, and building a request's advice
+    would add to the heaviest frames); past this many, the rest wait their turn, oldest
+    first. A model takes seconds per plan, so a frame or two in the queue costs nothing."""
     plan_fresh_s: float = 6.0
     """A model plan written from a snapshot older than this is checked on arrival against the
     domain's advice for the current snapshot: when its first step is of no kind advised now,
@@ -88,8 +94,9 @@ class ArbiterConfig:
                 f"ArbiterConfig.think_interval_max_s ({self.think_interval_max_s!r}) must be "
                 f">= think_interval_s ({self.think_interval_s!r})"
             )
-        if self.max_decisions_per_frame is not None:
-            _check_count("max_decisions_per_frame", self.max_decisions_per_frame, minimum=1)
+        for name in ("max_decisions_per_frame", "max_submits_per_frame"):
+            if getattr(self, name) is not None:
+                _check_count(name, getattr(self, name), minimum=1)
 
 
 def _check_number(name: str, value: object, *, positive: bool) -> None:

@@ -186,7 +186,8 @@ def test_l_asks_the_model_now(make_app: Callable[..., App]) -> None:
     companion = app.selected
     assert companion is not None
     press(app, pygame.K_l)
-    app.update(DT)
+    app.update(DT)  # the companion decides to ask...
+    app.update(DT)  # ...and the request goes out on the next frame
     app.session.activate()
     assert esper.has_component(companion, LlmTask)
     assert "asked the language model" in app.view.toast

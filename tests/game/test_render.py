@@ -193,6 +193,7 @@ def test_in_flight_request_gets_a_marker(sessions: Callable[..., GameSession]) -
     s.step(DT)
     assert s.request_plan(companion, "test")
     s.step(DT)
+    s.step(DT)  # decided, then sent on the next frame
     assert esper.has_component(companion, LlmTask)
     _, frame, _ = draw(s)
     unit = next(u for u in frame.scene.units if u.entity == companion)

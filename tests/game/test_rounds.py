@@ -187,7 +187,7 @@ def test_time_running_out_is_reported_as_undecided(
 # -- the session API a front end uses ------------------------------------------------------
 
 
-def test_an_order_reaches_the_companion_and_asks_the_model_at_once(
+def test_an_order_reaches_the_companion_and_asks_the_model_on_the_next_frame(
     scenario: Scenario, sessions: list[GameSession]
 ) -> None:
     session = GameSession(scenario, seed=1, service=ScriptedPlanService(seed=1, delay_s=5.0))
@@ -198,7 +198,9 @@ def test_an_order_reaches_the_companion_and_asks_the_model_at_once(
     assert session.give_order("hold") == 1
     orders = esper.component_for_entity(companion, Orders)
     assert (orders.order, orders.serial) == ("hold", before + 1)
-    session.step(DT)
+    session.step(DT)  # the companion takes the order and decides to ask
+    assert not esper.has_component(companion, LlmTask)
+    session.step(DT)  # the request leaves on the frame after (ArbiterSystem._send)
     assert esper.has_component(companion, LlmTask)
     assert any(e.kind == "order" and e.text == "hold" for e in session.events)
     with pytest.raises(ValueError, match="unknown order"):
@@ -215,6 +217,7 @@ def test_request_plan_needs_a_service(scenario: Scenario, sessions: list[GameSes
     with_llm.step(DT)
     assert with_llm.request_plan() is True
     with_llm.step(DT)
+    with_llm.step(DT)  # decided, then sent on the next frame
     assert esper.has_component(with_llm.companions[0], LlmTask)
 
 

@@ -303,7 +303,8 @@ def test_install_refuses_a_settings_dict_and_a_second_install(world: str) -> Non
 
 @pytest.mark.parametrize(("field", "value"), [
     ("think_interval_s", -1), ("think_interval_s", float("nan")), ("llm_cooldown_s", 0),
-    ("max_plan_steps", 0), ("max_decisions_per_frame", 0), ("bt_hold_s", -2.0),
+    ("max_plan_steps", 0), ("max_decisions_per_frame", 0), ("max_submits_per_frame", 0),
+    ("bt_hold_s", -2.0),
     ("max_plan_steps", True),
 ])
 def test_arbiter_config_names_a_value_it_cannot_run_on(field: str, value: object) -> None:

@@ -115,6 +115,8 @@ def test_player_order_makes_an_urgent_request(world: str) -> None:
     orders = esper.component_for_entity(companion, Orders)
     orders.order, orders.serial = "attack", 1
     step()
+    assert seen == []  # the order is taken and the request decided on this frame...
+    step()  # ...and sent on the next
     assert len(seen) == 1 and seen[0].priority > 0 and seen[0].reason == "order: attack"
     assert seen[0].snapshot.orders == "attack"
 
@@ -181,6 +183,7 @@ def test_urgent_request_cancels_the_one_in_flight(world: str) -> None:
     assert len(service.tickets) == 1
     assert plugin.request_plan(companion, "player pressed L")
     step()
+    step()  # decided, then sent on the next frame
     assert service.tickets[0].cancelled and len(service.tickets) == 2
 
 
