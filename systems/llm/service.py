@@ -481,6 +481,10 @@ class LlmPlanService:
         try:
             async with asyncio.timeout(self._config.shutdown_timeout_s):
                 await self._backend.aclose()
+        except TimeoutError:
+            log.warning("closing backend %s: still busy after %.1f s (a model call that cannot "
+                        "be interrupted, such as reading a long prompt); it finishes on its own "
+                        "thread", self._backend.name, self._config.shutdown_timeout_s)
         except Exception as exc:
             log.warning("closing backend %s: %s: %s", self._backend.name, type(exc).__name__, exc)
 

@@ -377,3 +377,20 @@ def replace_probe(config: ServiceConfig) -> ServiceConfig:
     import dataclasses
 
     return dataclasses.replace(config, probe_on_start=False)
+
+
+def test_a_backend_slow_to_close_is_named_with_why(caplog: pytest.LogCaptureFixture) -> None:
+    """A model call that cannot be interrupted (llama.cpp reading a long prompt) outlasts the
+    shutdown timeout: close() returns on time and says so in words, not a bare TimeoutError."""
+
+    class SlowToClose(FakeBackend):
+        async def aclose(self) -> None:
+            await asyncio.sleep(5.0)
+
+    service = LlmPlanService(SlowToClose([FakeReply("{}")]), cfg(shutdown_timeout_s=0.2))
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="esper_arbiter"):
+        service.close()
+    assert time.monotonic() - t0 < 3.0
+    assert any("still busy after 0.2 s" in r.getMessage() and "cannot be interrupted"
+               in r.getMessage() for r in caplog.records)
