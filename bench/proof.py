@@ -82,7 +82,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("frames", "frame_isolation.py", "4. Frame isolation: the model never stalls a frame",
          "with the embedded model planning continuously, the real game loop's p99 frame stays "
          "within 1.1x of the loop with the model off, and no frame exceeds 2x that p99.",
-         ("--segments", "5", "--segment-s", "8"), ("--segments", "1", "--segment-s", "4")),
+         ("--segments", "6", "--segment-s", "8"), ("--segments", "1", "--segment-s", "4")),
     Spec("quality", "plan_quality.py", "5. Plan quality: model plans vs GOAP alone",
          "plans from the background model make the companion no worse, and where a plan "
          "should pay better, than GOAP alone on the same seeds.",
