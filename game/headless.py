@@ -87,6 +87,10 @@ def summary_line(outcome: str, t: float, totals: ArbiterMetrics) -> str:
     )
 
 
+WAIT_FOR_MODEL_S = 60.0
+"""How long a headless round with a live model waits for it to warm up before starting."""
+
+
 def run_headless(
     session: GameSession,
     seconds: float,
@@ -97,6 +101,7 @@ def run_headless(
     on_step: Callable[[GameSession], None] | None = None,
     on_end: Callable[[GameSession], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    wait_for_model_s: float | None = None,
 ) -> HeadlessReport:
     """Play ``session`` for up to ``seconds`` of game time at fixed step ``dt``.
 
@@ -105,7 +110,12 @@ def run_headless(
     before its first plan arrives). ``on_step`` runs after every step, ``on_end`` before the
     summary (screenshots hook in there). ``should_stop`` is asked before every step; when it
     says yes (Ctrl-C) the round ends there, ``interrupted``, with the summary written as usual.
+    Before the first step the round waits for a warming model (:meth:`GameSession.wait_for_model`)
+    up to ``wait_for_model_s`` wall seconds; ``None``: 60 s when ``realtime``, else not at all.
     """
+    if wait_for_model_s is None:
+        wait_for_model_s = WAIT_FOR_MODEL_S if realtime else 0.0
+    session.wait_for_model(wait_for_model_s, should_stop)
     written = 0
     seen_game_events = session.events.last_serial
 

@@ -17,6 +17,7 @@ import gc
 import itertools
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -231,6 +232,29 @@ class GameSession:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def wait_for_model(self, limit_s: float,
+                       should_stop: Callable[[], bool] | None = None) -> float:
+        """Before the round starts: wait (blocking, up to ``limit_s`` wall seconds) while the
+        plan service warms up, that is loads its model and reads the system prompt; returns
+        the seconds waited (0 without a service or once it is warm).
+
+        A game loads its model behind a loading screen; a round that starts while the model
+        is still reading its prompt gets its first plan late (on SmolLM2 with one thread:
+        about 4 s of warm-up, then the plan), and a plan written for a moment that has
+        passed is stale and not used. Never call this once the round runs: it blocks."""
+        service = self.service
+        start = time.monotonic()
+        if service is None or limit_s <= 0:
+            return 0.0
+        while service.warming_up and time.monotonic() - start < limit_s:
+            if should_stop is not None and should_stop():
+                break
+            time.sleep(0.02)
+        waited = time.monotonic() - start
+        if waited >= 0.05:
+            log.info("the round started once the model was warm (%.1f s)", waited)
+        return waited
 
     def activate(self) -> None:
         """Make this session's world esper's current world (before reading components)."""

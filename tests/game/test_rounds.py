@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import esper
@@ -271,3 +272,38 @@ def test_a_stress_round_runs(sessions: list[GameSession]) -> None:
     session.run(5.0, DT)
     assert len(session.companions) == 6 and len(session.enemies) == 6
     assert session.totals().goap_actions >= 6
+
+
+class _Warming(ScriptedPlanService):
+    """A scripted service that says it is warming up for its first ``warm_s`` wall seconds."""
+
+    def __init__(self, warm_s: float) -> None:
+        super().__init__(seed=1)
+        self._ready_at = time.monotonic() + warm_s
+
+    @property  # type: ignore[override]
+    def warming_up(self) -> bool:
+        return time.monotonic() < self._ready_at
+
+
+def test_a_round_with_a_live_model_starts_once_the_model_is_warm(
+    scenario: Scenario, sessions: list[GameSession]
+) -> None:
+    """The headless demo and plan_quality.py start a live model's round after its warm-up
+    (a game's loading screen), so the first plan is not written for a moment long gone."""
+    service = _Warming(0.4)
+    session = GameSession(scenario, seed=1, service=service)
+    sessions.append(session)
+    seen: list[bool] = []
+    t0 = time.monotonic()
+    run_headless(session, 0.2, DT, lambda _l: None, realtime=True,
+                 on_step=lambda _s: seen.append(service.warming_up))
+    assert time.monotonic() - t0 >= 0.4 and seen and not any(seen)
+    # without a live model (game clock) nothing waits; nor past the limit, nor once told to stop
+    cold = GameSession(scenario, seed=1, service=_Warming(30.0))
+    sessions.append(cold)
+    t0 = time.monotonic()
+    assert cold.wait_for_model(0.2) == pytest.approx(0.2, abs=0.15)
+    assert cold.wait_for_model(30.0, should_stop=lambda: True) < 0.1
+    run_headless(cold, 0.1, DT, lambda _l: None)  # realtime=False: no wait
+    assert time.monotonic() - t0 < 1.5
