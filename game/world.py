@@ -244,9 +244,9 @@ class GameSession:
         about 4 s of warm-up, then the plan), and a plan written for a moment that has
         passed is stale and not used. Never call this once the round runs: it blocks."""
         service = self.service
-        start = time.monotonic()
         if service is None or limit_s <= 0:
             return 0.0
+        start = time.monotonic()
         while service.warming_up and time.monotonic() - start < limit_s:
             if should_stop is not None and should_stop():
                 break
